@@ -1,0 +1,2 @@
+// Placeholder replaced by the quickstart training example.
+printfn "SnnSpec quickstart"
