@@ -56,3 +56,30 @@ type Gemm =
             ldc: int
         ) =
         Gemm.Reference(transA, transB, m, n, k, alpha, a, aOff, lda, b, bOff, ldb, beta, c, cOff, ldc)
+
+    /// C[i] ← α·op(A[i])·op(B[i]) + β·C[i] for i in [0, batch), matrices at offsets i·stride.
+    static member SgemmBatched
+        (
+            batch: int,
+            transA: bool,
+            transB: bool,
+            m: int,
+            n: int,
+            k: int,
+            alpha: float32,
+            a: float32[],
+            aOff: int,
+            strideA: int,
+            lda: int,
+            b: float32[],
+            bOff: int,
+            strideB: int,
+            ldb: int,
+            beta: float32,
+            c: float32[],
+            cOff: int,
+            strideC: int,
+            ldc: int
+        ) =
+        for i in 0 .. batch - 1 do
+            Gemm.Sgemm(transA, transB, m, n, k, alpha, a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb, beta, c, cOff + i * strideC, ldc)
