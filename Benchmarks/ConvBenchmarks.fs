@@ -11,7 +11,8 @@ type ShortConfig() as this =
     inherit ManualConfig()
 
     do
-        this.AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5)) |> ignore
+        this.AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5))
+        |> ignore
 
 /// One conv2d training step (forward, backward-data, backward-weight) for N = 256 (batch 64 × T = 4),
 /// 32 → 64 channels, 14×14, 3×3, pad 1, stride 1, against plain GEMMs of the same FLOPs: per time step
@@ -21,7 +22,10 @@ type ShortConfig() as this =
 type ConvStep() =
     let g = Conv2dGeometry.Create(256, 32, 14, 14, 64, 3, padding = 1)
     let rng = Random 1
-    let fill n = Array.init n (fun _ -> float32 (rng.NextDouble() - 0.5))
+
+    let fill n =
+        Array.init n (fun _ -> float32 (rng.NextDouble() - 0.5))
+
     let x = fill g.XLength
     let w = fill g.WLength
     let b = fill g.O
@@ -35,8 +39,8 @@ type ConvStep() =
     let cols = fill (rows * ckk)
     let wt = fill (ckk * g.O)
     let out = fill (rows * g.O)
-    let dcols = Array.zeroCreate<float32> (rows * ckk)
-    let dwt = Array.zeroCreate<float32> (ckk * g.O)
+    let dcols = Array.zeroCreate<float32>(rows * ckk)
+    let dwt = Array.zeroCreate<float32>(ckk * g.O)
 
     [<Benchmark(Baseline = true, Description = "GEMM, same FLOPs")>]
     member _.Gemm() =
@@ -59,7 +63,8 @@ type ConvStep() =
     member _.BackwardData() = Conv.backwardData g dy 0 w 0 dx 0 false
 
     [<Benchmark(Description = "conv2d backward-weight")>]
-    member _.BackwardWeight() = Conv.backwardWeight g x 0 dy 0 dw 0 false
+    member _.BackwardWeight() =
+        Conv.backwardWeight g x 0 dy 0 dw 0 false
 
 /// The benchmark classes of this module, for BenchmarkSwitcher.
 let types: Type[] = [| typeof<ConvStep> |]

@@ -4,5 +4,7 @@ open BenchmarkDotNet.Running
 
 [<EntryPoint>]
 let main argv =
-    BenchmarkSwitcher.FromAssembly(typeof<SnnSpec.Tensor>.Assembly).Run(argv) |> ignore
+    BenchmarkSwitcher.FromAssembly(typeof<SnnSpec.Tensor>.Assembly).Run(argv)
+    |> ignore
+
     0

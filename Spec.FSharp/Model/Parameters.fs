@@ -20,8 +20,7 @@ type Parameters private (names: string[], tensors: Tensor[]) =
     member _.Item
         with get (name: string) =
             match Array.IndexOf(names, name) with
-            | -1 ->
-                Errors.invalidArg "Parameters" "name" name (sprintf "one of %s" (String.Join(", ", names)))
+            | -1 -> Errors.invalidArg "Parameters" "name" name (sprintf "one of %s" (String.Join(", ", names)))
             | i -> tensors[i]
 
     member _.TryFind(name: string) =
@@ -31,14 +30,23 @@ type Parameters private (names: string[], tensors: Tensor[]) =
 
     static member internal Create(names: string[], tensors: Tensor[]) =
         let dup = names |> Array.countBy id |> Array.tryFind (fun (_, c) -> c > 1)
+
         match dup with
         | Some(n, _) -> Errors.invalidArg "Parameters" "name" n "names that are unique within a model"
         | None -> Parameters(names, tensors)
 
     override _.ToString() =
         let lines =
-            Array.map2 (fun (n: string) (t: Tensor) -> sprintf "  %-32s %s" n (Errors.showShape t.ShapeRef)) names tensors
-        sprintf "Parameters (%d tensors, %d values)\n%s" names.Length (tensors |> Array.sumBy (fun t -> int64 t.Numel)) (String.Join("\n", lines))
+            Array.map2
+                (fun (n: string) (t: Tensor) -> sprintf "  %-32s %s" n (Errors.showShape t.ShapeRef))
+                names
+                tensors
+
+        sprintf
+            "Parameters (%d tensors, %d values)\n%s"
+            names.Length
+            (tensors |> Array.sumBy (fun t -> int64 t.Numel))
+            (String.Join("\n", lines))
 
 module Parameters =
     /// Parameters from (name, tensor) pairs, order kept.
@@ -46,7 +54,8 @@ module Parameters =
         Parameters.Create(items |> List.map fst |> Array.ofList, items |> List.map snd |> Array.ofList)
 
     /// (name, tensor) pairs in order.
-    let toList (p: Parameters) = List.ofArray (Array.zip p.NamesRef p.Tensors)
+    let toList (p: Parameters) =
+        List.ofArray (Array.zip p.NamesRef p.Tensors)
 
     /// Applies f to every tensor, keeping names.
     let map (f: string -> Tensor -> Tensor) (p: Parameters) =
@@ -54,7 +63,11 @@ module Parameters =
 
     let private checkSameNames (op: string) (a: Parameters) (b: Parameters) =
         if a.NamesRef <> b.NamesRef then
-            Errors.invalidArg op "names" (String.Join(", ", b.NamesRef)) (sprintf "the same names in the same order: %s" (String.Join(", ", a.NamesRef)))
+            Errors.invalidArg
+                op
+                "names"
+                (String.Join(", ", b.NamesRef))
+                (sprintf "the same names in the same order: %s" (String.Join(", ", a.NamesRef)))
 
     /// Combines two collections with the same names tensor by tensor.
     let map2 (f: string -> Tensor -> Tensor -> Tensor) (a: Parameters) (b: Parameters) =
@@ -62,27 +75,44 @@ module Parameters =
         Parameters.Create(a.NamesRef, Array.map3 f a.NamesRef a.Tensors b.Tensors)
 
     /// Prefixes every name ("fc" → "fc.weight") to nest one model's parameters in another's.
-    let prefix (p: string) (ps: Parameters) = Parameters.Create(ps.NamesRef |> Array.map (fun n -> p + "." + n), ps.Tensors)
+    let prefix (p: string) (ps: Parameters) =
+        Parameters.Create(ps.NamesRef |> Array.map (fun n -> p + "." + n), ps.Tensors)
 
     /// Concatenates collections (names must stay unique).
     let concat (ps: Parameters list) =
-        Parameters.Create(ps |> Seq.collect (fun p -> p.NamesRef) |> Array.ofSeq, ps |> Seq.collect (fun p -> p.Tensors) |> Array.ofSeq)
+        Parameters.Create(
+            ps |> Seq.collect (fun p -> p.NamesRef) |> Array.ofSeq,
+            ps |> Seq.collect (fun p -> p.Tensors) |> Array.ofSeq
+        )
 
     /// The tensors whose names start with <c>prefix + "."</c>, with the prefix removed.
     let sub (prefix: string) (ps: Parameters) =
         let pre = prefix + "."
-        let idx = ps.NamesRef |> Array.indexed |> Array.filter (fun (_, n) -> n.StartsWith pre) |> Array.map fst
-        Parameters.Create(idx |> Array.map (fun i -> ps.NamesRef[i].Substring pre.Length), idx |> Array.map (fun i -> ps.Tensors[i]))
+
+        let idx =
+            ps.NamesRef
+            |> Array.indexed
+            |> Array.filter (fun (_, n) -> n.StartsWith pre)
+            |> Array.map fst
+
+        Parameters.Create(
+            idx |> Array.map (fun i -> ps.NamesRef[i].Substring pre.Length),
+            idx |> Array.map (fun i -> ps.Tensors[i])
+        )
 
     /// The value and the gradient of a scalar-valued f of a model's parameters; the gradient has
     /// the same names and shapes as the parameters.
     let valueAndGrad (f: Parameters -> Tensor) (p: Parameters) : Tensor * Parameters =
-        let v, g = Diff.valueAndGradN (fun ts -> f (Parameters.Create(p.NamesRef, ts))) p.Tensors
+        let v, g =
+            Diff.valueAndGradN (fun ts -> f (Parameters.Create(p.NamesRef, ts))) p.Tensors
+
         v, Parameters.Create(p.NamesRef, g)
 
     /// Like valueAndGrad, also returning auxiliary tensors computed by f (kept alive after the call).
     let valueAndGradAux (f: Parameters -> Tensor * Tensor[]) (p: Parameters) : Tensor * Parameters * Tensor[] =
-        let v, g, aux = Diff.valueAndGradAux (fun ts -> f (Parameters.Create(p.NamesRef, ts))) p.Tensors
+        let v, g, aux =
+            Diff.valueAndGradAux (fun ts -> f (Parameters.Create(p.NamesRef, ts))) p.Tensors
+
         v, Parameters.Create(p.NamesRef, g), aux
 
     /// The gradient of f with respect to the parameters.

@@ -17,22 +17,31 @@ module Diff =
         let saved = Tape.Current
         let tape = Tape()
         Tape.Current <- tape
+
         try
             let leaves = xs |> Array.map (Autograd.leaf tape)
             let value, aux = f leaves
+
             if value.Numel <> 1 then
                 Errors.invalidArg
                     "Diff.valueAndGrad"
                     "f's result shape"
                     (Errors.showShape value.ShapeRef)
                     "a scalar-valued function (one element); reduce it first, e.g. with Tensor.sum or Tensor.mean"
+
             Tape.Current <- saved
             Autograd.backward tape value (Tensor.onesLike (Autograd.detach value))
+
             let grads =
                 leaves
                 |> Array.map (fun l ->
                     let g = l.Node.Grad
-                    if isNull (box g) then Tensor.zerosLike (Autograd.detach l) else g)
+
+                    if isNull (box g) then
+                        Tensor.zerosLike (Autograd.detach l)
+                    else
+                        g)
+
             let value = Autograd.detach value
             keep scope value
             grads |> Array.iter (keep scope)
@@ -64,14 +73,21 @@ module Diff =
     /// The vector–Jacobian product wᵀ·∂f/∂x for a tensor-valued f: (f x, gradient).
     let vjp (f: Tensor -> Tensor) (x: Tensor) (w: Tensor) =
         let mutable out = Unchecked.defaultof<Tensor>
+
         let v, g, aux =
             run
                 (fun a ->
                     let y = f a[0]
+
                     if y.ShapeRef <> w.ShapeRef then
-                        Errors.shapeMismatch "Diff.vjp" [ y.ShapeRef; w.ShapeRef ] "the cotangent must have f's output shape"
+                        Errors.shapeMismatch
+                            "Diff.vjp"
+                            [ y.ShapeRef; w.ShapeRef ]
+                            "the cotangent must have f's output shape"
+
                     Tensor.sum (y * w), [| y |])
                 [| x |]
+
         ignore v
         out <- aux[0]
         out, g[0]
@@ -80,6 +96,7 @@ module Diff =
     let noGrad (f: unit -> 'T) : 'T =
         let saved = Tape.Current
         Tape.Current <- null
+
         try
             f ()
         finally
@@ -94,10 +111,17 @@ module Diff =
     let customOp (forward: Tensor[] -> Tensor) (backward: Tensor[] -> Tensor -> Tensor -> Tensor[]) (inputs: Tensor[]) =
         let plain = inputs |> Array.map Autograd.detach
         let out = noGrad (fun () -> forward plain) |> Autograd.detach
+
         Autograd.record out inputs (fun g need ->
             let gs = backward plain out g
+
             if gs.Length <> inputs.Length then
-                Errors.invalidArg "Diff.customOp" "backward's result" (sprintf "%d gradients" gs.Length) (sprintf "one gradient per input (%d)" inputs.Length)
+                Errors.invalidArg
+                    "Diff.customOp"
+                    "backward's result"
+                    (sprintf "%d gradients" gs.Length)
+                    (sprintf "one gradient per input (%d)" inputs.Length)
+
             gs |> Array.mapi (fun i gi -> if need[i] then gi else Autograd.noGrad))
 
     /// Runs f inside a tensor scope: temporaries go back to the pool at the end; the result survives.

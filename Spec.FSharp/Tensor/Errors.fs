@@ -13,7 +13,11 @@ type SnnSpecException(message: string, inner: exn) =
 type ShapeMismatchException(op: string, shapes: int[][], detail: string) =
     inherit
         SnnSpecException(
-            let shown = shapes |> Array.map (fun s -> "[" + String.Join(", ", s) + "]") |> String.concat " and "
+            let shown =
+                shapes
+                |> Array.map (fun s -> "[" + String.Join(", ", s) + "]")
+                |> String.concat " and "
+
             sprintf "%s: incompatible shapes %s: %s" op shown detail
         )
 

@@ -29,9 +29,11 @@ module ElementwiseOps =
             let data = t.Data
             let off = t.Offset
             let out = r.Data
+
             Par.forChunks t.Numel 32768 (fun s e ->
                 for i in s .. e - 1 do
                     out[i] <- f data[off + i])
+
             r
 
         /// out[i] = f(x[i], y[i]) for same-shape tensors.
@@ -42,9 +44,11 @@ module ElementwiseOps =
             let yd = y.Data
             let yo = y.Offset
             let out = r.Data
+
             Par.forChunks x.Numel 32768 (fun s e ->
                 for i in s .. e - 1 do
                     out[i] <- f xd[xo + i] yd[yo + i])
+
             r
 
     [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
@@ -83,16 +87,25 @@ module ElementwiseOps =
         let relu (a: Tensor) =
             let a0 = Autograd.detach a
             let r = ElementwiseRaw.unary a UnaryOp.Relu
-            Autograd.record r [| a |] (fun g _ -> [| ElementwiseRaw.map2 g a0 (fun gv xv -> if xv > 0.0f then gv else 0.0f) |])
+
+            Autograd.record r [| a |] (fun g _ ->
+                [| ElementwiseRaw.map2 g a0 (fun gv xv -> if xv > 0.0f then gv else 0.0f) |])
 
         /// |x|; the derivative at 0 is taken as 0.
         let abs (a: Tensor) =
             let a0 = Autograd.detach a
+
             Autograd.record (ElementwiseRaw.unary a UnaryOp.Abs) [| a |] (fun g _ ->
-                [| ElementwiseRaw.map2 g a0 (fun gv xv -> if xv > 0.0f then gv elif xv < 0.0f then -gv else 0.0f) |])
+                [|
+                    ElementwiseRaw.map2 g a0 (fun gv xv ->
+                        if xv > 0.0f then gv
+                        elif xv < 0.0f then -gv
+                        else 0.0f)
+                |])
 
         /// sign x ∈ {−1, 0, 1}; zero gradient.
-        let sign (a: Tensor) = ElementwiseRaw.map (Autograd.detach a) (fun x -> float32 (MathF.Sign x))
+        let sign (a: Tensor) =
+            ElementwiseRaw.map (Autograd.detach a) (fun x -> float32 (MathF.Sign x))
 
         /// √x; derivative 1/(2√x).
         let sqrt (a: Tensor) =
@@ -105,12 +118,14 @@ module ElementwiseOps =
         /// sin x.
         let sin (a: Tensor) =
             let a0 = Autograd.detach a
+
             Autograd.record (ElementwiseRaw.unary a UnaryOp.Sin) [| a |] (fun g _ ->
                 [| g * ElementwiseRaw.unary a0 UnaryOp.Cos |])
 
         /// cos x.
         let cos (a: Tensor) =
             let a0 = Autograd.detach a
+
             Autograd.record (ElementwiseRaw.unary a UnaryOp.Cos) [| a |] (fun g _ ->
                 [| -(g * ElementwiseRaw.unary a0 UnaryOp.Sin) |])
 
@@ -118,61 +133,105 @@ module ElementwiseOps =
         let clamp (lo: float32) (hi: float32) (a: Tensor) =
             if lo > hi then
                 Errors.invalidArg "Tensor.clamp" "lo" lo (sprintf "lo <= hi (hi = %g)" hi)
+
             let a0 = Autograd.detach a
+
             Autograd.record (ElementwiseRaw.map a (fun x -> Math.Clamp(x, lo, hi))) [| a |] (fun g _ ->
-                [| ElementwiseRaw.map2 g a0 (fun gv xv -> if xv >= lo && xv <= hi then gv else 0.0f) |])
+                [|
+                    ElementwiseRaw.map2 g a0 (fun gv xv -> if xv >= lo && xv <= hi then gv else 0.0f)
+                |])
 
         /// Round half to even; zero gradient almost everywhere.
-        let round (a: Tensor) = ElementwiseRaw.unary (Autograd.detach a) UnaryOp.Round
+        let round (a: Tensor) =
+            ElementwiseRaw.unary (Autograd.detach a) UnaryOp.Round
 
         /// Round half to even with the straight-through estimator: the gradient passes unchanged.
         let roundSte (a: Tensor) =
             Autograd.record (ElementwiseRaw.unary a UnaryOp.Round) [| a |] (fun g _ -> [| g |])
 
         /// Floor; zero gradient.
-        let floor (a: Tensor) = ElementwiseRaw.unary (Autograd.detach a) UnaryOp.Floor
+        let floor (a: Tensor) =
+            ElementwiseRaw.unary (Autograd.detach a) UnaryOp.Floor
 
         /// Elementwise maximum; ties send the gradient to a.
         let maximum (a: Tensor) (b: Tensor) =
             let sa, sb = a.ShapeRef, b.ShapeRef
             let a0, b0 = Autograd.detach a, Autograd.detach b
             let r = ElementwiseRaw.binary "maximum" BinaryOp.Max a b
+
             Autograd.record r [| a; b |] (fun g need ->
                 let mask = ElementwiseRaw.binary "maximum" BinaryOp.Ge a0 b0
-                [| (if need[0] then Tensor.sumTo sa (g * mask) else Autograd.noGrad)
-                   (if need[1] then Tensor.sumTo sb (g * (1.0f - mask)) else Autograd.noGrad) |])
+
+                [|
+                    (if need[0] then
+                         Tensor.sumTo sa (g * mask)
+                     else
+                         Autograd.noGrad)
+                    (if need[1] then
+                         Tensor.sumTo sb (g * (1.0f - mask))
+                     else
+                         Autograd.noGrad)
+                |])
 
         /// Elementwise minimum; ties send the gradient to a.
         let minimum (a: Tensor) (b: Tensor) =
             let sa, sb = a.ShapeRef, b.ShapeRef
             let a0, b0 = Autograd.detach a, Autograd.detach b
             let r = ElementwiseRaw.binary "minimum" BinaryOp.Min a b
+
             Autograd.record r [| a; b |] (fun g need ->
                 let mask = ElementwiseRaw.binary "minimum" BinaryOp.Le a0 b0
-                [| (if need[0] then Tensor.sumTo sa (g * mask) else Autograd.noGrad)
-                   (if need[1] then Tensor.sumTo sb (g * (1.0f - mask)) else Autograd.noGrad) |])
+
+                [|
+                    (if need[0] then
+                         Tensor.sumTo sa (g * mask)
+                     else
+                         Autograd.noGrad)
+                    (if need[1] then
+                         Tensor.sumTo sb (g * (1.0f - mask))
+                     else
+                         Autograd.noGrad)
+                |])
 
         /// 1 where a > b else 0 (broadcasting; not differentiable).
-        let gt (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "gt" BinaryOp.Gt a b
+        let gt (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "gt" BinaryOp.Gt a b
+
         /// 1 where a ≥ b else 0.
-        let ge (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "ge" BinaryOp.Ge a b
+        let ge (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "ge" BinaryOp.Ge a b
+
         /// 1 where a < b else 0.
-        let lt (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "lt" BinaryOp.Lt a b
+        let lt (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "lt" BinaryOp.Lt a b
+
         /// 1 where a ≤ b else 0.
-        let le (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "le" BinaryOp.Le a b
+        let le (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "le" BinaryOp.Le a b
+
         /// 1 where a = b else 0.
-        let eq (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "eq" BinaryOp.Eq a b
+        let eq (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "eq" BinaryOp.Eq a b
+
         /// 1 where a ≠ b else 0.
-        let ne (a: Tensor) (b: Tensor) = ElementwiseRaw.binary "ne" BinaryOp.Ne a b
+        let ne (a: Tensor) (b: Tensor) =
+            ElementwiseRaw.binary "ne" BinaryOp.Ne a b
+
         /// 1 where a > s else 0.
-        let gtScalar (s: float32) (a: Tensor) = ElementwiseRaw.withScalar BinaryOp.Gt a s
+        let gtScalar (s: float32) (a: Tensor) =
+            ElementwiseRaw.withScalar BinaryOp.Gt a s
+
         /// 1 where a ≥ s else 0.
-        let geScalar (s: float32) (a: Tensor) = ElementwiseRaw.withScalar BinaryOp.Ge a s
+        let geScalar (s: float32) (a: Tensor) =
+            ElementwiseRaw.withScalar BinaryOp.Ge a s
 
         /// Picks a where cond ≠ 0 and b elsewhere (all three broadcast together).
         let where (cond: Tensor) (a: Tensor) (b: Tensor) =
             let c = ElementwiseRaw.withScalar BinaryOp.Ne (Autograd.detach cond) 0.0f
-            let shape = Shape.broadcast "Tensor.where" (Shape.broadcast "Tensor.where" c.ShapeRef a.ShapeRef) b.ShapeRef
+
+            let shape =
+                Shape.broadcast "Tensor.where" (Shape.broadcast "Tensor.where" c.ShapeRef a.ShapeRef) b.ShapeRef
+
             let cE = Tensor.expand shape c
             a * cE + b * (1.0f - cE)
 
@@ -184,10 +243,16 @@ module ElementwiseOps =
         /// Sample variance over axes: Σ(x − x̄)² / (n − 1) when unbiased, / n otherwise.
         let varDims (dims: int[]) (unbiased: bool) (keepDim: bool) (a: Tensor) =
             let flags = reduceFlags "Tensor.varDims" a.Rank dims
-            let n = a.ShapeRef |> Array.indexed |> Array.fold (fun acc (i, d) -> if flags[i] then acc * d else acc) 1
+
+            let n =
+                a.ShapeRef
+                |> Array.indexed
+                |> Array.fold (fun acc (i, d) -> if flags[i] then acc * d else acc) 1
+
             let centred = a - Tensor.meanDims dims true a
             let ss = Tensor.sumDims dims keepDim (centred * centred)
             ss / float32 (if unbiased then n - 1 else n)
 
         /// Variance of all elements.
-        let var (unbiased: bool) (a: Tensor) = varDims (Array.init a.Rank id) unbiased false a
+        let var (unbiased: bool) (a: Tensor) =
+            varDims (Array.init a.Rank id) unbiased false a

@@ -9,11 +9,15 @@ module ReduceOps =
     /// Normalises a dims list against a rank: sorted, distinct, non-negative.
     let internal reduceFlags op (rank: int) (dims: int[]) =
         let flags = Array.zeroCreate rank
+
         for d in dims do
             let a = Shape.normAxis op rank d
+
             if flags[a] then
                 Errors.invalidArg op "dims" (sprintf "%A" dims) "distinct axes"
+
             flags[a] <- true
+
         flags
 
     [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
@@ -28,11 +32,19 @@ module ReduceOps =
         let sumDims (dims: int[]) (keepDim: bool) (t: Tensor) =
             let flags = reduceFlags "Tensor.sumDims" t.Rank dims
             let kept = Arith.SumKeepRaw(t, flags)
+
             let outShape =
-                if keepDim then kept.ShapeRef
-                else t.ShapeRef |> Array.indexed |> Array.filter (fun (i, _) -> not flags[i]) |> Array.map snd
+                if keepDim then
+                    kept.ShapeRef
+                else
+                    t.ShapeRef
+                    |> Array.indexed
+                    |> Array.filter (fun (i, _) -> not flags[i])
+                    |> Array.map snd
+
             let src = t.ShapeRef
             let keptShape = kept.ShapeRef
+
             Autograd.record (Autograd.view kept outShape) [| t |] (fun g _ ->
                 [| expand src (Autograd.view g keptShape) |])
 
@@ -44,13 +56,24 @@ module ReduceOps =
 
         let private scaleRaw (t: Tensor) (s: float32) =
             let r = Autograd.alloc t.ShapeRef
-            System.Numerics.Tensors.TensorPrimitives.Multiply(ReadOnlySpan(t.Data, t.Offset, t.Numel), s, Span(r.Data, 0, r.Numel))
+
+            System.Numerics.Tensors.TensorPrimitives.Multiply(
+                ReadOnlySpan(t.Data, t.Offset, t.Numel),
+                s,
+                Span(r.Data, 0, r.Numel)
+            )
+
             r
 
         /// Mean over the given axes.
         let meanDims (dims: int[]) (keepDim: bool) (t: Tensor) =
             let flags = reduceFlags "Tensor.meanDims" t.Rank dims
-            let n = t.ShapeRef |> Array.indexed |> Array.fold (fun acc (i, d) -> if flags[i] then acc * d else acc) 1
+
+            let n =
+                t.ShapeRef
+                |> Array.indexed
+                |> Array.fold (fun acc (i, d) -> if flags[i] then acc * d else acc) 1
+
             let s = sumDims dims keepDim t
             let inv = if n = 0 then Single.NaN else 1.0f / float32 n
             Autograd.record (scaleRaw (Autograd.detach s) inv) [| s |] (fun g _ -> [| scaleRaw g inv |])
@@ -67,42 +90,63 @@ module ReduceOps =
             let shape = t.ShapeRef
             let a = Shape.normAxis op shape.Length dim
             let n = shape[a]
+
             if n = 0 then
                 Errors.invalidArg op "dim" dim "an axis of non-zero length"
+
             let outer = Shape.numel shape[.. a - 1]
             let inner = Shape.numel shape[a + 1 ..]
             let keptShape = shape |> Array.mapi (fun i d -> if i = a then 1 else d)
-            let outShape = if keepDim then keptShape else Array.append shape[.. a - 1] shape[a + 1 ..]
+
+            let outShape =
+                if keepDim then
+                    keptShape
+                else
+                    Array.append shape[.. a - 1] shape[a + 1 ..]
+
             let vals = Autograd.alloc outShape
             let idx = Autograd.alloc outShape
             let x = t.Data
             let xo = t.Offset
+
             for o in 0 .. outer - 1 do
                 for i in 0 .. inner - 1 do
                     let mutable best = x[xo + o * n * inner + i]
                     let mutable bi = 0
+
                     for k in 1 .. n - 1 do
                         let v = x[xo + (o * n + k) * inner + i]
-                        if (if isMax then v > best else v < best) || (Single.IsNaN v && not (Single.IsNaN best)) then
+
+                        if
+                            (if isMax then v > best else v < best)
+                            || (Single.IsNaN v && not (Single.IsNaN best))
+                        then
                             best <- v
                             bi <- k
+
                     vals.Data[o * inner + i] <- best
                     idx.Data[o * inner + i] <- float32 bi
+
             let result =
                 Autograd.record vals [| t |] (fun g _ ->
                     let gx = Autograd.allocZeros shape
+
                     for o in 0 .. outer - 1 do
                         for i in 0 .. inner - 1 do
                             let k = int idx.Data[o * inner + i]
                             gx.Data[(o * n + k) * inner + i] <- g.Data[g.Offset + o * inner + i]
+
                     [| gx |])
+
             result, idx
 
         /// Maximum along an axis: (values, indices as floats).
-        let maxDim (dim: int) (keepDim: bool) (t: Tensor) = extremeDim "Tensor.maxDim" true dim keepDim t
+        let maxDim (dim: int) (keepDim: bool) (t: Tensor) =
+            extremeDim "Tensor.maxDim" true dim keepDim t
 
         /// Minimum along an axis: (values, indices as floats).
-        let minDim (dim: int) (keepDim: bool) (t: Tensor) = extremeDim "Tensor.minDim" false dim keepDim t
+        let minDim (dim: int) (keepDim: bool) (t: Tensor) =
+            extremeDim "Tensor.minDim" false dim keepDim t
 
         /// Index of the maximum along an axis (first on ties), as floats; not differentiable.
         let argmax (dim: int) (t: Tensor) = snd (maxDim dim false t)
@@ -112,8 +156,20 @@ module ReduceOps =
 
         /// Largest element (rank 0); its gradient goes to the first maximal element.
         let max (t: Tensor) =
-            fst (maxDim 0 false (Autograd.record (Autograd.view (Autograd.detach t) [| t.Numel |]) [| t |] (fun g _ -> [| Autograd.view g t.ShapeRef |])))
+            fst (
+                maxDim
+                    0
+                    false
+                    (Autograd.record (Autograd.view (Autograd.detach t) [| t.Numel |]) [| t |] (fun g _ ->
+                        [| Autograd.view g t.ShapeRef |]))
+            )
 
         /// Smallest element (rank 0).
         let min (t: Tensor) =
-            fst (minDim 0 false (Autograd.record (Autograd.view (Autograd.detach t) [| t.Numel |]) [| t |] (fun g _ -> [| Autograd.view g t.ShapeRef |])))
+            fst (
+                minDim
+                    0
+                    false
+                    (Autograd.record (Autograd.view (Autograd.detach t) [| t.Numel |]) [| t |] (fun g _ ->
+                        [| Autograd.view g t.ShapeRef |]))
+            )

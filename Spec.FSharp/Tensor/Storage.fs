@@ -34,6 +34,7 @@ module BufferPool =
                         reused <- reused + 1L
                         s.Pop()
                     | _ -> null)
+
             if isNull got then
                 Interlocked.Increment(&fresh) |> ignore
                 GC.AllocateUninitializedArray<float32> n
@@ -43,6 +44,7 @@ module BufferPool =
     /// Gives a buffer back; the caller must hold no other reference to it.
     let give (buffer: float32[]) =
         let n = buffer.Length
+
         if n >= MinPooled then
             lock gate (fun () ->
                 if pooledFloats + int64 n <= Capacity then
@@ -53,11 +55,13 @@ module BufferPool =
                             let s = Stack()
                             buckets[n] <- s
                             s
+
                     s.Push buffer
                     pooledFloats <- pooledFloats + int64 n)
 
     /// (buffers served from the pool, buffers freshly allocated, floats currently pooled).
-    let stats () = lock gate (fun () -> reused, fresh, pooledFloats)
+    let stats () =
+        lock gate (fun () -> reused, fresh, pooledFloats)
 
     /// Drops every pooled buffer (for tests and memory-sensitive hosts).
     let clear () =
@@ -71,6 +75,7 @@ module BufferPool =
 [<AllowNullLiteral; Sealed>]
 type Storage(data: float32[]) =
     let mutable data = data
+
     member _.Data =
         if isNull data then
             raise (
@@ -79,8 +84,11 @@ type Storage(data: float32[]) =
                     + "Return the tensor from the scope (Keep it, or return it as an auxiliary output of valueAndGrad) to use it afterwards."
                 )
             )
+
         data
+
     member _.IsReleased = isNull data
+
     member internal _.Release() =
         if not (isNull data) then
             BufferPool.give data
@@ -93,6 +101,7 @@ type Storage(data: float32[]) =
 type TensorScope internal (parent: TensorScope) =
     let owned = HashSet<Storage>(HashIdentity.Reference)
     let mutable disposed = false
+
     [<ThreadStatic; DefaultValue>]
     static val mutable private current: TensorScope
 
@@ -116,9 +125,12 @@ type TensorScope internal (parent: TensorScope) =
         member this.Dispose() =
             if not disposed then
                 disposed <- true
+
                 for s in owned do
                     s.Release()
+
                 owned.Clear()
+
                 if Object.ReferenceEquals(TensorScope.current, this) then
                     TensorScope.current <- parent
 
@@ -126,8 +138,14 @@ module internal StorageAlloc =
     /// A storage of n floats with unspecified contents, pooled when a scope is open.
     let uninit (n: int) =
         let scope = TensorScope.Current
+
         if isNull scope then
-            Storage(if n >= BufferPool.MinPooled then GC.AllocateUninitializedArray<float32> n else Array.zeroCreate n)
+            Storage(
+                if n >= BufferPool.MinPooled then
+                    GC.AllocateUninitializedArray<float32> n
+                else
+                    Array.zeroCreate n
+            )
         else
             let s = Storage(BufferPool.rent n)
             scope.Register s
@@ -136,6 +154,8 @@ module internal StorageAlloc =
     /// A zero-filled storage of n floats.
     let zeros (n: int) =
         let s = uninit n
+
         if n >= BufferPool.MinPooled || not (isNull TensorScope.Current) then
             Array.Clear(s.Data, 0, n)
+
         s

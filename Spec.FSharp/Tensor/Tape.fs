@@ -22,7 +22,8 @@ module Autograd =
         Tensor(StorageAlloc.zeros (Shape.numel shape), 0, shape, null)
 
     /// A tensor over the same memory with another shape (no copy), untracked.
-    let internal view (t: Tensor) (shape: int[]) = Tensor(t.Storage, t.Offset, shape, null)
+    let internal view (t: Tensor) (shape: int[]) =
+        Tensor(t.Storage, t.Offset, shape, null)
 
     /// Attaches <c>rule</c> to <c>result</c> when any input is tracked by the recording tape;
     /// otherwise returns <c>result</c> unchanged.
@@ -30,7 +31,10 @@ module Autograd =
 
     /// The same values with no tape node: gradients do not flow through it.
     let detach (t: Tensor) =
-        if isNull t.Node then t else Tensor(t.Storage, t.Offset, t.ShapeRef, null)
+        if isNull t.Node then
+            t
+        else
+            Tensor(t.Storage, t.Offset, t.ShapeRef, null)
 
     let internal leaf (tape: Tape) (t: Tensor) =
         let n = Node(tape, [||], None)
@@ -50,6 +54,7 @@ module Autograd =
                     node.GradOwned <- true
                     Array.Copy(node.Grad.Data, node.Grad.Offset, fresh.Data, 0, fresh.Numel)
                     fresh
+
             Elementwise.spanSpan BinaryOp.Add acc.Data acc.Offset g.Data g.Offset acc.Data acc.Offset acc.Numel
             node.Grad <- acc
 
@@ -57,26 +62,36 @@ module Autograd =
     let internal backward (tape: Tape) (root: Tensor) (seed: Tensor) =
         let saved = Tape.Current
         Tape.Current <- null
+
         try
             if isTrackedOn tape root then
                 accumulate root.Node seed
                 let nodes = tape.Nodes
+
                 for i in nodes.Count - 1 .. -1 .. 0 do
                     let n = nodes[i]
+
                     match n.Backward with
                     | Some rule when not (isNull (box n.Grad)) ->
                         let needs = n.Inputs |> Array.map (isTrackedOn tape)
+
                         if Array.exists id needs then
                             let gs = rule n.Grad needs
+
                             for j in 0 .. n.Inputs.Length - 1 do
                                 if needs[j] && not (isNull (box gs[j])) then
                                     let x = n.Inputs[j]
+
                                     if gs[j].ShapeRef <> x.ShapeRef then
                                         Errors.shapeMismatch
                                             "backward"
                                             [ x.ShapeRef; gs[j].ShapeRef ]
-                                            (sprintf "the backward rule returned a gradient for input %d whose shape differs from the input" j)
+                                            (sprintf
+                                                "the backward rule returned a gradient for input %d whose shape differs from the input"
+                                                j)
+
                                     accumulate x.Node gs[j]
+
                         n.Grad <- Unchecked.defaultof<Tensor>
                     | _ -> ()
         finally

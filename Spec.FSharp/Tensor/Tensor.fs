@@ -35,19 +35,33 @@ type Tensor internal (storage: Storage, offset: int, shape: int[], node: Node) =
     member t.ToScalar() : float32 =
         if numel <> 1 then
             Errors.invalidArg "Tensor.ToScalar" "shape" (Errors.showShape shape) "a tensor with exactly one element"
+
         t.Data[offset]
 
     /// The element at a full index (one coordinate per axis; negative counts from the end).
     member t.Item
         with get (index: int[]) =
             if index.Length <> shape.Length then
-                Errors.invalidArg "Tensor.Item" "index" (sprintf "%A" index) (sprintf "%d coordinates for shape %s" shape.Length (Errors.showShape shape))
+                Errors.invalidArg
+                    "Tensor.Item"
+                    "index"
+                    (sprintf "%A" index)
+                    (sprintf "%d coordinates for shape %s" shape.Length (Errors.showShape shape))
+
             let mutable flat = 0
+
             for i in 0 .. shape.Length - 1 do
                 let c = if index[i] < 0 then index[i] + shape[i] else index[i]
+
                 if c < 0 || c >= shape[i] then
-                    Errors.invalidArg "Tensor.Item" (sprintf "index[%d]" i) index[i] (sprintf "a coordinate in [%d, %d)" (-shape[i]) shape[i])
+                    Errors.invalidArg
+                        "Tensor.Item"
+                        (sprintf "index[%d]" i)
+                        index[i]
+                        (sprintf "a coordinate in [%d, %d)" (-shape[i]) shape[i])
+
                 flat <- flat * shape[i] + c
+
             t.Data[offset + flat]
 
     override t.Equals(o: obj) =
@@ -59,10 +73,13 @@ type Tensor internal (storage: Storage, offset: int, shape: int[], node: Node) =
 
     override t.GetHashCode() =
         let mutable h = HashCode()
+
         for d in shape do
             h.Add d
+
         for i in 0 .. min numel 16 - 1 do
             h.Add(t.Data[offset + i])
+
         h.ToHashCode()
 
     override t.ToString() = Printer.format t
@@ -84,7 +101,10 @@ type Tensor internal (storage: Storage, offset: int, shape: int[], node: Node) =
     static member (*)(a: Tensor, s: float32) = Arith.Scale(a, s)
     static member (*)(s: float32, a: Tensor) = Arith.Scale(a, s)
     static member (/)(a: Tensor, s: float32) = Arith.Scale(a, 1.0f / s)
-    static member (/)(s: float32, a: Tensor) = Arith.Binary(BinaryOp.Div, Arith.Constant(s), a)
+
+    static member (/)(s: float32, a: Tensor) =
+        Arith.Binary(BinaryOp.Div, Arith.Constant(s), a)
+
     /// Elementwise power aᵇ with broadcasting (a > 0 wherever b is differentiated).
     static member Pow(a: Tensor, b: Tensor) = Arith.Binary(BinaryOp.Pow, a, b)
     /// Elementwise power aˢ.
@@ -112,6 +132,7 @@ and [<Sealed; AllowNullLiteral>] Tape internal () =
     static val mutable private current: Tape
 
     member val internal Nodes = List<Node>()
+
     static member internal Current
         with get () = Tape.current
         and set v = Tape.current <- v
@@ -126,6 +147,7 @@ and [<Sealed; AllowNullLiteral>] Tape internal () =
     /// Attaches rule to result when any input is tracked by the recording tape.
     static member internal Record (result: Tensor) (inputs: Tensor[]) (rule: BackwardRule) : Tensor =
         let tape = Tape.current
+
         if isNull tape || not (Array.exists (Tape.IsTrackedOn tape) inputs) then
             result
         else
@@ -151,12 +173,17 @@ and internal Arith =
         while i >= 0 do
             if reduce[i] && curShape[i] <> 1 then
                 let mutable j = i
+
                 while j > 0 && reduce[j - 1] do
                     j <- j - 1
+
                 let outer = Shape.numel curShape[.. j - 1]
                 let r = Shape.numel curShape[j..i]
                 let inner = Shape.numel curShape[i + 1 ..]
-                let nextShape = curShape |> Array.mapi (fun k d -> if k >= j && k <= i then 1 else d)
+
+                let nextShape =
+                    curShape |> Array.mapi (fun k d -> if k >= j && k <= i then 1 else d)
+
                 let next = Tape.Alloc nextShape
                 Reduce.sumMiddle cur.Data cur.Offset outer r inner next.Data 0
                 cur <- next
@@ -164,6 +191,7 @@ and internal Arith =
                 i <- j - 1
             else
                 i <- i - 1
+
         if Object.ReferenceEquals(cur, t) then
             let c = Tape.Alloc outShape
             Array.Copy(t.Data, t.Offset, c.Data, 0, t.Numel)
@@ -174,8 +202,13 @@ and internal Arith =
     /// t broadcast to shape (a copy), differentiable; backward sums over the stretched axes.
     static member Expand(t: Tensor, shape: int[]) : Tensor =
         let target = Shape.broadcast "Tensor.expand" t.ShapeRef shape
+
         if target <> shape then
-            Errors.shapeMismatch "Tensor.expand" [ t.ShapeRef; shape ] "the tensor cannot be broadcast to the requested shape"
+            Errors.shapeMismatch
+                "Tensor.expand"
+                [ t.ShapeRef; shape ]
+                "the tensor cannot be broadcast to the requested shape"
+
         if t.ShapeRef = shape then
             t
         else
@@ -187,12 +220,15 @@ and internal Arith =
     /// g summed down to shape, the adjoint of broadcasting shape to g's shape; differentiable.
     static member SumTo(g: Tensor, shape: int[]) : Tensor =
         let gs = g.ShapeRef
+
         if gs = shape then
             g
         else
             let lead = gs.Length - shape.Length
+
             if lead < 0 then
                 Errors.shapeMismatch "Tensor.sumTo" [ gs; shape ] "the target has more axes than the tensor"
+
             let flags =
                 gs
                 |> Array.mapi (fun i d ->
@@ -200,14 +236,23 @@ and internal Arith =
                         true
                     else
                         let s = shape[i - lead]
-                        if s = d then false
-                        elif s = 1 then true
-                        else Errors.shapeMismatch "Tensor.sumTo" [ gs; shape ] (sprintf "axis %d is %d, target %d" i d s))
+
+                        if s = d then
+                            false
+                        elif s = 1 then
+                            true
+                        else
+                            Errors.shapeMismatch
+                                "Tensor.sumTo"
+                                [ gs; shape ]
+                                (sprintf "axis %d is %d, target %d" i d s))
+
             let summed = Arith.SumKeepRaw(g, flags)
             let result = Tensor(summed.Storage, summed.Offset, Array.copy shape, null)
             Tape.Record result [| g |] (fun gg _ -> [| Arith.Expand(gg, gs) |])
 
-    static member private Untracked(t: Tensor) = Tensor(t.Storage, t.Offset, t.ShapeRef, null)
+    static member private Untracked(t: Tensor) =
+        Tensor(t.Storage, t.Offset, t.ShapeRef, null)
 
     static member Binary(code: BinaryOp, a: Tensor, b: Tensor) : Tensor =
         let name =
@@ -217,12 +262,14 @@ and internal Arith =
             | BinaryOp.Mul -> "mul"
             | BinaryOp.Div -> "div"
             | _ -> "pow"
+
         let shape = Shape.broadcast name a.ShapeRef b.ShapeRef
         let r = Tape.Alloc(Array.copy shape)
         Elementwise.binary code a.Data a.Offset a.ShapeRef b.Data b.Offset b.ShapeRef r.Data 0 shape
         let sa, sb = a.ShapeRef, b.ShapeRef
         let a0, b0 = Arith.Untracked a, Arith.Untracked b
         let none = Unchecked.defaultof<Tensor>
+
         Tape.Record r [| a; b |] (fun g need ->
             let ga, gb =
                 match code with
@@ -231,8 +278,11 @@ and internal Arith =
                 | BinaryOp.Mul -> (fun () -> g * b0), (fun () -> g * a0)
                 | BinaryOp.Div -> (fun () -> g / b0), (fun () -> -(g * a0) / (b0 * b0))
                 | _ -> (fun () -> g * b0 * Tensor.Pow(a0, b0 - 1.0f)), (fun () -> g * Arith.Untracked r * Arith.Log a0)
-            [| (if need[0] then Arith.SumTo(ga (), sa) else none)
-               (if need[1] then Arith.SumTo(gb (), sb) else none) |])
+
+            [|
+                (if need[0] then Arith.SumTo(ga (), sa) else none)
+                (if need[1] then Arith.SumTo(gb (), sb) else none)
+            |])
 
     static member Scale(a: Tensor, s: float32) : Tensor =
         let r = Tape.Alloc a.ShapeRef
@@ -269,26 +319,42 @@ and internal Printer =
             let data = t.Data
             let strides = Shape.strides shape
             let edge = 3
-            let fmt (v: float32) = v.ToString("G6", Globalization.CultureInfo.InvariantCulture)
+
+            let fmt (v: float32) =
+                v.ToString("G6", Globalization.CultureInfo.InvariantCulture)
+
             let rec go (axis: int) (off: int) =
                 if axis = shape.Length then
                     sb.Append(fmt data[off]) |> ignore
                 else
                     sb.Append '[' |> ignore
                     let n = shape[axis]
+
                     let show i =
                         if i > 0 then
-                            sb.Append(if axis = shape.Length - 1 then ", " else ",\n" + String(' ', axis + 8)) |> ignore
+                            sb.Append(
+                                if axis = shape.Length - 1 then
+                                    ", "
+                                else
+                                    ",\n" + String(' ', axis + 8)
+                            )
+                            |> ignore
+
                         go (axis + 1) (off + i * strides[axis])
+
                     if n > 2 * edge + 1 then
                         for i in 0 .. edge - 1 do
                             show i
+
                         sb.Append(", ...") |> ignore
+
                         for i in n - edge .. n - 1 do
                             show i
                     else
                         for i in 0 .. n - 1 do
                             show i
+
                     sb.Append ']' |> ignore
+
             go 0 t.Offset
             sprintf "tensor(%s, shape=%s)" (sb.ToString()) (Errors.showShape shape)

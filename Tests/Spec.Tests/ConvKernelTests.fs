@@ -11,12 +11,15 @@ open SnnSpec.Kernels
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 
-let private randomArray (rng: Random) (n: int) = Array.init n (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
+let private randomArray (rng: Random) (n: int) =
+    Array.init n (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
 
 let private dot (a: float32[]) (b: float32[]) =
     let mutable s = 0.0
+
     for i in 0 .. a.Length - 1 do
         s <- s + float a[i] * float b[i]
+
     s
 
 /// Largest |a − b| relative to max(1, max |b|); fails with the worst index.
@@ -25,15 +28,28 @@ let private assertClose (what: string) (tol: float) (expected: float[]) (actual:
     let scale = expected |> Array.fold (fun m v -> max m (abs v)) 1.0
     let mutable worst = 0.0
     let mutable at = -1
+
     for i in 0 .. expected.Length - 1 do
         let d = abs (expected[i] - float actual[i])
+
         if d > worst || Double.IsNaN d then
             worst <- d
             at <- i
-    if at >= 0 && not (worst <= tol * scale) then
-        Assert.Fail(sprintf "%s: |Δ| = %g at %d (expected %g, got %g), tolerance %g" what worst at expected[at] actual[at] (tol * scale))
 
-let private relClose (tol: float) (a: float) (b: float) = abs (a - b) <= tol * max 1.0 (max (abs a) (abs b))
+    if at >= 0 && not (worst <= tol * scale) then
+        Assert.Fail(
+            sprintf
+                "%s: |Δ| = %g at %d (expected %g, got %g), tolerance %g"
+                what
+                worst
+                at
+                expected[at]
+                actual[at]
+                (tol * scale)
+        )
+
+let private relClose (tol: float) (a: float) (b: float) =
+    abs (a - b) <= tol * max 1.0 (max (abs a) (abs b))
 
 let private raisesNaming (name: string) (f: unit -> unit) =
     match Assert.Throws<SnnSpecException>(fun () -> f ()) with
@@ -41,7 +57,8 @@ let private raisesNaming (name: string) (f: unit -> unit) =
     | ex -> Assert.That(ex.Message, Does.Contain name)
 
 let private assertArray (what: string) (expected: 'T[]) (actual: 'T[]) =
-    if expected <> actual then Assert.Fail(sprintf "%s: expected %A, got %A" what expected actual)
+    if expected <> actual then
+        Assert.Fail(sprintf "%s: expected %A, got %A" what expected actual)
 
 // ---------------------------------------------------------------------------------------------------------
 // Convolution
@@ -67,23 +84,28 @@ let private convGen =
         let! seed = Gen.choose (0, Int32.MaxValue - 1)
         let h = max h (dh * (kh - 1) + 1 - 2 * ph)
         let w = max w (dw * (kw - 1) + 1 - 2 * pw)
+
         return
-            { G =
-                { N = n
-                  C = cg * groups
-                  H = max 1 h
-                  W = max 1 w
-                  O = og * groups
-                  KH = kh
-                  KW = kw
-                  StrideH = sh
-                  StrideW = sw
-                  PadH = ph
-                  PadW = pw
-                  DilH = dh
-                  DilW = dw
-                  Groups = groups }
-              Seed = seed }
+            {
+                G =
+                    {
+                        N = n
+                        C = cg * groups
+                        H = max 1 h
+                        W = max 1 w
+                        O = og * groups
+                        KH = kh
+                        KW = kw
+                        StrideH = sh
+                        StrideW = sw
+                        PadH = ph
+                        PadW = pw
+                        DilH = dh
+                        DilW = dw
+                        Groups = groups
+                    }
+                Seed = seed
+            }
     }
 
 let private convArb = Arb.fromGen convGen
@@ -93,17 +115,21 @@ let private convArb = Arb.fromGen convGen
 let private forEachTerm (g: Conv2dGeometry) f =
     let cg = g.C / g.Groups
     let og = g.O / g.Groups
+
     for n in 0 .. g.N - 1 do
         for o in 0 .. g.O - 1 do
             let grp = o / og
+
             for oh in 0 .. g.Ho - 1 do
                 for ow in 0 .. g.Wo - 1 do
                     for cl in 0 .. cg - 1 do
                         let c = grp * cg + cl
+
                         for kh in 0 .. g.KH - 1 do
                             for kw in 0 .. g.KW - 1 do
                                 let ih = oh * g.StrideH - g.PadH + kh * g.DilH
                                 let iw = ow * g.StrideW - g.PadW + kw * g.DilW
+
                                 if ih >= 0 && ih < g.H && iw >= 0 && iw < g.W then
                                     let xi = ((n * g.C + c) * g.H + ih) * g.W + iw
                                     let wi = ((o * cg + cl) * g.KH + kh) * g.KW + kw
@@ -113,11 +139,13 @@ let private forEachTerm (g: Conv2dGeometry) f =
 let private naiveConv (g: Conv2dGeometry) (x: float32[]) (w: float32[]) (bias: float32[] option) =
     let y = Array.zeroCreate<float> g.YLength
     forEachTerm g (fun xi wi yi -> y[yi] <- y[yi] + float x[xi] * float w[wi])
+
     match bias with
     | Some b ->
         for i in 0 .. y.Length - 1 do
             y[i] <- y[i] + float b[(i / (g.Ho * g.Wo)) % g.O]
     | None -> ()
+
     y
 
 let private naiveConvData (g: Conv2dGeometry) (dy: float32[]) (w: float32[]) =
@@ -175,12 +203,17 @@ let ``conv2d backward-weight and bias-grad match the naive loops`` () =
         assertClose "accumulate" 1e-5 (expected |> Array.map ((*) 2.0)) dw[2..]
         let db = Array.create g.O Single.NaN
         Conv.biasGrad g dy 0 db 0 false
-        let expectedDb = Array.init g.O (fun o ->
-            let mutable s = 0.0
-            for n in 0 .. g.N - 1 do
-                for p in 0 .. g.Ho * g.Wo - 1 do
-                    s <- s + float dy[(n * g.O + o) * g.Ho * g.Wo + p]
-            s)
+
+        let expectedDb =
+            Array.init g.O (fun o ->
+                let mutable s = 0.0
+
+                for n in 0 .. g.N - 1 do
+                    for p in 0 .. g.Ho * g.Wo - 1 do
+                        s <- s + float dy[(n * g.O + o) * g.Ho * g.Wo + p]
+
+                s)
+
         assertClose "bias" 1e-5 expectedDb db)
 
 [<Property(MaxTest = 100)>]
@@ -203,16 +236,26 @@ let ``conv2d passes satisfy the adjoint identities`` () =
 [<Test>]
 let ``conv2d on larger batches matches the naive loop on every path`` () =
     let rng = Random 11
+
     let cases =
-        [ Conv2dGeometry.Create(7, 6, 9, 10, 8, 3, padding = 1)
-          Conv2dGeometry.Create(5, 8, 6, 7, 12, 1)
-          Conv2dGeometry.Create(5, 8, 6, 7, 12, 1, stride = 2)
-          Conv2dGeometry.Create(6, 6, 11, 9, 6, 3, stride = 2, padding = 2, dilation = 2, groups = 6)
-          Conv2dGeometry.Create(4, 6, 8, 8, 9, 3, padding = 1, groups = 3)
-          { Conv2dGeometry.Create(3, 4, 12, 5, 5, 1) with KH = 5; KW = 2; StrideH = 2; PadH = 2; DilW = 3 }
-          // im2col buffers larger than the per-thread budget are split into blocks of output rows.
-          Conv2dGeometry.Create(3, 64, 41, 40, 3, 3, padding = 1)
-          Conv2dGeometry.Create(2, 96, 45, 44, 4, 3, stride = 2, padding = 2, dilation = 2, groups = 2) ]
+        [
+            Conv2dGeometry.Create(7, 6, 9, 10, 8, 3, padding = 1)
+            Conv2dGeometry.Create(5, 8, 6, 7, 12, 1)
+            Conv2dGeometry.Create(5, 8, 6, 7, 12, 1, stride = 2)
+            Conv2dGeometry.Create(6, 6, 11, 9, 6, 3, stride = 2, padding = 2, dilation = 2, groups = 6)
+            Conv2dGeometry.Create(4, 6, 8, 8, 9, 3, padding = 1, groups = 3)
+            { Conv2dGeometry.Create(3, 4, 12, 5, 5, 1) with
+                KH = 5
+                KW = 2
+                StrideH = 2
+                PadH = 2
+                DilW = 3
+            }
+            // im2col buffers larger than the per-thread budget are split into blocks of output rows.
+            Conv2dGeometry.Create(3, 64, 41, 40, 3, 3, padding = 1)
+            Conv2dGeometry.Create(2, 96, 45, 44, 4, 3, stride = 2, padding = 2, dilation = 2, groups = 2)
+        ]
+
     for g in cases do
         let x = randomArray rng g.XLength
         let w = randomArray rng g.WLength
@@ -230,8 +273,10 @@ let ``conv2d on larger batches matches the naive loop on every path`` () =
 [<Test>]
 let ``conv2d rejects bad geometry naming the parameter`` () =
     let ok = Conv2dGeometry.Create(1, 4, 5, 5, 6, 3)
+
     let run (g: Conv2dGeometry) () =
         Conv.forward g (Array.zeroCreate 1000) 0 (Array.zeroCreate 1000) 0 None 0 (Array.zeroCreate 1000) 0
+
     raisesNaming "Groups" (run { ok with Groups = 3 })
     raisesNaming "Groups" (run { ok with Groups = 4 })
     raisesNaming "KH" (run { ok with KH = 7 })
@@ -240,6 +285,7 @@ let ``conv2d rejects bad geometry naming the parameter`` () =
     raisesNaming "DilW" (run { ok with DilW = 0 })
     raisesNaming "PadH" (run { ok with PadH = -1 })
     raisesNaming "N" (run { ok with N = 0 })
+
     raisesNaming "buffer y" (fun () ->
         Conv.forward ok (Array.zeroCreate ok.XLength) 0 (Array.zeroCreate ok.WLength) 0 None 0 (Array.zeroCreate 3) 0)
 
@@ -264,22 +310,27 @@ let private poolGen (withDilation: bool) =
         let! h = Gen.choose (1, 9)
         let! w = Gen.choose (1, 9)
         let! seed = Gen.choose (0, Int32.MaxValue - 1)
+
         return
-            { P =
-                { N = n
-                  C = c
-                  H = max h (dh * (kh - 1) + 1)
-                  W = max w (dw * (kw - 1) + 1)
-                  KH = kh
-                  KW = kw
-                  StrideH = sh
-                  StrideW = sw
-                  PadH = ph
-                  PadW = pw
-                  DilH = dh
-                  DilW = dw
-                  CeilMode = ceil }
-              Seed = seed }
+            {
+                P =
+                    {
+                        N = n
+                        C = c
+                        H = max h (dh * (kh - 1) + 1)
+                        W = max w (dw * (kw - 1) + 1)
+                        KH = kh
+                        KW = kw
+                        StrideH = sh
+                        StrideW = sw
+                        PadH = ph
+                        PadW = pw
+                        DilH = dh
+                        DilW = dw
+                        CeilMode = ceil
+                    }
+                Seed = seed
+            }
     }
 
 /// PyTorch's pooling output size, computed independently with floating-point floor/ceil.
@@ -301,30 +352,39 @@ let ``max pool forward and backward match the naive loops`` () =
         Pool.maxForward g x 0 y 0 idx 0
         let expected = Array.zeroCreate<float> g.YLength
         let expectedIdx = Array.create g.YLength -1
+
         for plane in 0 .. g.N * g.C - 1 do
             for oh in 0 .. g.Ho - 1 do
                 for ow in 0 .. g.Wo - 1 do
                     let o = (plane * g.Ho + oh) * g.Wo + ow
                     expected[o] <- Double.NegativeInfinity
+
                     for kh in 0 .. g.KH - 1 do
                         for kw in 0 .. g.KW - 1 do
                             let ih = oh * g.StrideH - g.PadH + kh * g.DilH
                             let iw = ow * g.StrideW - g.PadW + kw * g.DilW
+
                             if ih >= 0 && ih < g.H && iw >= 0 && iw < g.W then
                                 let v = float x[(plane * g.H + ih) * g.W + iw]
+
                                 if v > expected[o] then
                                     expected[o] <- v
                                     expectedIdx[o] <- ih * g.W + iw
+
         assertClose "max forward" 0.0 expected y
         assertArray "indices" expectedIdx idx
         let dy = randomArray rng g.YLength
         let dx = Array.create g.XLength Single.NaN
         Pool.maxBackward g dy 0 idx 0 dx 0 false
         let expectedDx = Array.zeroCreate<float> g.XLength
+
         for o in 0 .. g.YLength - 1 do
             if expectedIdx[o] >= 0 then
                 let plane = o / (g.Ho * g.Wo)
-                expectedDx[plane * g.H * g.W + expectedIdx[o]] <- expectedDx[plane * g.H * g.W + expectedIdx[o]] + float dy[o]
+
+                expectedDx[plane * g.H * g.W + expectedIdx[o]] <-
+                    expectedDx[plane * g.H * g.W + expectedIdx[o]] + float dy[o]
+
         assertClose "max backward" 1e-6 expectedDx dx)
 
 [<Property(MaxTest = 150)>]
@@ -334,27 +394,35 @@ let ``avg pool forward matches the naive loop and backward is its adjoint`` () =
         let rng = Random case.Seed
         let x = randomArray rng g.XLength
         let dy = randomArray rng g.YLength
+
         [ false; true ]
         |> List.forall (fun includePad ->
             let y = Array.zeroCreate g.YLength
             Pool.avgForward g includePad x 0 y 0
             let expected = Array.zeroCreate<float> g.YLength
+
             for plane in 0 .. g.N * g.C - 1 do
                 for oh in 0 .. g.Ho - 1 do
                     for ow in 0 .. g.Wo - 1 do
                         let mutable s = 0.0
                         let mutable inside = 0
                         let mutable padded = 0
+
                         for kh in 0 .. g.KH - 1 do
                             for kw in 0 .. g.KW - 1 do
                                 let ih = oh * g.StrideH - g.PadH + kh
                                 let iw = ow * g.StrideW - g.PadW + kw
-                                if ih < g.H + g.PadH && iw < g.W + g.PadW then padded <- padded + 1
+
+                                if ih < g.H + g.PadH && iw < g.W + g.PadW then
+                                    padded <- padded + 1
+
                                 if ih >= 0 && ih < g.H && iw >= 0 && iw < g.W then
                                     s <- s + float x[(plane * g.H + ih) * g.W + iw]
                                     inside <- inside + 1
+
                         let d = if includePad then padded else inside
                         expected[(plane * g.Ho + oh) * g.Wo + ow] <- if d > 0 then s / float d else 0.0
+
             assertClose (sprintf "avg forward includePad=%b" includePad) 1e-6 expected y
             let dx = Array.create g.XLength Single.NaN
             Pool.avgBackward g includePad dy 0 dx 0 false
@@ -371,26 +439,43 @@ let ``adaptive avg pool matches the naive bins and backward is its adjoint`` () 
             let! ho = Gen.choose (1, 10)
             let! wo = Gen.choose (1, 10)
             let! seed = Gen.choose (0, 1000000)
-            return ({ N = n; C = c; H = h; W = w; Ho = ho; Wo = wo }: AdaptivePool2dGeometry), seed
+
+            return
+                ({
+                    N = n
+                    C = c
+                    H = h
+                    W = w
+                    Ho = ho
+                    Wo = wo
+                }
+                : AdaptivePool2dGeometry),
+                seed
         }
+
     Prop.forAll (Arb.fromGen g) (fun (g, seed) ->
         let rng = Random seed
         let x = randomArray rng g.XLength
         let y = Array.zeroCreate g.YLength
         Pool.adaptiveAvgForward g x 0 y 0
         let expected = Array.zeroCreate<float> g.YLength
+
         for plane in 0 .. g.N * g.C - 1 do
             for i in 0 .. g.Ho - 1 do
                 let h0 = int (Math.Floor(float i * float g.H / float g.Ho))
                 let h1 = int (Math.Ceiling(float (i + 1) * float g.H / float g.Ho))
+
                 for j in 0 .. g.Wo - 1 do
                     let w0 = int (Math.Floor(float j * float g.W / float g.Wo))
                     let w1 = int (Math.Ceiling(float (j + 1) * float g.W / float g.Wo))
                     let mutable s = 0.0
+
                     for ih in h0 .. h1 - 1 do
                         for iw in w0 .. w1 - 1 do
                             s <- s + float x[(plane * g.H + ih) * g.W + iw]
+
                     expected[(plane * g.Ho + i) * g.Wo + j] <- s / float ((h1 - h0) * (w1 - w0))
+
         assertClose "adaptive forward" 1e-6 expected y
         let dy = randomArray rng g.YLength
         let dx = Array.create g.XLength Single.NaN
@@ -413,7 +498,17 @@ let ``pooling examples and errors`` () =
     Pool.maxForward g xn 0 y 0 idx 0
     Assert.That(Single.IsNaN y[0] && idx[0] = 0)
     // Adaptive 5 → 3 bins: [0,2), [1,4), [3,5).
-    let a = ({ N = 1; C = 1; H = 1; W = 5; Ho = 1; Wo = 3 }: AdaptivePool2dGeometry)
+    let a =
+        ({
+            N = 1
+            C = 1
+            H = 1
+            W = 5
+            Ho = 1
+            Wo = 3
+        }
+        : AdaptivePool2dGeometry)
+
     let ya = Array.zeroCreate 3
     Pool.adaptiveAvgForward a [| 1.0f; 2.0f; 3.0f; 4.0f; 5.0f |] 0 ya 0
     assertArray "adaptive" [| 1.5f; 3.0f; 4.5f |] ya
@@ -443,16 +538,31 @@ let private upGen =
         let! ho = Gen.choose (1, 15)
         let! wo = Gen.choose (1, 15)
         let! seed = Gen.choose (0, 1000000)
-        return ({ N = n; C = c; H = h; W = w; Ho = ho; Wo = wo }: Upsample2dGeometry), seed
+
+        return
+            ({
+                N = n
+                C = c
+                H = h
+                W = w
+                Ho = ho
+                Wo = wo
+            }
+            : Upsample2dGeometry),
+            seed
     }
 
 /// PyTorch's bilinear source coordinate, written out independently in float64 (with float32 scale).
 let private bilinearSource alignCorners (size: int) (outSize: int) (o: int) =
     let src =
         if alignCorners then
-            if outSize > 1 then float o * float (size - 1) / float (outSize - 1) else 0.0
+            if outSize > 1 then
+                float o * float (size - 1) / float (outSize - 1)
+            else
+                0.0
         else
             max 0.0 ((float o + 0.5) * float size / float outSize - 0.5)
+
     let i0 = min (int (Math.Floor src)) (size - 1)
     let i1 = min (i0 + 1) (size - 1)
     let l1 = min 1.0 (src - float i0)
@@ -469,12 +579,14 @@ let ``upsampling forward matches the naive formula and backward is its adjoint``
         let y = Array.zeroCreate g.YLength
         Upsample.nearestForward g x 0 y 0
         let expected = Array.zeroCreate<float> g.YLength
+
         for plane in 0 .. g.N * g.C - 1 do
             for oh in 0 .. g.Ho - 1 do
                 for ow in 0 .. g.Wo - 1 do
                     let ih = min (int (Math.Floor(float oh * float g.H / float g.Ho))) (g.H - 1)
                     let iw = min (int (Math.Floor(float ow * float g.W / float g.Wo))) (g.W - 1)
                     expected[(plane * g.Ho + oh) * g.Wo + ow] <- xi plane ih iw
+
         assertClose "nearest forward" 0.0 expected y
         let dx = Array.create g.XLength Single.NaN
         Upsample.nearestBackward g dy 0 dx 0 false
@@ -484,34 +596,86 @@ let ``upsampling forward matches the naive formula and backward is its adjoint``
             [ false; true ]
             |> List.forall (fun ac ->
                 Upsample.bilinearForward g ac x 0 y 0
+
                 for plane in 0 .. g.N * g.C - 1 do
                     for oh in 0 .. g.Ho - 1 do
                         let h0, h1, a0, a1 = bilinearSource ac g.H g.Ho oh
+
                         for ow in 0 .. g.Wo - 1 do
                             let w0, w1, b0, b1 = bilinearSource ac g.W g.Wo ow
+
                             expected[(plane * g.Ho + oh) * g.Wo + ow] <-
-                                a0 * (b0 * xi plane h0 w0 + b1 * xi plane h0 w1) + a1 * (b0 * xi plane h1 w0 + b1 * xi plane h1 w1)
+                                a0 * (b0 * xi plane h0 w0 + b1 * xi plane h0 w1)
+                                + a1 * (b0 * xi plane h1 w0 + b1 * xi plane h1 w1)
+
                 assertClose (sprintf "bilinear forward alignCorners=%b" ac) 1e-5 expected y
                 Upsample.bilinearBackward g ac dy 0 dx 0 false
                 relClose 1e-4 (dot y dy) (dot x dx))
+
         okNearest && okBilinear)
 
 [<Test>]
 let ``upsampling matches PyTorch examples`` () =
     let x = [| 1.0f; 2.0f; 3.0f; 4.0f |]
-    let g = ({ N = 1; C = 1; H = 2; W = 2; Ho = 4; Wo = 4 }: Upsample2dGeometry)
+
+    let g =
+        ({
+            N = 1
+            C = 1
+            H = 2
+            W = 2
+            Ho = 4
+            Wo = 4
+        }
+        : Upsample2dGeometry)
+
     let y = Array.zeroCreate 16
     Upsample.bilinearForward g false x 0 y 0
+
     let expectedFalse =
-        [| 1.0; 1.25; 1.75; 2.0; 1.5; 1.75; 2.25; 2.5; 2.5; 2.75; 3.25; 3.5; 3.0; 3.25; 3.75; 4.0 |]
+        [|
+            1.0
+            1.25
+            1.75
+            2.0
+            1.5
+            1.75
+            2.25
+            2.5
+            2.5
+            2.75
+            3.25
+            3.5
+            3.0
+            3.25
+            3.75
+            4.0
+        |]
+
     assertClose "align_corners=False" 1e-6 expectedFalse y
     Upsample.bilinearForward g true x 0 y 0
     let t = 1.0 / 3.0
+
     let expectedTrue =
-        [| 1.0; 1.0 + t; 1.0 + 2.0 * t; 2.0
-           1.0 + 2.0 * t; 2.0; 2.0 + t; 2.0 + 2.0 * t
-           2.0 + t; 2.0 + 2.0 * t; 3.0; 3.0 + t
-           3.0; 3.0 + t; 3.0 + 2.0 * t; 4.0 |]
+        [|
+            1.0
+            1.0 + t
+            1.0 + 2.0 * t
+            2.0
+            1.0 + 2.0 * t
+            2.0
+            2.0 + t
+            2.0 + 2.0 * t
+            2.0 + t
+            2.0 + 2.0 * t
+            3.0
+            3.0 + t
+            3.0
+            3.0 + t
+            3.0 + 2.0 * t
+            4.0
+        |]
+
     assertClose "align_corners=True" 1e-6 expectedTrue y
     let g3 = { g with Ho = 3; Wo = 3 }
     let y3 = Array.zeroCreate 9
@@ -528,24 +692,38 @@ let private bnGen =
         let! c = Gen.choose (1, 5)
         let! s = Gen.elements [ 1; 1; 2; 5; 16; 37 ]
         let! seed = Gen.choose (0, 1000000)
-        return ({ N = max n (if s = 1 then 2 else 1); C = c; S = s }: BatchNormGeometry), seed
+
+        return
+            ({
+                N = max n (if s = 1 then 2 else 1)
+                C = c
+                S = s
+            }
+            : BatchNormGeometry),
+            seed
     }
 
 let private channelValues (g: BatchNormGeometry) (a: float32[]) (c: int) =
-    [| for n in 0 .. g.N - 1 do
-           for s in 0 .. g.S - 1 do
-               float a[(n * g.C + c) * g.S + s] |]
+    [|
+        for n in 0 .. g.N - 1 do
+            for s in 0 .. g.S - 1 do
+                float a[(n * g.C + c) * g.S + s]
+    |]
 
 [<Property(MaxTest = 100)>]
 let ``batch norm training output has per-channel mean 0 and biased variance 1`` () =
     Prop.forAll (Arb.fromGen bnGen) (fun (g, seed) ->
         let rng = Random seed
-        let x = Array.init g.Length (fun i -> float32 (rng.NextDouble() * 6.0 - 1.0) + float32 (i % g.C))
+
+        let x =
+            Array.init g.Length (fun i -> float32 (rng.NextDouble() * 6.0 - 1.0) + float32 (i % g.C))
+
         let y = Array.zeroCreate (g.Length + 2)
         let mean = Array.zeroCreate g.C
         let invstd = Array.zeroCreate g.C
         BatchNorm.forwardTraining g 1e-12f 0.1f (at 1 x) 1 None None y 2 mean invstd None None
         let y = y[2..]
+
         [ 0 .. g.C - 1 ]
         |> List.forall (fun c ->
             let xs = channelValues g x c
@@ -554,6 +732,7 @@ let ``batch norm training output has per-channel mean 0 and biased variance 1`` 
             let v = ys |> Array.averageBy (fun t -> (t - m) * (t - m))
             let mx = Array.average xs
             let vx = xs |> Array.averageBy (fun t -> (t - mx) * (t - mx))
+
             abs m < 1e-4
             && (vx < 1e-6 || abs (v - 1.0) < 1e-3)
             && relClose 1e-5 mx (float mean[c])
@@ -562,28 +741,44 @@ let ``batch norm training output has per-channel mean 0 and biased variance 1`` 
 /// Float64 batch-norm forward used for finite differences: y = γ·(x − mean)/√(var + eps) + β.
 let private bn64 (g: BatchNormGeometry) eps (x: float[]) (gamma: float[]) (beta: float[]) =
     let y = Array.zeroCreate g.Length
+
     for c in 0 .. g.C - 1 do
-        let idx = [| for n in 0 .. g.N - 1 do for s in 0 .. g.S - 1 -> (n * g.C + c) * g.S + s |]
+        let idx =
+            [|
+                for n in 0 .. g.N - 1 do
+                    for s in 0 .. g.S - 1 -> (n * g.C + c) * g.S + s
+            |]
+
         let m = idx |> Array.averageBy (fun i -> x[i])
         let v = idx |> Array.averageBy (fun i -> (x[i] - m) * (x[i] - m))
+
         for i in idx do
             y[i] <- gamma[c] * (x[i] - m) / sqrt (v + eps) + beta[c]
+
     y
 
 [<Test>]
 let ``batch norm backward matches float64 finite differences`` () =
-    for g in [ ({ N = 3; C = 2; S = 5 }: BatchNormGeometry); { N = 4; C = 3; S = 1 }; { N = 2; C = 2; S = 19 } ] do
+    for g in
+        [
+            ({ N = 3; C = 2; S = 5 }: BatchNormGeometry)
+            { N = 4; C = 3; S = 1 }
+            { N = 2; C = 2; S = 19 }
+        ] do
         let rng = Random 5
         let eps = 1e-5
         let x = randomArray rng g.Length |> Array.map (fun v -> v * 2.0f + 0.5f)
         let gamma = randomArray rng g.C |> Array.map (fun v -> v + 1.5f)
         let beta = randomArray rng g.C
         let r = randomArray rng g.Length
+
         let loss (x: float[]) (gm: float[]) (bt: float[]) =
             Array.fold2 (fun s a b -> s + a * float b) 0.0 (bn64 g eps x gm bt) r
+
         let x64 = Array.map float x
         let g64 = Array.map float gamma
         let b64 = Array.map float beta
+
         let fd (f: float[] -> float) (v: float[]) =
             Array.init v.Length (fun i ->
                 let h = 1e-6
@@ -592,6 +787,7 @@ let ``batch norm backward matches float64 finite differences`` () =
                 let m = Array.copy v
                 m[i] <- v[i] - h
                 (f p - f m) / (2.0 * h))
+
         let y = Array.zeroCreate g.Length
         let mean = Array.zeroCreate g.C
         let invstd = Array.zeroCreate g.C
@@ -624,8 +820,13 @@ let ``batch norm running statistics and eval forward follow PyTorch's convention
     Assert.That(rv[0], Is.EqualTo(0.9f * 2.0f + 0.1f * 14.0f / 3.0f).Within 1e-6f)
     let ye = Array.zeroCreate 4
     BatchNorm.forwardEval g 1e-5f x 0 [| 2.0f |] [| 4.0f |] (Some [| 3.0f |]) (Some [| 0.5f |]) ye 0
-    let expected = x |> Array.map (fun v -> 3.0 * (float v - 2.0) / sqrt (4.0 + 1e-5) + 0.5)
+
+    let expected =
+        x |> Array.map (fun v -> 3.0 * (float v - 2.0) / sqrt (4.0 + 1e-5) + 0.5)
+
     assertClose "eval" 1e-6 expected ye
+
     raisesNaming "N·S" (fun () ->
         BatchNorm.forwardTraining { N = 1; C = 1; S = 1 } 1e-5f 0.1f x 0 None None y 0 mean invstd None None)
+
     raisesNaming "C" (fun () -> BatchNorm.forwardEval { g with C = 0 } 1e-5f x 0 rm rv None None y 0)

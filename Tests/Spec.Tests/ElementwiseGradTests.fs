@@ -8,13 +8,15 @@ open SnnSpec.Tests.TestUtil
 open SnnSpec.Tests.Generators
 
 let private binaryOps: (string * (Tensor -> Tensor -> Tensor)) list =
-    [ "add", (+)
-      "sub", (-)
-      "mul", (*)
-      "div", (fun a b -> a / (b * b + 0.5f))
-      "pow", (fun a b -> Tensor.powT (a * a + 0.5f) b)
-      "maximum", Tensor.maximum
-      "minimum", Tensor.minimum ]
+    [
+        "add", (+)
+        "sub", (-)
+        "mul", (*)
+        "div", (fun a b -> a / (b * b + 0.5f))
+        "pow", (fun a b -> Tensor.powT (a * a + 0.5f) b)
+        "maximum", Tensor.maximum
+        "minimum", Tensor.minimum
+    ]
 
 [<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
 let ``binary ops with broadcasting match finite differences`` (BroadcastPair(sa, sb, seed)) =
@@ -23,28 +25,31 @@ let ``binary ops with broadcasting match finite differences`` (BroadcastPair(sa,
         let b = randn (seed + 7) sb
         // maximum/minimum have a kink where a = b: check only inputs separated by more than the FD step.
         let separated = (Tensor.min (Tensor.abs (a - b))).ToScalar() > 0.05f
+
         if separated || not (name = "maximum" || name = "minimum") then
-          assertGradCheck (sprintf "%s %A %A" name sa sb) (fun xs -> op xs[0] xs[1]) [| a; b |]
+            assertGradCheck (sprintf "%s %A %A" name sa sb) (fun xs -> op xs[0] xs[1]) [| a; b |]
 
 let private unaryOps: (string * (Tensor -> Tensor) * (Tensor -> Tensor)) list =
     // name, op, input map keeping the input inside the op's smooth domain
-    [ "exp", Tensor.exp, id
-      "log", Tensor.log, (fun x -> Tensor.abs x + 0.5f)
-      "log1p", Tensor.log1p, Tensor.abs
-      "tanh", Tensor.tanh, id
-      "sigmoid", Tensor.sigmoid, id
-      "relu", Tensor.relu, id
-      "abs", Tensor.abs, id
-      "sqrt", Tensor.sqrt, (fun x -> Tensor.abs x + 0.5f)
-      "sin", Tensor.sin, id
-      "cos", Tensor.cos, id
-      "square", Tensor.square, id
-      "pow 3", Tensor.pow 3.0f, id
-      "pow -1.5", Tensor.pow -1.5f, (fun x -> Tensor.abs x + 0.5f)
-      "neg", Tensor.neg, id
-      "clamp", Tensor.clamp -0.5f 0.7f, id
-      "scalar arithmetic", (fun x -> 2.0f - x * 3.0f / 4.0f + 1.0f), id
-      "scalar over tensor", (fun x -> 2.0f / x), (fun x -> Tensor.abs x + 0.5f) ]
+    [
+        "exp", Tensor.exp, id
+        "log", Tensor.log, (fun x -> Tensor.abs x + 0.5f)
+        "log1p", Tensor.log1p, Tensor.abs
+        "tanh", Tensor.tanh, id
+        "sigmoid", Tensor.sigmoid, id
+        "relu", Tensor.relu, id
+        "abs", Tensor.abs, id
+        "sqrt", Tensor.sqrt, (fun x -> Tensor.abs x + 0.5f)
+        "sin", Tensor.sin, id
+        "cos", Tensor.cos, id
+        "square", Tensor.square, id
+        "pow 3", Tensor.pow 3.0f, id
+        "pow -1.5", Tensor.pow -1.5f, (fun x -> Tensor.abs x + 0.5f)
+        "neg", Tensor.neg, id
+        "clamp", Tensor.clamp -0.5f 0.7f, id
+        "scalar arithmetic", (fun x -> 2.0f - x * 3.0f / 4.0f + 1.0f), id
+        "scalar over tensor", (fun x -> 2.0f / x), (fun x -> Tensor.abs x + 0.5f)
+    ]
 
 [<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 30)>]
 let ``unary ops match finite differences`` (SmallShape s) (Seed seed) =
@@ -52,10 +57,17 @@ let ``unary ops match finite differences`` (SmallShape s) (Seed seed) =
         // Keep inputs away from kinks (relu, abs, clamp) by more than the FD step.
         let x =
             (randn seed s).ToArray()
-            |> Array.map (fun v -> if abs v < 0.05f then v + 0.1f else if abs (v + 0.5f) < 0.05f || abs (v - 0.7f) < 0.05f then v + 0.11f else v)
+            |> Array.map (fun v ->
+                if abs v < 0.05f then
+                    v + 0.1f
+                else if abs (v + 0.5f) < 0.05f || abs (v - 0.7f) < 0.05f then
+                    v + 0.11f
+                else
+                    v)
             |> Tensor.ofArray s
             |> domain
             |> Diff.detach
+
         assertGradCheck (sprintf "%s %A" name s) (fun xs -> op xs[0]) [| x |]
 
 [<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 30)>]
@@ -63,18 +75,26 @@ let ``reductions match finite differences`` (SmallShape s) (Seed seed) =
     let x = randn seed s
     assertGradCheck "sum" (fun xs -> Tensor.sum xs[0]) [| x |]
     assertGradCheck "mean" (fun xs -> Tensor.mean xs[0]) [| x |]
+
     if s.Length > 0 then
         let d = seed % s.Length
         assertGradCheck "sumDims keep" (fun xs -> Tensor.sumDims [| d |] true xs[0] * xs[0]) [| x |]
         assertGradCheck "meanDims" (fun xs -> Tensor.meanDims [| d |] false xs[0]) [| x |]
         // Distinct values 0.1 apart, so the arg-max does not move under the FD step.
-        let distinct = Rng.permutation x.Numel (Rng.create seed) |> Array.map (fun i -> 0.1f * float32 i) |> Tensor.ofArray s
+        let distinct =
+            Rng.permutation x.Numel (Rng.create seed)
+            |> Array.map (fun i -> 0.1f * float32 i)
+            |> Tensor.ofArray s
+
         assertGradCheck "maxDim" (fun xs -> fst (Tensor.maxDim d false xs[0])) [| distinct |]
         assertGradCheck "minDim" (fun xs -> fst (Tensor.minDim d true xs[0])) [| distinct |]
         assertGradCheck "max" (fun xs -> Tensor.max xs[0]) [| distinct |]
+
         if s[d] > 1 then
             assertGradCheck "varDims" (fun xs -> Tensor.varDims [| d |] true false xs[0]) [| x |]
+
         let e = (seed / 7) % s.Length
+
         if e <> d then
             assertGradCheck "sumDims two axes" (fun xs -> Tensor.sumDims [| e; d |] false (xs[0] * xs[0])) [| x |]
 
@@ -99,7 +119,10 @@ let ``comparisons and where select elementwise`` () =
     Assert.That((Tensor.ge a b).ToArray(), Eq.To([| 0.0f; 1.0f; 1.0f |]))
     Assert.That((Tensor.eq a b).ToArray(), Eq.To([| 0.0f; 1.0f; 0.0f |]))
     Assert.That((Tensor.where (Tensor.lt a b) a b).ToArray(), Eq.To([| 1.0f; 2.0f; 2.0f |]))
-    let g = Diff.gradN (fun xs -> Tensor.sum (Tensor.where (Tensor.lt a b) xs[0] xs[1])) [| a; b |]
+
+    let g =
+        Diff.gradN (fun xs -> Tensor.sum (Tensor.where (Tensor.lt a b) xs[0] xs[1])) [| a; b |]
+
     Assert.That(g[0].ToArray(), Eq.To([| 1.0f; 0.0f; 0.0f |]))
     Assert.That(g[1].ToArray(), Eq.To([| 0.0f; 1.0f; 1.0f |]))
 

@@ -32,6 +32,7 @@ let genBroadcastPair =
                 let! ones = Gen.arrayOfLength kept.Length (Gen.elements [ true; false; false ])
                 return Array.map2 (fun d o -> if o then 1 else d) kept ones
             }
+
         let! a = thin full
         let! b = thin full
         let! seed = Gen.choose (0, 100000)
@@ -39,6 +40,10 @@ let genBroadcastPair =
     }
 
 type Arbitraries =
-    static member SmallShape() = genShape 4 5 |> Gen.map SmallShape |> Arb.fromGen
+    static member SmallShape() =
+        genShape 4 5 |> Gen.map SmallShape |> Arb.fromGen
+
     static member BroadcastPair() = genBroadcastPair |> Arb.fromGen
-    static member Seed() = Gen.choose (0, 1000000) |> Gen.map Seed |> Arb.fromGen
+
+    static member Seed() =
+        Gen.choose (0, 1000000) |> Gen.map Seed |> Arb.fromGen

@@ -13,8 +13,10 @@ let private naive (a: float32[]) (b: float32[]) m k n =
     Array.init (m * n) (fun ij ->
         let i, j = ij / n, ij % n
         let mutable s = 0.0
+
         for p in 0 .. k - 1 do
             s <- s + float a[i * k + p] * float b[p * n + j]
+
         float32 s)
 
 type Dims = Dims of int * int * int * int
@@ -41,7 +43,12 @@ let ``matmul and linear gradients match finite differences`` (Dims(m, k, n, seed
     let a = randn seed [| m; k |]
     let b = randn (seed + 1) [| k; n |]
     assertGradCheck "matmul 2d" (fun xs -> Tensor.matmul xs[0] xs[1]) [| a; b |]
-    assertGradCheck "matmul batched broadcast" (fun xs -> Tensor.matmul xs[0] xs[1]) [| randn seed [| 2; 1; m; k |]; randn seed [| 3; k; n |] |]
+
+    assertGradCheck
+        "matmul batched broadcast"
+        (fun xs -> Tensor.matmul xs[0] xs[1])
+        [| randn seed [| 2; 1; m; k |]; randn seed [| 3; k; n |] |]
+
     assertGradCheck "matmul vec-mat" (fun xs -> Tensor.matmul xs[0] xs[1]) [| randn seed [| k |]; b |]
     assertGradCheck "matmul mat-vec" (fun xs -> Tensor.matmul xs[0] xs[1]) [| a; randn seed [| k |] |]
     assertGradCheck "dot" (fun xs -> Tensor.matmul xs[0] xs[1]) [| randn seed [| k |]; randn (seed + 2) [| k |] |]
@@ -57,6 +64,7 @@ let ``batched matmul broadcasts batch axes`` () =
     let c = Tensor.matmul a b
     Assert.That(c.Shape, Eq.To [| 2; 5; 3; 2 |])
     let ad, bd, cd = a.ToArray(), b.ToArray(), c.ToArray()
+
     for i in 0..1 do
         for j in 0..4 do
             let expected = naive ad[i * 12 .. i * 12 + 11] bd[j * 8 .. j * 8 + 7] 3 4 2
@@ -71,5 +79,8 @@ let ``matmul of 1-d operands follows PyTorch's promotion rules`` () =
 
 [<Test>]
 let ``shape mismatches name the op and both shapes`` () =
-    assertRaises<ShapeMismatchException> [ "matmul"; "[2, 3]"; "[4, 5]" ] (fun () -> box (Tensor.matmul (randn 1 [| 2; 3 |]) (randn 1 [| 4; 5 |])))
-    assertRaises<ShapeMismatchException> [ "linear"; "[2, 3]"; "[4, 5]" ] (fun () -> box (Tensor.linear (randn 1 [| 4; 5 |]) None (randn 1 [| 2; 3 |])))
+    assertRaises<ShapeMismatchException> [ "matmul"; "[2, 3]"; "[4, 5]" ] (fun () ->
+        box (Tensor.matmul (randn 1 [| 2; 3 |]) (randn 1 [| 4; 5 |])))
+
+    assertRaises<ShapeMismatchException> [ "linear"; "[2, 3]"; "[4, 5]" ] (fun () ->
+        box (Tensor.linear (randn 1 [| 4; 5 |]) None (randn 1 [| 2; 3 |])))

@@ -28,6 +28,7 @@ let ``the same key gives the same random tensor and different keys differ`` (Sma
 [<Test>]
 let ``random tensors do not depend on the thread count`` () =
     let saved = Kernels.Threads.Count
+
     try
         Kernels.Threads.Count <- 1
         let a = Tensor.randn (Rng.create 5) [| 300; 300 |]
@@ -74,27 +75,43 @@ let ``broadcast arithmetic matches an index-by-index oracle`` (BroadcastPair(sa,
     let a = randn seed sa
     let b = randn (seed + 1) sb
     let out = Shape.broadcast "t" sa sb
+
     let idx (shape: int[]) (full: int[]) =
         let off = full.Length - shape.Length
         let mutable f = 0
+
         for i in 0 .. shape.Length - 1 do
             f <- f * shape[i] + (if shape[i] = 1 then 0 else full[i + off])
+
         f
+
     let ad, bd = a.ToArray(), b.ToArray()
     let expected = Array.zeroCreate (Shape.numel out)
     let coords = Array.zeroCreate out.Length
+
     for flat in 0 .. expected.Length - 1 do
         let mutable r = flat
+
         for d in out.Length - 1 .. -1 .. 0 do
             coords[d] <- r % out[d]
             r <- r / out[d]
-        expected[flat] <- ad[idx sa coords] * bd[idx sb coords] - ad[idx sa coords] / (abs bd[idx sb coords] + 1.0f)
+
+        expected[flat] <-
+            ad[idx sa coords] * bd[idx sb coords]
+            - ad[idx sa coords] / (abs bd[idx sb coords] + 1.0f)
+
     let actual = a * b - a / (Tensor.abs b + 1.0f)
-    actual.Shape = out && Array.forall2 (fun (e: float32) (x: float32) -> abs (e - x) <= 1e-5f * (1.0f + abs e)) expected (actual.ToArray())
+
+    actual.Shape = out
+    && Array.forall2
+        (fun (e: float32) (x: float32) -> abs (e - x) <= 1e-5f * (1.0f + abs e))
+        expected
+        (actual.ToArray())
 
 [<Test>]
 let ``valueAndGrad rejects a non-scalar objective naming its shape`` () =
-    assertRaises<SnnSpecException> [ "scalar"; "[3]" ] (fun () -> box (Diff.grad (fun x -> x * 2.0f) (Tensor.ones [| 3 |])))
+    assertRaises<SnnSpecException> [ "scalar"; "[3]" ] (fun () ->
+        box (Diff.grad (fun x -> x * 2.0f) (Tensor.ones [| 3 |])))
 
 [<Test>]
 let ``a reused subexpression accumulates its gradient`` () =
@@ -119,9 +136,9 @@ let ``noGrad records nothing`` () =
 let ``custom op uses the user's backward`` () =
     // Heaviside forward with a rectangular surrogate: the spike primitive in miniature.
     let spike =
-        Diff.customOp
-            (fun xs -> Tensor.geScalar 0.0f xs[0])
-            (fun xs _ g -> [| g * Tensor.le (Tensor.abs xs[0]) (Tensor.scalar 0.5f) |])
+        Diff.customOp (fun xs -> Tensor.geScalar 0.0f xs[0]) (fun xs _ g ->
+            [| g * Tensor.le (Tensor.abs xs[0]) (Tensor.scalar 0.5f) |])
+
     let x = Tensor.ofArray [| 4 |] [| -1.0f; -0.2f; 0.3f; 2.0f |]
     let v, g = Diff.valueAndGrad (fun x -> Tensor.sum (spike [| x |])) x
     Assert.That(v.ToScalar(), Eq.To 2.0f)
@@ -131,12 +148,16 @@ let ``custom op uses the user's backward`` () =
 let ``temporaries are recycled and a leaked tensor raises a clear error`` () =
     let mutable leaked = Unchecked.defaultof<Tensor>
     let x = randn 1 [| 64; 64 |]
+
     for _ in 1..3 do
-        Diff.grad (fun x ->
-            let y = Tensor.tanh (x * x)
-            leaked <- y
-            Tensor.sum y) x
+        Diff.grad
+            (fun x ->
+                let y = Tensor.tanh (x * x)
+                leaked <- y
+                Tensor.sum y)
+            x
         |> ignore
+
     let reused, _, _ = BufferPool.stats ()
     Assert.That(reused, Is.GreaterThan 0L)
     assertRaises<SnnSpecException> [ "recycled" ] (fun () -> box (leaked.ToArray()))
@@ -147,7 +168,9 @@ let ``gradients and values survive the call that made them`` () =
     let v, g = Diff.valueAndGrad (fun x -> Tensor.sum (Tensor.exp x)) x
     // Allocate more pooled work; v and g must not be overwritten.
     let expected = (Tensor.exp x).ToArray()
+
     for _ in 1..3 do
         Diff.grad (fun x -> Tensor.sum (x * 3.0f)) x |> ignore
+
     assertArraysClose "gradient" 0.0 0.0 expected (g.ToArray())
     Assert.That(float (v.ToScalar()), Eq.To(Array.sumBy float expected).Within(1e-2))

@@ -8,9 +8,11 @@ open SnnSpec
 /// Layout of batch normalisation over axis 1: x is [N, C, S] row-major, S the product of the dimensions after
 /// the channel axis (S = 1 for [N, C]). Statistics are per channel over the M = N·S elements x[n, c, s].
 type BatchNormGeometry =
-    { N: int
-      C: int
-      S: int }
+    {
+        N: int
+        C: int
+        S: int
+    }
 
     /// Elements per channel: N·S.
     member g.Count = g.N * g.S
@@ -24,15 +26,19 @@ module internal BnSimd =
         let vm = Vector512.Create m
         let mutable acc = Vector512<float32>.Zero
         let mutable i = 0
+
         while i + 16 <= len do
             let d = Vector512.LoadUnsafe(&x[off + i]) - vm
             acc <- Vector512.FusedMultiplyAdd(d, d, acc)
             i <- i + 16
+
         let mutable s = float (Vector512.Sum acc)
+
         while i < len do
             let d = float (x[off + i] - m)
             s <- s + d * d
             i <- i + 1
+
         s
 
     /// y[yOff + i] = a·x[xOff + i] + b for i in [0, len).
@@ -40,9 +46,11 @@ module internal BnSimd =
         let va = Vector512.Create a
         let vb = Vector512.Create b
         let mutable i = 0
+
         while i + 16 <= len do
             Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(&x[xOff + i]), va, vb).StoreUnsafe(&y[yOff + i])
             i <- i + 16
+
         while i < len do
             y[yOff + i] <- a * x[xOff + i] + b
             i <- i + 1
@@ -53,17 +61,21 @@ module internal BnSimd =
         let mutable s = Vector512<float32>.Zero
         let mutable d = Vector512<float32>.Zero
         let mutable i = 0
+
         while i + 16 <= len do
             let g = Vector512.LoadUnsafe(&dy[dyOff + i])
             s <- s + g
             d <- Vector512.FusedMultiplyAdd(g, Vector512.LoadUnsafe(&x[xOff + i]) - vm, d)
             i <- i + 16
+
         let mutable ss = float (Vector512.Sum s)
         let mutable dd = float (Vector512.Sum d)
+
         while i < len do
             ss <- ss + float dy[dyOff + i]
             dd <- dd + float dy[dyOff + i] * float (x[xOff + i] - m)
             i <- i + 1
+
         struct (ss, dd)
 
     /// dx[i] (+)= a·dy[i] + b·x[i] + c over len elements.
@@ -84,6 +96,7 @@ module internal BnSimd =
         let vb = Vector512.Create b
         let vc = Vector512.Create c
         let mutable i = 0
+
         while i + 16 <= len do
             let v =
                 Vector512.FusedMultiplyAdd(
@@ -91,9 +104,16 @@ module internal BnSimd =
                     va,
                     Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(&x[xOff + i]), vb, vc)
                 )
-            let v = if accumulate then v + Vector512.LoadUnsafe(&dx[dxOff + i]) else v
+
+            let v =
+                if accumulate then
+                    v + Vector512.LoadUnsafe(&dx[dxOff + i])
+                else
+                    v
+
             v.StoreUnsafe(&dx[dxOff + i])
             i <- i + 16
+
         while i < len do
             let v = a * dy[dyOff + i] + b * x[xOff + i] + c
             dx[dxOff + i] <- if accumulate then dx[dxOff + i] + v else v
@@ -104,9 +124,14 @@ module internal BnSimd =
 /// γ = None means γ = 1, β = None means β = 0. Outputs are caller-provided. Parallel over channels.
 module BatchNorm =
     let private validate op (g: BatchNormGeometry) =
-        if g.N < 1 then Errors.invalidArg op "N" g.N "a positive integer"
-        if g.C < 1 then Errors.invalidArg op "C" g.C "a positive integer"
-        if g.S < 1 then Errors.invalidArg op "S" g.S "a positive integer (the product of the spatial sizes)"
+        if g.N < 1 then
+            Errors.invalidArg op "N" g.N "a positive integer"
+
+        if g.C < 1 then
+            Errors.invalidArg op "C" g.C "a positive integer"
+
+        if g.S < 1 then
+            Errors.invalidArg op "S" g.S "a positive integer (the product of the spatial sizes)"
 
     let private checkLength op (name: string) (len: int) (off: int) (need: int) =
         if off < 0 || off + need > len then
@@ -137,12 +162,22 @@ module BatchNorm =
         =
         let op = "batchNorm running statistics"
         validate op g
+
         if g.Count < 2 then
             Errors.invalidArg op "N·S" g.Count "at least 2 values per channel for an unbiased variance"
-        for name, a in [ "batchMean", batchMean; "batchVar", batchVar; "runningMean", runningMean; "runningVar", runningVar ] do
+
+        for name, a in
+            [
+                "batchMean", batchMean
+                "batchVar", batchVar
+                "runningMean", runningMean
+                "runningVar", runningVar
+            ] do
             checkLength op name a.Length 0 g.C
+
         let m = float g.Count
         let mom = float momentum
+
         for c in 0 .. g.C - 1 do
             runningMean[c] <- float32 ((1.0 - mom) * float runningMean[c] + mom * float batchMean[c])
             runningVar[c] <- float32 ((1.0 - mom) * float runningVar[c] + mom * float batchVar[c] * m / (m - 1.0))
@@ -168,9 +203,13 @@ module BatchNorm =
         =
         let op = "batchNorm"
         validate op g
+
         if g.Count < 2 then
             Errors.invalidArg op "N·S" g.Count "at least 2 values per channel in training mode"
-        if not (eps > 0.0f) then Errors.invalidArg op "eps" eps "a positive number"
+
+        if not (eps > 0.0f) then
+            Errors.invalidArg op "eps" eps "a positive number"
+
         checkLength op "x" x.Length xOff g.Length
         checkLength op "y" y.Length yOff g.Length
         checkLength op "mean" mean.Length 0 g.C
@@ -179,54 +218,94 @@ module BatchNorm =
         checkChannels op "beta" g beta
         checkChannels op "runningMean" g runningMean
         checkChannels op "runningVar" g runningVar
+
         if runningMean.IsSome <> runningVar.IsSome then
             Errors.fail (sprintf "%s: pass both runningMean and runningVar or neither." op)
+
         let count = g.Count
         let var = Array.zeroCreate<float32> g.C
+
         let scaleOf c =
             let inv = invstd[c]
-            let a = (match gamma with Some gm -> gm[c] | None -> 1.0f) * inv
-            let b = (match beta with Some bt -> bt[c] | None -> 0.0f) - mean[c] * a
+
+            let a =
+                (match gamma with
+                 | Some gm -> gm[c]
+                 | None -> 1.0f)
+                * inv
+
+            let b =
+                (match beta with
+                 | Some bt -> bt[c]
+                 | None -> 0.0f)
+                - mean[c] * a
+
             struct (a, b)
+
         if g.S = 1 then
             let c = g.C
             let acc = Array.zeroCreate<float32> c
+
             for n in 0 .. g.N - 1 do
                 TensorPrimitives.Add(ReadOnlySpan<float32>(x, xOff + n * c, c), acc, acc)
+
             TensorPrimitives.Multiply(acc, 1.0f / float32 count, Span<float32>(mean, 0, c))
             let d = Array.zeroCreate<float32> c
             Array.Clear acc
+
             for n in 0 .. g.N - 1 do
-                TensorPrimitives.Subtract(ReadOnlySpan<float32>(x, xOff + n * c, c), ReadOnlySpan<float32>(mean, 0, c), d)
+                TensorPrimitives.Subtract(
+                    ReadOnlySpan<float32>(x, xOff + n * c, c),
+                    ReadOnlySpan<float32>(mean, 0, c),
+                    d
+                )
+
                 TensorPrimitives.MultiplyAdd(d, d, acc, acc)
+
             TensorPrimitives.Multiply(acc, 1.0f / float32 count, var)
             let a = Array.zeroCreate<float32> c
             let b = Array.zeroCreate<float32> c
+
             for ch in 0 .. c - 1 do
                 invstd[ch] <- 1.0f / MathF.Sqrt(var[ch] + eps)
                 let struct (ac, bc) = scaleOf ch
                 a[ch] <- ac
                 b[ch] <- bc
+
             for n in 0 .. g.N - 1 do
-                TensorPrimitives.MultiplyAdd(ReadOnlySpan<float32>(x, xOff + n * c, c), a, b, Span<float32>(y, yOff + n * c, c))
+                TensorPrimitives.MultiplyAdd(
+                    ReadOnlySpan<float32>(x, xOff + n * c, c),
+                    a,
+                    b,
+                    Span<float32>(y, yOff + n * c, c)
+                )
         else
             let s = g.S
+
             Par.forChunks g.C (grain g) (fun c0 c1 ->
                 for c in c0 .. c1 - 1 do
                     let mutable sum = 0.0
+
                     for n in 0 .. g.N - 1 do
-                        sum <- sum + float (TensorPrimitives.Sum(ReadOnlySpan<float32>(x, xOff + (n * g.C + c) * s, s)))
+                        sum <-
+                            sum
+                            + float (TensorPrimitives.Sum(ReadOnlySpan<float32>(x, xOff + (n * g.C + c) * s, s)))
+
                     let m = float32 (sum / float count)
                     let mutable sq = 0.0
+
                     for n in 0 .. g.N - 1 do
                         sq <- sq + BnSimd.sumSqDev x (xOff + (n * g.C + c) * s) s m
+
                     mean[c] <- m
                     var[c] <- float32 (sq / float count)
                     invstd[c] <- float32 (1.0 / Math.Sqrt(sq / float count + float eps))
                     let struct (a, b) = scaleOf c
+
                     for n in 0 .. g.N - 1 do
                         let o = (n * g.C + c) * s
                         BnSimd.affine x (xOff + o) y (yOff + o) s a b)
+
         match runningMean, runningVar with
         | Some rm, Some rv -> updateRunningStats g momentum mean var rm rv
         | _ -> ()
@@ -246,7 +325,10 @@ module BatchNorm =
         =
         let op = "batchNorm eval"
         validate op g
-        if not (eps > 0.0f) then Errors.invalidArg op "eps" eps "a positive number"
+
+        if not (eps > 0.0f) then
+            Errors.invalidArg op "eps" eps "a positive number"
+
         checkLength op "x" x.Length xOff g.Length
         checkLength op "y" y.Length yOff g.Length
         checkLength op "runningMean" runningMean.Length 0 g.C
@@ -255,10 +337,22 @@ module BatchNorm =
         checkChannels op "beta" g beta
         let a = Array.zeroCreate<float32> g.C
         let b = Array.zeroCreate<float32> g.C
+
         for c in 0 .. g.C - 1 do
             let inv = float32 (1.0 / Math.Sqrt(float runningVar[c] + float eps))
-            a[c] <- (match gamma with Some gm -> gm[c] | None -> 1.0f) * inv
-            b[c] <- (match beta with Some bt -> bt[c] | None -> 0.0f) - runningMean[c] * a[c]
+
+            a[c] <-
+                (match gamma with
+                 | Some gm -> gm[c]
+                 | None -> 1.0f)
+                * inv
+
+            b[c] <-
+                (match beta with
+                 | Some bt -> bt[c]
+                 | None -> 0.0f)
+                - runningMean[c] * a[c]
+
         if g.S = 1 then
             for n in 0 .. g.N - 1 do
                 TensorPrimitives.MultiplyAdd(
@@ -303,54 +397,81 @@ module BatchNorm =
         checkChannels op "dgamma" g dgamma
         checkChannels op "dbeta" g dbeta
         let m = float32 g.Count
+
         let store c (sdy: float) (sdyx: float) =
             let inv = invstd[c]
+
             match dbeta with
             | Some db -> db[c] <- (if accumulate then db[c] else 0.0f) + float32 sdy
             | None -> ()
+
             match dgamma with
             | Some dg -> dg[c] <- (if accumulate then dg[c] else 0.0f) + float32 (sdyx * float inv)
             | None -> ()
-            let gm = match gamma with Some gm -> gm[c] | None -> 1.0f
+
+            let gm =
+                match gamma with
+                | Some gm -> gm[c]
+                | None -> 1.0f
+
             let a = gm * inv
             let b = -gm * inv * inv * inv * float32 sdyx / m
             let cc = -a * float32 sdy / m - b * mean[c]
             struct (a, b, cc)
+
         if g.S = 1 then
             let c = g.C
             let sdy = Array.zeroCreate<float32> c
             let sdyx = Array.zeroCreate<float32> c
             let d = Array.zeroCreate<float32> c
+
             for n in 0 .. g.N - 1 do
                 let dyr = ReadOnlySpan<float32>(dy, dyOff + n * c, c)
                 TensorPrimitives.Add(dyr, sdy, sdy)
-                TensorPrimitives.Subtract(ReadOnlySpan<float32>(x, xOff + n * c, c), ReadOnlySpan<float32>(mean, 0, c), d)
+
+                TensorPrimitives.Subtract(
+                    ReadOnlySpan<float32>(x, xOff + n * c, c),
+                    ReadOnlySpan<float32>(mean, 0, c),
+                    d
+                )
+
                 TensorPrimitives.MultiplyAdd(dyr, d, sdyx, sdyx)
+
             let a = Array.zeroCreate<float32> c
             let b = Array.zeroCreate<float32> c
             let cc = Array.zeroCreate<float32> c
+
             for ch in 0 .. c - 1 do
                 let struct (ac, bc, ccc) = store ch (float sdy[ch]) (float sdyx[ch])
                 a[ch] <- ac
                 b[ch] <- bc
                 cc[ch] <- ccc
+
             for n in 0 .. g.N - 1 do
                 let dxr = Span<float32>(dx, dxOff + n * c, c)
                 TensorPrimitives.MultiplyAdd(ReadOnlySpan<float32>(x, xOff + n * c, c), b, cc, d)
                 TensorPrimitives.MultiplyAdd(ReadOnlySpan<float32>(dy, dyOff + n * c, c), a, d, d)
-                if accumulate then TensorPrimitives.Add(dxr, d, dxr) else d.AsSpan().CopyTo dxr
+
+                if accumulate then
+                    TensorPrimitives.Add(dxr, d, dxr)
+                else
+                    d.AsSpan().CopyTo dxr
         else
             let s = g.S
+
             Par.forChunks g.C (grain g) (fun c0 c1 ->
                 for c in c0 .. c1 - 1 do
                     let mutable sdy = 0.0
                     let mutable sdyx = 0.0
+
                     for n in 0 .. g.N - 1 do
                         let o = (n * g.C + c) * s
                         let struct (a, b) = BnSimd.sumAndDot dy (dyOff + o) x (xOff + o) s mean[c]
                         sdy <- sdy + a
                         sdyx <- sdyx + b
+
                     let struct (a, b, cc) = store c sdy sdyx
+
                     for n in 0 .. g.N - 1 do
                         let o = (n * g.C + c) * s
                         BnSimd.gradAffine dy (dyOff + o) x (xOff + o) dx (dxOff + o) s a b cc accumulate)

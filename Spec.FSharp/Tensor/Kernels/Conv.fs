@@ -17,15 +17,18 @@ module internal Scratch =
         let found =
             lock pool (fun () ->
                 let mutable best = -1
+
                 for i in 0 .. pool.Count - 1 do
                     if pool[i].Length >= size && (best < 0 || pool[i].Length < pool[best].Length) then
                         best <- i
+
                 if best < 0 then
                     ValueNone
                 else
                     let a = pool[best]
                     pool.RemoveAt best
                     ValueSome a)
+
         match found with
         | ValueSome a -> a
         | ValueNone -> GC.AllocateUninitializedArray<float32>(max 1 size)
@@ -37,9 +40,13 @@ module internal Scratch =
                 pool.Add a
             else
                 let mutable smallest = 0
+
                 for i in 1 .. pool.Count - 1 do
-                    if pool[i].Length < pool[smallest].Length then smallest <- i
-                if pool[smallest].Length < a.Length then pool[smallest] <- a)
+                    if pool[i].Length < pool[smallest].Length then
+                        smallest <- i
+
+                if pool[smallest].Length < a.Length then
+                    pool[smallest] <- a)
 
 /// Splitting work over images while the GEMMs inside stay single-threaded.
 module internal ConvPar =
@@ -50,16 +57,21 @@ module internal ConvPar =
     /// inside (GEMM) do not spawn nested parallel loops; such regions are serialised by a lock.
     let chunks (n: int) (chunks: int) (body: int -> int -> int -> unit) =
         let per = (n + chunks - 1) / chunks
+
         let run c =
             let s = c * per
             let e = min n (s + per)
-            if s < e then body c s e
+
+            if s < e then
+                body c s e
+
         if chunks <= 1 then
             body 0 0 n
         else
             lock gate (fun () ->
                 let saved = Threads.Count
                 Threads.Count <- 1
+
                 try
                     Parallel.For(0, chunks, ParallelOptions(MaxDegreeOfParallelism = chunks), (fun c -> run c))
                     |> ignore
@@ -71,20 +83,22 @@ module internal ConvPar =
 /// Ho = ⌊(H + 2·PadH − DilH·(KH − 1) − 1) / StrideH⌋ + 1 (Wo likewise). Output channel o reads the input
 /// channels of its group g = o / (O/Groups). Padding is zero padding on both sides.
 type Conv2dGeometry =
-    { N: int
-      C: int
-      H: int
-      W: int
-      O: int
-      KH: int
-      KW: int
-      StrideH: int
-      StrideW: int
-      PadH: int
-      PadW: int
-      DilH: int
-      DilW: int
-      Groups: int }
+    {
+        N: int
+        C: int
+        H: int
+        W: int
+        O: int
+        KH: int
+        KW: int
+        StrideH: int
+        StrideW: int
+        PadH: int
+        PadW: int
+        DilH: int
+        DilW: int
+        Groups: int
+    }
 
     member g.Ho = (g.H + 2 * g.PadH - g.DilH * (g.KH - 1) - 1) / g.StrideH + 1
     member g.Wo = (g.W + 2 * g.PadW - g.DilW * (g.KW - 1) - 1) / g.StrideW + 1
@@ -104,20 +118,23 @@ type Conv2dGeometry =
         let s = defaultArg stride 1
         let p = defaultArg padding 0
         let d = defaultArg dilation 1
-        { N = n
-          C = c
-          H = h
-          W = w
-          O = o
-          KH = k
-          KW = k
-          StrideH = s
-          StrideW = s
-          PadH = p
-          PadW = p
-          DilH = d
-          DilW = d
-          Groups = defaultArg groups 1 }
+
+        {
+            N = n
+            C = c
+            H = h
+            W = w
+            O = o
+            KH = k
+            KW = k
+            StrideH = s
+            StrideW = s
+            PadH = p
+            PadW = p
+            DilH = d
+            DilW = d
+            Groups = defaultArg groups 1
+        }
 
 /// Raw conv2d kernels (im2col + GEMM, parallel over images). Arrays are row-major with element offsets;
 /// outputs are caller-provided and fully written (or added to when <c>accumulate</c>).
@@ -125,7 +142,8 @@ module Conv =
     let private op = "conv2d"
 
     let private positive name (v: int) =
-        if v < 1 then Errors.invalidArg op name v "a positive integer"
+        if v < 1 then
+            Errors.invalidArg op name v "a positive integer"
 
     let private checkLength (name: string) (arr: float32[]) (off: int) (len: int) =
         if off < 0 || off + len > arr.Length then
@@ -154,13 +172,21 @@ module Conv =
         positive "DilH" g.DilH
         positive "DilW" g.DilW
         positive "Groups" g.Groups
-        if g.PadH < 0 then Errors.invalidArg op "PadH" g.PadH "a non-negative integer"
-        if g.PadW < 0 then Errors.invalidArg op "PadW" g.PadW "a non-negative integer"
+
+        if g.PadH < 0 then
+            Errors.invalidArg op "PadH" g.PadH "a non-negative integer"
+
+        if g.PadW < 0 then
+            Errors.invalidArg op "PadW" g.PadW "a non-negative integer"
+
         if g.C % g.Groups <> 0 then
             Errors.invalidArg op "Groups" g.Groups (sprintf "a divisor of the input channels C = %d" g.C)
+
         if g.O % g.Groups <> 0 then
             Errors.invalidArg op "Groups" g.Groups (sprintf "a divisor of the output channels O = %d" g.O)
+
         let spanH = g.DilH * (g.KH - 1) + 1
+
         if g.H + 2 * g.PadH < spanH then
             Errors.fail (
                 sprintf
@@ -172,7 +198,9 @@ module Conv =
                     g.KH
                     g.DilH
             )
+
         let spanW = g.DilW * (g.KW - 1) + 1
+
         if g.W + 2 * g.PadW < spanW then
             Errors.fail (
                 sprintf
@@ -193,7 +221,12 @@ module Conv =
 
     /// True when im2col is the identity (1×1 kernel, stride 1, no padding).
     let private isPointwise (g: Conv2dGeometry) =
-        g.KH = 1 && g.KW = 1 && g.StrideH = 1 && g.StrideW = 1 && g.PadH = 0 && g.PadW = 0
+        g.KH = 1
+        && g.KW = 1
+        && g.StrideH = 1
+        && g.StrideW = 1
+        && g.PadH = 0
+        && g.PadW = 0
 
     /// Parallel chunks of images; GEMMs run single-threaded inside when there is more than one chunk.
     let private chunkCount (g: Conv2dGeometry) = max 1 (min Threads.Count g.N)
@@ -208,8 +241,19 @@ module Conv =
     /// Valid output columns [lo, hi) for kernel column kw: those ow with 0 ≤ ow·StrideW + kw·DilW − PadW < W.
     let inline private validCols (g: Conv2dGeometry) (wo: int) (kw: int) =
         let off = kw * g.DilW - g.PadW
-        let lo = if off >= 0 then 0 else min wo ((-off + g.StrideW - 1) / g.StrideW)
-        let hi = if g.W - 1 - off < 0 then 0 else min wo ((g.W - 1 - off) / g.StrideW + 1)
+
+        let lo =
+            if off >= 0 then
+                0
+            else
+                min wo ((-off + g.StrideW - 1) / g.StrideW)
+
+        let hi =
+            if g.W - 1 - off < 0 then
+                0
+            else
+                min wo ((g.W - 1 - off) / g.StrideW + 1)
+
         struct (lo, max lo hi, off)
 
     /// For output rows [oh0, oh1): col[(c·KH + kh)·KW + kw, (oh − oh0)·Wo + ow] =
@@ -220,26 +264,36 @@ module Conv =
         let rows = oh1 - oh0
         let hw = g.H * g.W
         let sw = g.StrideW
+
         for c in 0 .. g.Cg - 1 do
             let xc = xBase + c * hw
+
             for kh in 0 .. g.KH - 1 do
                 for kw in 0 .. g.KW - 1 do
                     let row = ((c * g.KH + kh) * g.KW + kw) * rows * wo
                     let struct (lo, hi, off) = validCols g wo kw
+
                     for oh in oh0 .. oh1 - 1 do
                         let ih = oh * g.StrideH + kh * g.DilH - g.PadH
                         let dst = row + (oh - oh0) * wo
+
                         if ih < 0 || ih >= g.H || hi = lo then
                             Span<float32>(col, dst, wo).Clear()
                         else
-                            if lo > 0 then Span<float32>(col, dst, lo).Clear()
+                            if lo > 0 then
+                                Span<float32>(col, dst, lo).Clear()
+
                             let src = xc + ih * g.W + off
+
                             if sw = 1 then
-                                ReadOnlySpan<float32>(x, src + lo, hi - lo).CopyTo(Span<float32>(col, dst + lo, hi - lo))
+                                ReadOnlySpan<float32>(x, src + lo, hi - lo)
+                                    .CopyTo(Span<float32>(col, dst + lo, hi - lo))
                             else
                                 for ow in lo .. hi - 1 do
                                     col[dst + ow] <- x[src + ow * sw]
-                            if hi < wo then Span<float32>(col, dst + hi, wo - hi).Clear()
+
+                            if hi < wo then
+                                Span<float32>(col, dst + hi, wo - hi).Clear()
 
     /// The adjoint of im2col over output rows [oh0, oh1): dx[c, ih, iw] += Σ of the col entries im2col reads from
     /// (c, ih, iw).
@@ -248,18 +302,23 @@ module Conv =
         let rows = oh1 - oh0
         let hw = g.H * g.W
         let sw = g.StrideW
+
         for c in 0 .. g.Cg - 1 do
             let xc = xBase + c * hw
+
             for kh in 0 .. g.KH - 1 do
                 for kw in 0 .. g.KW - 1 do
                     let row = ((c * g.KH + kh) * g.KW + kw) * rows * wo
                     let struct (lo, hi, off) = validCols g wo kw
+
                     if hi > lo then
                         for oh in oh0 .. oh1 - 1 do
                             let ih = oh * g.StrideH + kh * g.DilH - g.PadH
+
                             if ih >= 0 && ih < g.H then
                                 let src = row + (oh - oh0) * wo
                                 let dst = xc + ih * g.W + off
+
                                 if sw = 1 then
                                     let d = Span<float32>(dx, dst + lo, hi - lo)
                                     TensorPrimitives.Add(ReadOnlySpan<float32>(col, src + lo, hi - lo), d, d)
@@ -289,22 +348,65 @@ module Conv =
         let ckk = g.Cg * g.KH * g.KW
         let pointwise = isPointwise g
         let rb = if pointwise then g.Ho else rowBlock g
+
         ConvPar.chunks g.N (chunkCount g) (fun _ s e ->
-            let col = if pointwise then Array.Empty<float32>() else Scratch.rent (ckk * rb * g.Wo)
+            let col =
+                if pointwise then
+                    Array.Empty<float32>()
+                else
+                    Scratch.rent (ckk * rb * g.Wo)
+
             try
                 for n in s .. e - 1 do
                     for grp in 0 .. g.Groups - 1 do
                         let xBase = xOff + (n * g.C + grp * g.Cg) * g.H * g.W
                         let yBase = yOff + (n * g.O + grp * g.Og) * howo
                         let wBase = wOff + grp * g.Og * ckk
+
                         if pointwise then
-                            Gemm.Sgemm(false, false, g.Og, howo, ckk, 1.0f, w, wBase, ckk, x, xBase, howo, 0.0f, y, yBase, howo)
+                            Gemm.Sgemm(
+                                false,
+                                false,
+                                g.Og,
+                                howo,
+                                ckk,
+                                1.0f,
+                                w,
+                                wBase,
+                                ckk,
+                                x,
+                                xBase,
+                                howo,
+                                0.0f,
+                                y,
+                                yBase,
+                                howo
+                            )
                         else
-                            for oh0 in 0 .. rb .. g.Ho - 1 do
+                            for oh0 in 0..rb .. g.Ho - 1 do
                                 let oh1 = min g.Ho (oh0 + rb)
                                 let cols = (oh1 - oh0) * g.Wo
                                 im2col g x xBase oh0 oh1 col
-                                Gemm.Sgemm(false, false, g.Og, cols, ckk, 1.0f, w, wBase, ckk, col, 0, cols, 0.0f, y, yBase + oh0 * g.Wo, howo)
+
+                                Gemm.Sgemm(
+                                    false,
+                                    false,
+                                    g.Og,
+                                    cols,
+                                    ckk,
+                                    1.0f,
+                                    w,
+                                    wBase,
+                                    ckk,
+                                    col,
+                                    0,
+                                    cols,
+                                    0.0f,
+                                    y,
+                                    yBase + oh0 * g.Wo,
+                                    howo
+                                )
+
                     match bias with
                     | Some bv ->
                         for o in 0 .. g.O - 1 do
@@ -312,7 +414,8 @@ module Conv =
                             TensorPrimitives.Add(r, bv[biasOff + o], r)
                     | None -> ()
             finally
-                if not pointwise then Scratch.give col)
+                if not pointwise then
+                    Scratch.give col)
 
     /// Backward with respect to the input (the transposed convolution):
     /// dx[n, c, ih, iw] (+)= Σ_{o ∈ group(c), kh, kw, oh, ow : oh·StrideH + kh·DilH − PadH = ih, ow·StrideW + kw·DilW − PadW = iw}
@@ -335,27 +438,73 @@ module Conv =
         let ckk = g.Cg * g.KH * g.KW
         let pointwise = isPointwise g
         let rb = if pointwise then g.Ho else rowBlock g
+
         ConvPar.chunks g.N (chunkCount g) (fun _ s e ->
-            let col = if pointwise then Array.Empty<float32>() else Scratch.rent (ckk * rb * g.Wo)
+            let col =
+                if pointwise then
+                    Array.Empty<float32>()
+                else
+                    Scratch.rent (ckk * rb * g.Wo)
+
             try
                 for n in s .. e - 1 do
                     if not accumulate && not pointwise then
                         Span<float32>(dx, dxOff + n * g.C * hw, g.C * hw).Clear()
+
                     for grp in 0 .. g.Groups - 1 do
                         let xBase = dxOff + (n * g.C + grp * g.Cg) * hw
                         let yBase = dyOff + (n * g.O + grp * g.Og) * howo
                         let wBase = wOff + grp * g.Og * ckk
+
                         if pointwise then
                             let beta = if accumulate then 1.0f else 0.0f
-                            Gemm.Sgemm(true, false, ckk, howo, g.Og, 1.0f, w, wBase, ckk, dy, yBase, howo, beta, dx, xBase, howo)
+
+                            Gemm.Sgemm(
+                                true,
+                                false,
+                                ckk,
+                                howo,
+                                g.Og,
+                                1.0f,
+                                w,
+                                wBase,
+                                ckk,
+                                dy,
+                                yBase,
+                                howo,
+                                beta,
+                                dx,
+                                xBase,
+                                howo
+                            )
                         else
-                            for oh0 in 0 .. rb .. g.Ho - 1 do
+                            for oh0 in 0..rb .. g.Ho - 1 do
                                 let oh1 = min g.Ho (oh0 + rb)
                                 let cols = (oh1 - oh0) * g.Wo
-                                Gemm.Sgemm(true, false, ckk, cols, g.Og, 1.0f, w, wBase, ckk, dy, yBase + oh0 * g.Wo, howo, 0.0f, col, 0, cols)
+
+                                Gemm.Sgemm(
+                                    true,
+                                    false,
+                                    ckk,
+                                    cols,
+                                    g.Og,
+                                    1.0f,
+                                    w,
+                                    wBase,
+                                    ckk,
+                                    dy,
+                                    yBase + oh0 * g.Wo,
+                                    howo,
+                                    0.0f,
+                                    col,
+                                    0,
+                                    cols
+                                )
+
                                 col2im g col oh0 oh1 dx xBase
             finally
-                if not pointwise then Scratch.give col)
+                if not pointwise then
+                    Scratch.give col)
 
     /// Backward with respect to the weight: dw[o, c', kh, kw] (+)= Σ_{n, oh, ow}
     /// dy[n, o, oh, ow] · x[n, g·Cg + c', oh·StrideH + kh·DilH − PadH, ow·StrideW + kw·DilW − PadW] with g = o / (O/Groups).
@@ -379,8 +528,14 @@ module Conv =
         let rb = if pointwise then g.Ho else rowBlock g
         let chunks = chunkCount g
         let partials = Array.create chunks (Array.Empty<float32>())
+
         ConvPar.chunks g.N chunks (fun chunk s e ->
-            let col = if pointwise then Array.Empty<float32>() else Scratch.rent (ckk * rb * g.Wo)
+            let col =
+                if pointwise then
+                    Array.Empty<float32>()
+                else
+                    Scratch.rent (ckk * rb * g.Wo)
+
             let target, tOff =
                 if chunk = 0 then
                     dw, dwOff
@@ -388,25 +543,72 @@ module Conv =
                     let p = Scratch.rent wlen
                     partials[chunk] <- p
                     p, 0
+
             try
                 for n in s .. e - 1 do
                     for grp in 0 .. g.Groups - 1 do
                         let xBase = xOff + (n * g.C + grp * g.Cg) * g.H * g.W
                         let yBase = dyOff + (n * g.O + grp * g.Og) * howo
                         let tBase = tOff + grp * g.Og * ckk
+
                         if pointwise then
                             let beta = if n > s || (chunk = 0 && accumulate) then 1.0f else 0.0f
-                            Gemm.Sgemm(false, true, g.Og, ckk, howo, 1.0f, dy, yBase, howo, x, xBase, howo, beta, target, tBase, ckk)
+
+                            Gemm.Sgemm(
+                                false,
+                                true,
+                                g.Og,
+                                ckk,
+                                howo,
+                                1.0f,
+                                dy,
+                                yBase,
+                                howo,
+                                x,
+                                xBase,
+                                howo,
+                                beta,
+                                target,
+                                tBase,
+                                ckk
+                            )
                         else
-                            for oh0 in 0 .. rb .. g.Ho - 1 do
+                            for oh0 in 0..rb .. g.Ho - 1 do
                                 let oh1 = min g.Ho (oh0 + rb)
                                 let cols = (oh1 - oh0) * g.Wo
-                                let beta = if n > s || oh0 > 0 || (chunk = 0 && accumulate) then 1.0f else 0.0f
+
+                                let beta =
+                                    if n > s || oh0 > 0 || (chunk = 0 && accumulate) then
+                                        1.0f
+                                    else
+                                        0.0f
+
                                 im2col g x xBase oh0 oh1 col
-                                Gemm.Sgemm(false, true, g.Og, ckk, cols, 1.0f, dy, yBase + oh0 * g.Wo, howo, col, 0, cols, beta, target, tBase, ckk)
+
+                                Gemm.Sgemm(
+                                    false,
+                                    true,
+                                    g.Og,
+                                    ckk,
+                                    cols,
+                                    1.0f,
+                                    dy,
+                                    yBase + oh0 * g.Wo,
+                                    howo,
+                                    col,
+                                    0,
+                                    cols,
+                                    beta,
+                                    target,
+                                    tBase,
+                                    ckk
+                                )
             finally
-                if not pointwise then Scratch.give col)
+                if not pointwise then
+                    Scratch.give col)
+
         let d = Span<float32>(dw, dwOff, wlen)
+
         for p in partials do
             if p.Length > 0 then
                 TensorPrimitives.Add(d, ReadOnlySpan<float32>(p, 0, wlen), d)
@@ -419,8 +621,13 @@ module Conv =
         checkLength "dy" dy dyOff g.YLength
         checkLength "db" db dbOff g.O
         let howo = g.Ho * g.Wo
+
         for o in 0 .. g.O - 1 do
             let mutable acc = 0.0
+
             for n in 0 .. g.N - 1 do
-                acc <- acc + float (TensorPrimitives.Sum(ReadOnlySpan<float32>(dy, dyOff + (n * g.O + o) * howo, howo)))
+                acc <-
+                    acc
+                    + float (TensorPrimitives.Sum(ReadOnlySpan<float32>(dy, dyOff + (n * g.O + o) * howo, howo)))
+
             db[dbOff + o] <- (if accumulate then db[dbOff + o] else 0.0f) + float32 acc

@@ -28,10 +28,22 @@ type Gemm =
         for i in 0 .. m - 1 do
             for j in 0 .. n - 1 do
                 let mutable acc = 0.0
+
                 for p in 0 .. k - 1 do
-                    let av = if transA then a[aOff + p * lda + i] else a[aOff + i * lda + p]
-                    let bv = if transB then b[bOff + j * ldb + p] else b[bOff + p * ldb + j]
+                    let av =
+                        if transA then
+                            a[aOff + p * lda + i]
+                        else
+                            a[aOff + i * lda + p]
+
+                    let bv =
+                        if transB then
+                            b[bOff + j * ldb + p]
+                        else
+                            b[bOff + p * ldb + j]
+
                     acc <- acc + float av * float bv
+
                 let prev = if beta = 0.0f then 0.0f else beta * c[cOff + i * ldc + j]
                 c[cOff + i * ldc + j] <- prev + alpha * float32 acc
 
@@ -82,4 +94,21 @@ type Gemm =
             ldc: int
         ) =
         for i in 0 .. batch - 1 do
-            Gemm.Sgemm(transA, transB, m, n, k, alpha, a, aOff + i * strideA, lda, b, bOff + i * strideB, ldb, beta, c, cOff + i * strideC, ldc)
+            Gemm.Sgemm(
+                transA,
+                transB,
+                m,
+                n,
+                k,
+                alpha,
+                a,
+                aOff + i * strideA,
+                lda,
+                b,
+                bOff + i * strideB,
+                ldb,
+                beta,
+                c,
+                cOff + i * strideC,
+                ldc
+            )

@@ -7,6 +7,7 @@ open System.Threading.Tasks
 /// single-threaded measurements.
 type Threads private () =
     static let mutable count = Environment.ProcessorCount
+
     static member Count
         with get () = count
         and set v = count <- max 1 v
@@ -16,6 +17,7 @@ module Par =
     /// Runs body(start, stop) over chunks of [0, n). <c>grain</c> is the least work per chunk worth a thread.
     let inline forChunks (n: int) (grain: int) ([<InlineIfLambda>] body: int -> int -> unit) =
         let threads = Threads.Count
+
         if n <= 0 then
             ()
         elif threads <= 1 || n < 2 * grain then
@@ -23,6 +25,7 @@ module Par =
         else
             let chunks = min threads ((n + grain - 1) / grain)
             let per = (n + chunks - 1) / chunks
+
             Parallel.For(
                 0,
                 chunks,
@@ -30,13 +33,16 @@ module Par =
                 fun c ->
                     let s = c * per
                     let e = min n (s + per)
-                    if s < e then body s e
+
+                    if s < e then
+                        body s e
             )
             |> ignore
 
     /// Runs body(i) for i in [0, n) on the kernel threads, each call a substantial unit of work.
     let inline forEach (n: int) ([<InlineIfLambda>] body: int -> unit) =
         let threads = Threads.Count
+
         if n = 1 || threads <= 1 then
             for i in 0 .. n - 1 do
                 body i

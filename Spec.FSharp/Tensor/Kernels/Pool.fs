@@ -8,24 +8,36 @@ open SnnSpec
 /// ceil mode when the last window would start at or past H + PadH (PyTorch's rule; Wo likewise).
 /// Output (oh, ow) pools input rows oh·StrideH − PadH + kh·DilH, kh ∈ [0, KH) (columns likewise).
 type Pool2dGeometry =
-    { N: int
-      C: int
-      H: int
-      W: int
-      KH: int
-      KW: int
-      StrideH: int
-      StrideW: int
-      PadH: int
-      PadW: int
-      DilH: int
-      DilW: int
-      CeilMode: bool }
+    {
+        N: int
+        C: int
+        H: int
+        W: int
+        KH: int
+        KW: int
+        StrideH: int
+        StrideW: int
+        PadH: int
+        PadW: int
+        DilH: int
+        DilW: int
+        CeilMode: bool
+    }
 
     static member private OutSize(size, k, pad, stride, dil, ceil) =
         let num = size + 2 * pad - dil * (k - 1) - 1 + (if ceil then stride - 1 else 0)
-        let o = (if num >= 0 then num / stride else -((-num + stride - 1) / stride)) + 1
-        if ceil && o > 0 && (o - 1) * stride >= size + pad then o - 1 else o
+
+        let o =
+            (if num >= 0 then
+                 num / stride
+             else
+                 -((-num + stride - 1) / stride))
+            + 1
+
+        if ceil && o > 0 && (o - 1) * stride >= size + pad then
+            o - 1
+        else
+            o
 
     member g.Ho = Pool2dGeometry.OutSize(g.H, g.KH, g.PadH, g.StrideH, g.DilH, g.CeilMode)
     member g.Wo = Pool2dGeometry.OutSize(g.W, g.KW, g.PadW, g.StrideW, g.DilW, g.CeilMode)
@@ -39,29 +51,34 @@ type Pool2dGeometry =
         let s = defaultArg stride k
         let p = defaultArg padding 0
         let d = defaultArg dilation 1
-        { N = n
-          C = c
-          H = h
-          W = w
-          KH = k
-          KW = k
-          StrideH = s
-          StrideW = s
-          PadH = p
-          PadW = p
-          DilH = d
-          DilW = d
-          CeilMode = defaultArg ceilMode false }
+
+        {
+            N = n
+            C = c
+            H = h
+            W = w
+            KH = k
+            KW = k
+            StrideH = s
+            StrideW = s
+            PadH = p
+            PadW = p
+            DilH = d
+            DilW = d
+            CeilMode = defaultArg ceilMode false
+        }
 
 /// Geometry of adaptive pooling: input [N, C, H, W] to output [N, C, Ho, Wo]; output row i averages input rows
 /// [⌊i·H/Ho⌋, ⌈(i+1)·H/Ho⌉) (columns likewise), as PyTorch's adaptive_avg_pool2d.
 type AdaptivePool2dGeometry =
-    { N: int
-      C: int
-      H: int
-      W: int
-      Ho: int
-      Wo: int }
+    {
+        N: int
+        C: int
+        H: int
+        W: int
+        Ho: int
+        Wo: int
+    }
 
     member g.XLength = g.N * g.C * g.H * g.W
     member g.YLength = g.N * g.C * g.Ho * g.Wo
@@ -70,7 +87,8 @@ type AdaptivePool2dGeometry =
 /// passes overwrite them, backward passes overwrite dx unless <c>accumulate</c>. Parallel over the N·C planes.
 module Pool =
     let private positive op name (v: int) =
-        if v < 1 then Errors.invalidArg op name v "a positive integer"
+        if v < 1 then
+            Errors.invalidArg op name v "a positive integer"
 
     let private checkLength op (name: string) (len: int) (off: int) (need: int) =
         if off < 0 || off + need > len then
@@ -95,10 +113,13 @@ module Pool =
         positive op "StrideW" g.StrideW
         positive op "DilH" g.DilH
         positive op "DilW" g.DilW
+
         if g.PadH < 0 || g.PadH > g.KH / 2 then
             Errors.invalidArg op "PadH" g.PadH (sprintf "0 ≤ PadH ≤ KH/2 = %d" (g.KH / 2))
+
         if g.PadW < 0 || g.PadW > g.KW / 2 then
             Errors.invalidArg op "PadW" g.PadW (sprintf "0 ≤ PadW ≤ KW/2 = %d" (g.KW / 2))
+
         if g.Ho < 1 then
             Errors.fail (
                 sprintf
@@ -111,6 +132,7 @@ module Pool =
                     g.DilH
                     g.StrideH
             )
+
         if g.Wo < 1 then
             Errors.fail (
                 sprintf
@@ -146,28 +168,36 @@ module Pool =
         let ho = g.Ho
         let wo = g.Wo
         let hw = g.H * g.W
+
         Par.forChunks (g.N * g.C) (planeGrain (ho * wo * g.KH * g.KW)) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = plane * ho * wo
+
                 for oh in 0 .. ho - 1 do
                     let h0 = oh * g.StrideH - g.PadH
+
                     for ow in 0 .. wo - 1 do
                         let w0 = ow * g.StrideW - g.PadW
                         let mutable best = Single.NegativeInfinity
                         let mutable bestIdx = -1
                         let mutable nan = false
+
                         for kh in 0 .. g.KH - 1 do
                             let ih = h0 + kh * g.DilH
+
                             if ih >= 0 && ih < g.H then
                                 for kw in 0 .. g.KW - 1 do
                                     let iw = w0 + kw * g.DilW
+
                                     if iw >= 0 && iw < g.W && not nan then
                                         let v = x[xb + ih * g.W + iw]
+
                                         if v > best || bestIdx < 0 || Single.IsNaN v then
                                             best <- v
                                             bestIdx <- ih * g.W + iw
                                             nan <- Single.IsNaN v
+
                         y[yOff + yb + oh * wo + ow] <- best
                         indices[idxOff + yb + oh * wo + ow] <- bestIdx)
 
@@ -190,24 +220,39 @@ module Pool =
         checkLength op "dx" dx.Length dxOff g.XLength
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
+
         Par.forChunks (g.N * g.C) (planeGrain howo) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = dxOff + plane * hw
-                if not accumulate then Span<float32>(dx, xb, hw).Clear()
+
+                if not accumulate then
+                    Span<float32>(dx, xb, hw).Clear()
+
                 let yb = plane * howo
+
                 for i in 0 .. howo - 1 do
                     let idx = indices[idxOff + yb + i]
+
                     if idx >= 0 then
                         if idx >= hw then
                             Errors.fail (
-                                sprintf "%s: indices entry %d is outside the plane of H·W = %d; pass the indices maxForward wrote." op idx hw
+                                sprintf
+                                    "%s: indices entry %d is outside the plane of H·W = %d; pass the indices maxForward wrote."
+                                    op
+                                    idx
+                                    hw
                             )
+
                         dx[xb + idx] <- dx[xb + idx] + dy[dyOff + yb + i])
 
     let private validateAvg op (g: Pool2dGeometry) =
         validateWindow op g
-        if g.DilH <> 1 then Errors.invalidArg op "DilH" g.DilH "1 (average pooling has no dilation)"
-        if g.DilW <> 1 then Errors.invalidArg op "DilW" g.DilW "1 (average pooling has no dilation)"
+
+        if g.DilH <> 1 then
+            Errors.invalidArg op "DilH" g.DilH "1 (average pooling has no dilation)"
+
+        if g.DilW <> 1 then
+            Errors.invalidArg op "DilW" g.DilW "1 (average pooling has no dilation)"
 
     /// The window of output (o) along one axis: in-image range [lo, hi) and the divisor extent with padding
     /// (window clipped to [−pad, size + pad)).
@@ -228,18 +273,23 @@ module Pool =
         let ho = g.Ho
         let wo = g.Wo
         let hw = g.H * g.W
+
         Par.forChunks (g.N * g.C) (planeGrain (ho * wo * g.KH * g.KW)) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = yOff + plane * ho * wo
+
                 for oh in 0 .. ho - 1 do
                     let struct (h0, h1, ph) = avgRange oh g.StrideH g.PadH g.KH g.H
+
                     for ow in 0 .. wo - 1 do
                         let struct (w0, w1, pw) = avgRange ow g.StrideW g.PadW g.KW g.W
                         let mutable acc = 0.0f
+
                         for ih in h0 .. h1 - 1 do
                             for iw in w0 .. w1 - 1 do
                                 acc <- acc + x[xb + ih * g.W + iw]
+
                         let d = if countIncludePad then ph * pw else (h1 - h0) * (w1 - w0)
                         y[yb + oh * wo + ow] <- if d > 0 then acc / float32 d else 0.0f)
 
@@ -261,18 +311,26 @@ module Pool =
         let ho = g.Ho
         let wo = g.Wo
         let hw = g.H * g.W
+
         Par.forChunks (g.N * g.C) (planeGrain (ho * wo * g.KH * g.KW)) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = dxOff + plane * hw
-                if not accumulate then Span<float32>(dx, xb, hw).Clear()
+
+                if not accumulate then
+                    Span<float32>(dx, xb, hw).Clear()
+
                 let yb = dyOff + plane * ho * wo
+
                 for oh in 0 .. ho - 1 do
                     let struct (h0, h1, ph) = avgRange oh g.StrideH g.PadH g.KH g.H
+
                     for ow in 0 .. wo - 1 do
                         let struct (w0, w1, pw) = avgRange ow g.StrideW g.PadW g.KW g.W
                         let d = if countIncludePad then ph * pw else (h1 - h0) * (w1 - w0)
+
                         if d > 0 then
                             let v = dy[yb + oh * wo + ow] / float32 d
+
                             for ih in h0 .. h1 - 1 do
                                 for iw in w0 .. w1 - 1 do
                                     dx[xb + ih * g.W + iw] <- dx[xb + ih * g.W + iw] + v)
@@ -296,18 +354,23 @@ module Pool =
         checkLength op "x" x.Length xOff g.XLength
         checkLength op "y" y.Length yOff g.YLength
         let hw = g.H * g.W
+
         Par.forChunks (g.N * g.C) (planeGrain hw) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = yOff + plane * g.Ho * g.Wo
+
                 for i in 0 .. g.Ho - 1 do
                     let struct (h0, h1) = bin i g.H g.Ho
+
                     for j in 0 .. g.Wo - 1 do
                         let struct (w0, w1) = bin j g.W g.Wo
                         let mutable acc = 0.0f
+
                         for ih in h0 .. h1 - 1 do
                             for iw in w0 .. w1 - 1 do
                                 acc <- acc + x[xb + ih * g.W + iw]
+
                         y[yb + i * g.Wo + j] <- acc / float32 ((h1 - h0) * (w1 - w0)))
 
     /// Adaptive average pooling backward: dx (+)= each dy[n, c, i, j] spread evenly over its bin.
@@ -325,16 +388,23 @@ module Pool =
         checkLength op "dy" dy.Length dyOff g.YLength
         checkLength op "dx" dx.Length dxOff g.XLength
         let hw = g.H * g.W
+
         Par.forChunks (g.N * g.C) (planeGrain hw) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = dxOff + plane * hw
-                if not accumulate then Span<float32>(dx, xb, hw).Clear()
+
+                if not accumulate then
+                    Span<float32>(dx, xb, hw).Clear()
+
                 let yb = dyOff + plane * g.Ho * g.Wo
+
                 for i in 0 .. g.Ho - 1 do
                     let struct (h0, h1) = bin i g.H g.Ho
+
                     for j in 0 .. g.Wo - 1 do
                         let struct (w0, w1) = bin j g.W g.Wo
                         let v = dy[yb + i * g.Wo + j] / float32 ((h1 - h0) * (w1 - w0))
+
                         for ih in h0 .. h1 - 1 do
                             for iw in w0 .. w1 - 1 do
                                 dx[xb + ih * g.W + iw] <- dx[xb + ih * g.W + iw] + v)

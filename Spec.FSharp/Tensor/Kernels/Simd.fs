@@ -50,6 +50,7 @@ module Elementwise =
             | BinaryOp.Le -> x <= y
             | BinaryOp.Eq -> x = y
             | _ -> x <> y
+
         if r then 1.0f else 0.0f
 
     /// out[i] = a[i] op b[i] over n contiguous elements.
@@ -57,6 +58,7 @@ module Elementwise =
         let x = ReadOnlySpan(a, ao, n)
         let y = ReadOnlySpan(b, bo, n)
         let o = Span(out, oo, n)
+
         match op with
         | BinaryOp.Add -> TensorPrimitives.Add(x, y, o)
         | BinaryOp.Sub -> TensorPrimitives.Subtract(x, y, o)
@@ -73,6 +75,7 @@ module Elementwise =
     let spanScalar (op: BinaryOp) (a: float32[]) (ao: int) (s: float32) (out: float32[]) (oo: int) (n: int) =
         let x = ReadOnlySpan(a, ao, n)
         let o = Span(out, oo, n)
+
         match op with
         | BinaryOp.Add -> TensorPrimitives.Add(x, s, o)
         | BinaryOp.Sub -> TensorPrimitives.Subtract(x, s, o)
@@ -89,6 +92,7 @@ module Elementwise =
     let scalarSpan (op: BinaryOp) (s: float32) (b: float32[]) (bo: int) (out: float32[]) (oo: int) (n: int) =
         let y = ReadOnlySpan(b, bo, n)
         let o = Span(out, oo, n)
+
         match op with
         | BinaryOp.Add -> TensorPrimitives.Add(y, s, o)
         | BinaryOp.Sub -> TensorPrimitives.Subtract(s, y, o)
@@ -104,6 +108,7 @@ module Elementwise =
     let private unaryChunk (op: UnaryOp) (a: float32[]) (ao: int) (out: float32[]) (oo: int) (n: int) =
         let x = ReadOnlySpan(a, ao, n)
         let o = Span(out, oo, n)
+
         match op with
         | UnaryOp.Exp -> TensorPrimitives.Exp(x, o)
         | UnaryOp.Log -> TensorPrimitives.Log(x, o)
@@ -132,9 +137,11 @@ module Elementwise =
         let dims = ResizeArray<int>()
         let xa = ResizeArray<int>()
         let xb = ResizeArray<int>()
+
         for i in 0 .. shape.Length - 1 do
             if shape[i] <> 1 then
                 let k = dims.Count - 1
+
                 if k >= 0 && xa[k] = sa[i] * shape[i] && xb[k] = sb[i] * shape[i] then
                     dims[k] <- dims[k] * shape[i]
                     xa[k] <- sa[i]
@@ -143,6 +150,7 @@ module Elementwise =
                     dims.Add shape[i]
                     xa.Add sa[i]
                     xb.Add sb[i]
+
         if dims.Count = 0 then
             [| 1 |], [| 0 |], [| 0 |]
         else
@@ -162,30 +170,42 @@ module Elementwise =
         (outShape: int[])
         =
         let n = Shape.numel outShape
+
         if n > 0 then
-            let dims, sa, sb = coalesce outShape (Shape.broadcastStrides aShape outShape) (Shape.broadcastStrides bShape outShape)
+            let dims, sa, sb =
+                coalesce outShape (Shape.broadcastStrides aShape outShape) (Shape.broadcastStrides bShape outShape)
+
             let r = dims.Length
             let inner = dims[r - 1]
             let ia = sa[r - 1]
             let ib = sb[r - 1]
             let rows = n / inner
+
             let runRows (r0: int) (r1: int) =
                 // Odometer over the outer axes, starting at row r0.
                 let idx = Array.zeroCreate (max 1 (r - 1))
                 let mutable rem = r0
+
                 for d in r - 2 .. -1 .. 0 do
                     idx[d] <- rem % dims[d]
                     rem <- rem / dims[d]
+
                 let mutable offA = ao
                 let mutable offB = bo
+
                 for d in 0 .. r - 2 do
                     offA <- offA + idx[d] * sa[d]
                     offB <- offB + idx[d] * sb[d]
+
                 for row in r0 .. r1 - 1 do
                     let oOff = oo + row * inner
-                    if ia = 1 && ib = 1 then spanSpan op a offA b offB out oOff inner
-                    elif ia = 1 then spanScalar op a offA b[offB] out oOff inner
-                    elif ib = 1 then scalarSpan op a[offA] b offB out oOff inner
+
+                    if ia = 1 && ib = 1 then
+                        spanSpan op a offA b offB out oOff inner
+                    elif ia = 1 then
+                        spanScalar op a offA b[offB] out oOff inner
+                    elif ib = 1 then
+                        scalarSpan op a[offA] b offB out oOff inner
                     else
                         let v = Array.zeroCreate 1
                         spanScalar op [| a[offA] |] 0 b[offB] v 0 1
@@ -193,10 +213,12 @@ module Elementwise =
                     // advance the odometer
                     let mutable d = r - 2
                     let mutable carry = true
+
                     while carry && d >= 0 do
                         idx[d] <- idx[d] + 1
                         offA <- offA + sa[d]
                         offB <- offB + sb[d]
+
                         if idx[d] = dims[d] then
                             offA <- offA - sa[d] * dims[d]
                             offB <- offB - sb[d] * dims[d]
@@ -204,6 +226,7 @@ module Elementwise =
                             d <- d - 1
                         else
                             carry <- false
+
             let grain = max 1 (32768 / max 1 inner)
             Par.forChunks rows grain runRows
 
@@ -216,14 +239,17 @@ module Reduce =
             let body (o0: int) (o1: int) =
                 for o in o0 .. o1 - 1 do
                     out[oo + o] <- TensorPrimitives.Sum(ReadOnlySpan(x, xo + o * r, r))
+
             Par.forChunks outer (max 1 (65536 / max 1 r)) body
         else
             let body (o0: int) (o1: int) =
                 for o in o0 .. o1 - 1 do
                     let dst = Span(out, oo + o * inner, inner)
                     ReadOnlySpan(x, xo + o * r * inner, inner).CopyTo dst
+
                     for k in 1 .. r - 1 do
                         TensorPrimitives.Add(ReadOnlySpan(x, xo + (o * r + k) * inner, inner), dst, dst)
+
             if outer >= 2 then
                 Par.forChunks outer (max 1 (65536 / max 1 (r * inner))) body
             else
@@ -232,6 +258,8 @@ module Reduce =
                     let w = i1 - i0
                     let dst = Span(out, oo + i0, w)
                     ReadOnlySpan(x, xo + i0, w).CopyTo dst
+
                     for k in 1 .. r - 1 do
                         TensorPrimitives.Add(ReadOnlySpan(x, xo + k * inner + i0, w), dst, dst)
+
                 Par.forChunks inner (max 64 (65536 / max 1 r)) bodyInner

@@ -5,12 +5,14 @@ open SnnSpec
 
 /// Geometry of 2-D resampling over NCHW data: input [N, C, H, W] to output [N, C, Ho, Wo].
 type Upsample2dGeometry =
-    { N: int
-      C: int
-      H: int
-      W: int
-      Ho: int
-      Wo: int }
+    {
+        N: int
+        C: int
+        H: int
+        W: int
+        Ho: int
+        Wo: int
+    }
 
     member g.XLength = g.N * g.C * g.H * g.W
     member g.YLength = g.N * g.C * g.Ho * g.Wo
@@ -21,7 +23,9 @@ type Upsample2dGeometry =
 module Upsample =
     let private validate op (g: Upsample2dGeometry) =
         let positive name (v: int) =
-            if v < 1 then Errors.invalidArg op name v "a positive integer"
+            if v < 1 then
+                Errors.invalidArg op name v "a positive integer"
+
         positive "N" g.N
         positive "C" g.C
         positive "H" g.H
@@ -46,8 +50,10 @@ module Upsample =
     /// Source index of nearest resampling along one axis: min(⌊o · (size/outSize)⌋, size − 1), the scale computed
     /// in float32 as PyTorch does.
     let nearestIndex (o: int) (size: int) (outSize: int) =
-        if outSize = size then o
-        elif outSize = 2 * size then o >>> 1
+        if outSize = size then
+            o
+        elif outSize = 2 * size then
+            o >>> 1
         else
             let scale = float32 size / float32 outSize
             min (int (MathF.Floor(float32 o * scale))) (size - 1)
@@ -64,13 +70,16 @@ module Upsample =
         let hi, wi = nearestTables g
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
+
         Par.forChunks (g.N * g.C) (grain howo) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = yOff + plane * howo
+
                 for oh in 0 .. g.Ho - 1 do
                     let src = xb + hi[oh] * g.W
                     let dst = yb + oh * g.Wo
+
                     if oh > 0 && hi[oh] = hi[oh - 1] then
                         Array.Copy(y, dst - g.Wo, y, dst, g.Wo)
                     else
@@ -93,14 +102,20 @@ module Upsample =
         let hi, wi = nearestTables g
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
+
         Par.forChunks (g.N * g.C) (grain howo) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = dxOff + plane * hw
-                if not accumulate then Span<float32>(dx, xb, hw).Clear()
+
+                if not accumulate then
+                    Span<float32>(dx, xb, hw).Clear()
+
                 let yb = dyOff + plane * howo
+
                 for oh in 0 .. g.Ho - 1 do
                     let dst = xb + hi[oh] * g.W
                     let src = yb + oh * g.Wo
+
                     for ow in 0 .. g.Wo - 1 do
                         dx[dst + wi[ow]] <- dx[dst + wi[ow]] + dy[src + ow])
 
@@ -112,25 +127,41 @@ module Upsample =
         let i1 = Array.zeroCreate<int> outSize
         let l0 = Array.zeroCreate<float32> outSize
         let l1 = Array.zeroCreate<float32> outSize
+
         let scale =
             if alignCorners then
-                if outSize > 1 then float32 (size - 1) / float32 (outSize - 1) else 0.0f
+                if outSize > 1 then
+                    float32 (size - 1) / float32 (outSize - 1)
+                else
+                    0.0f
             else
                 float32 size / float32 outSize
+
         for o in 0 .. outSize - 1 do
             let src =
-                if alignCorners then scale * float32 o
-                else max 0.0f (scale * (float32 o + 0.5f) - 0.5f)
+                if alignCorners then
+                    scale * float32 o
+                else
+                    max 0.0f (scale * (float32 o + 0.5f) - 0.5f)
+
             let a = min (int src) (size - 1)
             i0[o] <- a
             i1[o] <- if a < size - 1 then a + 1 else a
             l1[o] <- min 1.0f (max 0.0f (src - float32 a))
             l0[o] <- 1.0f - l1[o]
+
         i0, i1, l0, l1
 
     /// Bilinear forward: y[n, c, oh, ow] = Σ_{a ∈ {0,1}, b ∈ {0,1}} λa(oh)·λb(ow)·x[n, c, ia(oh), ib(ow)] with the
     /// per-axis indices and weights of bilinearWeights.
-    let bilinearForward (g: Upsample2dGeometry) (alignCorners: bool) (x: float32[]) (xOff: int) (y: float32[]) (yOff: int) =
+    let bilinearForward
+        (g: Upsample2dGeometry)
+        (alignCorners: bool)
+        (x: float32[])
+        (xOff: int)
+        (y: float32[])
+        (yOff: int)
+        =
         let op = "upsampleBilinear2d"
         validate op g
         checkLength op "x" x.Length xOff g.XLength
@@ -139,19 +170,23 @@ module Upsample =
         let w0, w1, wl0, wl1 = bilinearWeights alignCorners g.W g.Wo
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
+
         Par.forChunks (g.N * g.C) (grain (4 * howo)) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = yOff + plane * howo
+
                 for oh in 0 .. g.Ho - 1 do
                     let r0 = xb + h0[oh] * g.W
                     let r1 = xb + h1[oh] * g.W
                     let a0 = hl0[oh]
                     let a1 = hl1[oh]
                     let dst = yb + oh * g.Wo
+
                     for ow in 0 .. g.Wo - 1 do
                         let c0 = w0[ow]
                         let c1 = w1[ow]
+
                         y[dst + ow] <-
                             a0 * (wl0[ow] * x[r0 + c0] + wl1[ow] * x[r0 + c1])
                             + a1 * (wl0[ow] * x[r1 + c0] + wl1[ow] * x[r1 + c1]))
@@ -174,17 +209,23 @@ module Upsample =
         let w0, w1, wl0, wl1 = bilinearWeights alignCorners g.W g.Wo
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
+
         Par.forChunks (g.N * g.C) (grain (4 * howo)) (fun s e ->
             for plane in s .. e - 1 do
                 let xb = dxOff + plane * hw
-                if not accumulate then Span<float32>(dx, xb, hw).Clear()
+
+                if not accumulate then
+                    Span<float32>(dx, xb, hw).Clear()
+
                 let yb = dyOff + plane * howo
+
                 for oh in 0 .. g.Ho - 1 do
                     let r0 = xb + h0[oh] * g.W
                     let r1 = xb + h1[oh] * g.W
                     let a0 = hl0[oh]
                     let a1 = hl1[oh]
                     let src = yb + oh * g.Wo
+
                     for ow in 0 .. g.Wo - 1 do
                         let v = dy[src + ow]
                         let c0 = w0[ow]
