@@ -2,9 +2,9 @@ module SnnSpec.Benchmarks.Program
 
 open BenchmarkDotNet.Running
 
+/// Runs the suites chosen by BenchmarkDotNet's command line (e.g. --filter '*Gemm*').
 [<EntryPoint>]
 let main argv =
-    BenchmarkSwitcher.FromAssembly(typeof<SnnSpec.Tensor>.Assembly).Run(argv)
-    |> ignore
-
+    let all = Array.concat [ ElementwiseBenchmarks.types ]
+    BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore
     0
