@@ -8,17 +8,16 @@ open SnnSpec.Kernels
 [<AutoOpen>]
 module IndexOps =
     module internal IndexCheck =
-        /// The entries of an index tensor as ints, or an error naming the op, the bad value and the
-        /// allowed range [0, bound) (<c>where</c> says which axis or count bounds it).
-        let toInts (op: string) (name: string) (bound: int) (where: string) (index: Tensor) =
-            let v = index.ToArray()
-            let r = Array.zeroCreate v.Length
-            for i in 0 .. v.Length - 1 do
-                let k = int v[i]
-                if not (float32 k = v[i]) || k < 0 || k >= bound then
-                    Errors.invalidArg op name v[i] (sprintf "an integer in [0, %d) %s" bound where)
-                r[i] <- k
-            r
+        /// Checks every entry of an index tensor is an integer in [0, bound), else raises an error
+        /// naming the op, the bad value and the allowed range (<c>where</c> says what bounds it).
+        let validate (op: string) (name: string) (bound: int) (where: string) (index: Tensor) =
+            let v = index.Data
+            let o = index.Offset
+            for i in 0 .. index.Numel - 1 do
+                let x = v[o + i]
+                // The range test first: it also rejects NaN and values beyond int's range.
+                if not (x >= 0.0f && x < float32 bound) || float32 (int x) <> x then
+                    Errors.invalidArg op name x (sprintf "an integer in [0, %d) %s" bound where)
 
         /// Checks index has t's rank and fits inside t on every axis but dim.
         let fits (op: string) (a: int) (t: int[]) (index: int[]) (what: string) =
@@ -28,46 +27,64 @@ module IndexOps =
                 if i <> a && index[i] > t[i] then
                     Errors.shapeMismatch op [ t; index ] (sprintf "the index is longer than %s on axis %d (%d > %d)" what i index[i] t[i])
 
-    /// out[..., i, ...] = t[..., index[..., i, ...], ...] along axis a; out has index's shape.
-    let private gatherRaw (a: int) (ix: int[]) (is: int[]) (t: Tensor) =
-        let ts = t.ShapeRef
+    /// Offsets in a tensor with strides <c>strides</c> of every coordinate tuple over the axes
+    /// [lo, hi) of shape <c>is</c> (row-major order).
+    let private offsets (is: int[]) (strides: int[]) (lo: int) (hi: int) =
+        let mutable offs = [| 0 |]
+        for ax in lo .. hi - 1 do
+            let n = is[ax]
+            let st = strides[ax]
+            offs <- Array.init (offs.Length * n) (fun k -> offs[k / n] + (k % n) * st)
+        offs
+
+    /// out[..., j, ...] = t[..., ix[..., j, ...], ...] along axis a; out has the index shape <c>is</c>.
+    let private gatherRaw (a: int) (index: Tensor) (t: Tensor) =
+        let is = index.ShapeRef
+        let ix = index.Data
+        let io = index.Offset
         let r = Autograd.alloc is
-        let tStr = Shape.strides ts
-        let n = ix.Length
+        let tStr = Shape.strides t.ShapeRef
+        let pre = offsets is tStr 0 a
+        let suf = offsets is tStr (a + 1) is.Length
+        let m = is[a]
+        let inner = suf.Length
+        let sa = tStr[a]
         let x = t.Data
         let xo = t.Offset
         let out = r.Data
-        Par.forChunks n 16384 (fun s e ->
-            for flat in s .. e - 1 do
-                let mutable rem = flat
-                let mutable src = xo
-                for ax in is.Length - 1 .. -1 .. 0 do
-                    let c = rem % is[ax]
-                    rem <- rem / is[ax]
-                    let c = if ax = a then ix[flat] else c
-                    src <- src + c * tStr[ax]
-                out[flat] <- x[src])
+        Par.forChunks (pre.Length * m) (max 1 (16384 / max 1 inner)) (fun s e ->
+            for row in s .. e - 1 do
+                let b = xo + pre[row / m]
+                let f0 = row * inner
+                for i in 0 .. inner - 1 do
+                    out[f0 + i] <- x[b + int ix[io + f0 + i] * sa + suf[i]])
         r
 
-    /// acc[..., index[..., i, ...], ...] += src[..., i, ...] along axis a, in place (acc is fresh).
-    let private scatterAddInto (a: int) (ix: int[]) (is: int[]) (src: Tensor) (acc: Tensor) =
+    /// acc[..., ix[..., j, ...], ...] += src[..., j, ...] along axis a, in place (acc is fresh);
+    /// src has the index shape <c>is</c>.
+    let private scatterAddInto (a: int) (index: Tensor) (src: Tensor) (acc: Tensor) =
+        let is = index.ShapeRef
+        let ix = index.Data
+        let io = index.Offset
         let aStr = Shape.strides acc.ShapeRef
+        let pre = offsets is aStr 0 a
+        let suf = offsets is aStr (a + 1) is.Length
+        let m = is[a]
+        let inner = suf.Length
+        let sa = aStr[a]
         let sd = src.Data
         let so = src.Offset
         let d = acc.Data
         let dOff = acc.Offset
-        let sStr = Shape.strides src.ShapeRef
-        for flat in 0 .. ix.Length - 1 do
-            let mutable rem = flat
-            let mutable dst = dOff
-            let mutable sp = so
-            for ax in is.Length - 1 .. -1 .. 0 do
-                let c = rem % is[ax]
-                rem <- rem / is[ax]
-                sp <- sp + c * sStr[ax]
-                let c = if ax = a then ix[flat] else c
-                dst <- dst + c * aStr[ax]
-            d[dst] <- d[dst] + sd[sp]
+        // Each leading coordinate tuple owns a disjoint block of acc, so those run in parallel.
+        Par.forChunks pre.Length (max 1 (16384 / max 1 (m * inner))) (fun s e ->
+            for o in s .. e - 1 do
+                let b = dOff + pre[o]
+                for j in 0 .. m - 1 do
+                    let f0 = (o * m + j) * inner
+                    for i in 0 .. inner - 1 do
+                        let dst = b + int ix[io + f0 + i] * sa + suf[i]
+                        d[dst] <- d[dst] + sd[so + f0 + i])
 
     /// index-add of g's slabs into a zero tensor of shape full: the adjoint of indexSelect.
     let private indexAdd (a: int) (indices: int[]) (full: int[]) (g: Tensor) =
@@ -98,12 +115,12 @@ module IndexOps =
             let ts = t.ShapeRef
             let a = Shape.normAxis "Tensor.gather" ts.Length dim
             IndexCheck.fits "Tensor.gather" a ts index.ShapeRef "the input"
-            let is = Array.copy index.ShapeRef
-            let ix = IndexCheck.toInts "Tensor.gather" "index" ts[a] (sprintf "along dim %d of shape %s" dim (Errors.showShape ts)) index
-            let r = gatherRaw a ix is t
+            IndexCheck.validate "Tensor.gather" "index" ts[a] (sprintf "along dim %d of shape %s" dim (Errors.showShape ts)) index
+            let index = Autograd.detach index
+            let r = gatherRaw a index t
             Autograd.record r [| t |] (fun g _ ->
                 let acc = Autograd.allocZeros ts
-                scatterAddInto a ix is g acc
+                scatterAddInto a index g acc
                 [| acc |])
 
         /// PyTorch's scatter_add: a copy of t with src[i][j][k] added at t[index[i][j][k]][j][k] for
@@ -116,14 +133,14 @@ module IndexOps =
             if index.ShapeRef <> src.ShapeRef then
                 Errors.shapeMismatch "Tensor.scatterAdd" [ index.ShapeRef; src.ShapeRef ] "the index must have the shape of src"
             IndexCheck.fits "Tensor.scatterAdd" a ts index.ShapeRef "the target"
-            let is = Array.copy index.ShapeRef
-            let ix = IndexCheck.toInts "Tensor.scatterAdd" "index" ts[a] (sprintf "along dim %d of shape %s" dim (Errors.showShape ts)) index
+            IndexCheck.validate "Tensor.scatterAdd" "index" ts[a] (sprintf "along dim %d of shape %s" dim (Errors.showShape ts)) index
+            let index = Autograd.detach index
             let r = Autograd.alloc ts
             Array.Copy(t.Data, t.Offset, r.Data, 0, t.Numel)
-            scatterAddInto a ix is src r
+            scatterAddInto a index src r
             Autograd.record r [| t; src |] (fun g need ->
                 [| (if need[0] then g else Autograd.noGrad)
-                   (if need[1] then gatherRaw a ix is g else Autograd.noGrad) |])
+                   (if need[1] then gatherRaw a index g else Autograd.noGrad) |])
 
         /// The slices of t at the given positions along <c>dim</c>, in that order (repeats allowed;
         /// negative positions count from the end). The axis gets length indices.Length. Backward
@@ -159,10 +176,10 @@ module IndexOps =
         let oneHot (numClasses: int) (labels: Tensor) =
             if numClasses <= 0 then
                 Errors.invalidArg "Tensor.oneHot" "numClasses" numClasses "a positive number of classes"
-            let ls = IndexCheck.toInts "Tensor.oneHot" "label" numClasses "(the number of classes)" labels
+            IndexCheck.validate "Tensor.oneHot" "label" numClasses "(the number of classes)" labels
             let r = Autograd.allocZeros (Array.append labels.ShapeRef [| numClasses |])
-            for i in 0 .. ls.Length - 1 do
-                r.Data[i * numClasses + ls[i]] <- 1.0f
+            for i in 0 .. labels.Numel - 1 do
+                r.Data[i * numClasses + int labels.Data[labels.Offset + i]] <- 1.0f
             r
 
         /// One-hot rows for integer labels: shape [labels.Length; numClasses].
@@ -190,15 +207,14 @@ module IndexOps =
             let idx = Autograd.alloc outShape
             let x = t.Data
             let xo = t.Offset
-            // Ascending key order; NaN is the largest value.
-            let key (v: float32) = if Single.IsNaN v then Single.PositiveInfinity else v
+            // Whether (vi, i) ranks before (vj, j): by value (NaN largest), ties to the lower index.
             let before (vi: float32) (i: int) (vj: float32) (j: int) =
-                let ki, kj = key vi, key vj
-                let nanI, nanJ = Single.IsNaN vi, Single.IsNaN vj
+                let nanI = Single.IsNaN vi
+                let nanJ = Single.IsNaN vj
                 let c =
-                    if nanI <> nanJ then (if nanI then 1 else -1)
-                    elif ki = kj then 0
-                    elif ki < kj then -1
+                    if nanI || nanJ then (if nanI = nanJ then 0 elif nanI then 1 else -1)
+                    elif vi = vj then 0
+                    elif vi < vj then -1
                     else 1
                 let c = if largest then -c else c
                 c < 0 || (c = 0 && i < j)
@@ -211,15 +227,26 @@ module IndexOps =
                     for j in 0 .. n - 1 do
                         order[j] <- j
                         v[j] <- x[xo + (o * n + j) * inner + i]
-                    Array.Sort(order, Comparison(fun p q -> if p = q then 0 elif before v[p] p v[q] q then -1 else 1))
+                    if k <= 32 then
+                        // Insertion into a sorted list of the best k so far: O(n·k) without allocation.
+                        let mutable count = 0
+                        for j in 0 .. n - 1 do
+                            if k > 0 && (count < k || before v[j] j v[order[count - 1]] order[count - 1]) then
+                                let mutable p = if count < k then count else k - 1
+                                while p > 0 && before v[j] j v[order[p - 1]] order[p - 1] do
+                                    order[p] <- order[p - 1]
+                                    p <- p - 1
+                                order[p] <- j
+                                if count < k then count <- count + 1
+                    else
+                        Array.Sort(order, Comparison(fun p q -> if p = q then 0 elif before v[p] p v[q] q then -1 else 1))
                     for j in 0 .. k - 1 do
                         let dst = (o * k + j) * inner + i
                         vals.Data[dst] <- v[order[j]]
                         idx.Data[dst] <- float32 order[j])
-            let ix = idx.ToArray() |> Array.map int
             let values =
                 Autograd.record vals [| t |] (fun g _ ->
                     let gx = Autograd.allocZeros ts
-                    scatterAddInto a ix outShape g gx
+                    scatterAddInto a idx g gx
                     [| gx |])
             values, idx

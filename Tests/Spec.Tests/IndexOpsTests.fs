@@ -145,3 +145,28 @@ let ``bad indices raise errors naming the op, the value and the range`` () =
     assertRaises<SnnSpecException> [ "Tensor.oneHot"; "label = 4"; "[0, 4)" ] (fun () -> box (Tensor.oneHot 4 (ofInts [| 2 |] [| 1; 4 |])))
     assertRaises<SnnSpecException> [ "Tensor.oneHotOfInts"; "label = -1" ] (fun () -> box (Tensor.oneHotOfInts 4 [| -1 |]))
     assertRaises<SnnSpecException> [ "Tensor.topk"; "k = 4"; "[0, 3]" ] (fun () -> box (Tensor.topk 4 1 true x))
+
+[<Test>]
+let ``topk with many ties and NaN matches a stable sort, for small and large k`` () =
+    let rng = Rng.create 9
+    let n = 50
+    let data = Array.init (3 * n) (fun i -> if i % 17 = 5 then nanf else float32 (Rng.intBelow rng (int64 i) 10))
+    let x = Tensor.ofArray [| 3; n |] data
+    for largest in [ true; false ] do
+        for k in [ 0; 7; 32; 33; 50 ] do
+            let v, i = Tensor.topk k 1 largest x
+            for row in 0 .. 2 do
+                let line = data[row * n .. row * n + n - 1]
+                // NaN ranks largest; ties keep the lower index first.
+                let rank (j: int) = let e = line[j] in if System.Single.IsNaN e then infinity else float e
+                let expected =
+                    Array.init n id
+                    |> Array.sortWith (fun p q ->
+                        let c = compare (rank p) (rank q)
+                        let c = if largest then -c else c
+                        if c <> 0 then c else compare p q)
+                    |> Array.take k
+                let got = i.ToArray()[row * k .. row * k + k - 1] |> Array.map int
+                Assert.That(got, Eq.To expected, sprintf "largest=%b k=%d row %d" largest k row)
+                let vals = v.ToArray()[row * k .. row * k + k - 1]
+                Assert.That(Array.map2 (fun (a: float32) j -> a = line[j] || (System.Single.IsNaN a && System.Single.IsNaN line[j])) vals expected |> Array.forall id)
