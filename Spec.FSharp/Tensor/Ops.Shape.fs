@@ -159,6 +159,13 @@ module ShapeOps =
         let r = Tensor(t.Storage, t.Offset + offset, shape, null)
         Autograd.record r [| t |] (fun g _ -> [| StridedCopy.scatter g src offset strides |])
 
+    /// Resolves the position of a new axis in a rank-r tensor: [−r−1, r], negative from the end.
+    let internal newAxis (op: string) (rank: int) (dim: int) =
+        let a = if dim < 0 then dim + rank + 1 else dim
+        if a < 0 || a > rank then
+            Errors.invalidArg op "dim" dim (sprintf "a position for a new axis in [%d, %d] for a rank-%d tensor" (-rank - 1) rank rank)
+        a
+
     let internal checkPermutation (op: string) (rank: int) (perm: int[]) =
         if perm.Length <> rank then
             Errors.invalidArg op "dims" (sprintf "%A" perm) (sprintf "a permutation of the %d axes of a rank-%d tensor" rank rank)
@@ -206,7 +213,7 @@ module ShapeOps =
         /// Inserts an axis of size 1 at position <c>dim</c> (in [−rank−1, rank]); no copy.
         let unsqueeze (dim: int) (t: Tensor) =
             let shape = t.ShapeRef
-            let a = Shape.normAxis "Tensor.unsqueeze" (shape.Length + 1) dim
+            let a = newAxis "Tensor.unsqueeze" shape.Length dim
             viewAs t (Array.insertAt a 1 shape)
 
         /// Reorders the axes: result axis i is t's axis <c>dims[i]</c>. Copies (tiled for transposes,
@@ -364,7 +371,7 @@ module ShapeOps =
                 for x in tensors do
                     if x.ShapeRef <> first then
                         Errors.shapeMismatch "Tensor.stack" (tensors |> List.map (fun x -> x.ShapeRef)) "every tensor must have the same shape"
-                let a = Shape.normAxis "Tensor.stack" (first.Length + 1) dim
+                let a = newAxis "Tensor.stack" first.Length dim
                 cat a (tensors |> List.map (unsqueeze a))
 
         /// Cuts t along <c>dim</c> into consecutive pieces of the given sizes, which must sum to the

@@ -209,6 +209,19 @@ let ``every shape op matches finite differences`` (AxisCase(s, d, seed)) =
         assertGradCheck "GetSlice" (fun xs -> xs[0].[1.., 0]) [| x |]
 
 [<Test>]
+let ``zero-length axes pass through`` () =
+    let x = arange [| 2; 3 |]
+    let e = Tensor.narrow 1 1 0 x
+    Assert.That(e.Shape, Eq.To [| 2; 0 |])
+    Assert.That((Tensor.t e).Shape, Eq.To [| 0; 2 |])
+    Assert.That((Tensor.cat 1 [ e; x; e ]).ToArray(), Eq.To(x.ToArray()))
+    Assert.That((Tensor.slice [| (0, 2, 1); (5, 9, 1) |] x).Shape, Eq.To [| 2; 0 |])
+    Assert.That((Tensor.chunk 4 1 x) |> Array.map (fun c -> c.Shape[1]), Eq.To [| 1; 1; 1; 0 |])
+    Assert.That((Tensor.repeat [| 0; 1 |] x).Shape, Eq.To [| 0; 3 |])
+    let g = Diff.grad (fun x -> Tensor.sum (Tensor.cat 1 [ Tensor.narrow 1 0 0 x; x ])) x
+    Assert.That(g.ToArray(), Eq.To(Array.create 6 1.0f))
+
+[<Test>]
 let ``gradients of a large transpose and narrow are exact`` () =
     let x = randn 5 [| 70; 90 |]
     let w = randn 6 [| 90; 70 |]
@@ -236,4 +249,5 @@ let ``bad arguments raise errors naming the op and the shapes`` () =
     assertRaises<SnnSpecException> [ "Tensor.split"; "summing to 3" ] (fun () -> box (Tensor.split [| 1; 1 |] 1 x))
     assertRaises<SnnSpecException> [ "Tensor.chunk"; "n = 0" ] (fun () -> box (Tensor.chunk 0 1 x))
     assertRaises<SnnSpecException> [ "Tensor.flip"; "dims" ] (fun () -> box (Tensor.flip [| 1; -1 |] x))
+    assertRaises<SnnSpecException> [ "Tensor.unsqueeze"; "dim = 3"; "[-3, 2]"; "rank-2" ] (fun () -> box (Tensor.unsqueeze 3 x))
     assertRaises<SnnSpecException> [ "Tensor.repeat"; "reps" ] (fun () -> box (Tensor.repeat [| 2 |] x))
