@@ -5,6 +5,6 @@ open BenchmarkDotNet.Running
 /// Runs the suites chosen by BenchmarkDotNet's command line (e.g. --filter '*Gemm*').
 [<EntryPoint>]
 let main argv =
-    let all = Array.concat [ ElementwiseBenchmarks.types ]
+    let all = Array.concat [ GemmBenchmarks.types; ElementwiseBenchmarks.types ]
     BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore
     0
