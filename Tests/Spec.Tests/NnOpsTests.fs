@@ -1,0 +1,228 @@
+module SnnSpec.Tests.NnOpsTests
+
+open System
+open NUnit.Framework
+open FsCheck
+open FsCheck.NUnit
+open SnnSpec
+open SnnSpec.Tests.TestUtil
+open SnnSpec.Tests.Generators
+
+let private f32 (x: float) = float32 x
+
+/// A shape of rank 1–4 and an axis of it, from a seed.
+let private shapeAndAxis (SmallShape s) =
+    let s = if s.Length = 0 then [| 3 |] else s
+    s, (s |> Array.sum) % s.Length
+
+// ---------------------------------------------------------------- softmax family
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``softmax sums to 1 along its axis and lies in (0, 1]`` (shape: SmallShape) (Seed seed) =
+    let s, d = shapeAndAxis shape
+    let x = randn seed s * 3.0f
+    let y = Tensor.softmax d x
+    let sums = Tensor.sumDim d y
+    assertClose "row sums" 0.0 1e-5 (Tensor.onesLike sums) sums
+    y.ToArray() |> Array.forall (fun v -> v > 0.0f && v <= 1.0f)
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``logSoftmax equals log of softmax`` (shape: SmallShape) (Seed seed) =
+    let s, d = shapeAndAxis shape
+    let x = randn seed s * 3.0f
+    assertClose "logSoftmax" 1e-5 1e-5 (Tensor.log (Tensor.softmax d x)) (Tensor.logSoftmax d x)
+
+[<Test>]
+let ``logSoftmax is finite and exact for logits of plus or minus 1e4`` () =
+    let x = Tensor.ofArray [| 2; 3 |] [| 1e4f; -1e4f; 0.0f; -1e4f; -1e4f; -1e4f + 1.0f |]
+    let y = Tensor.logSoftmax 1 x
+    Assert.That(Tensor.isFinite y, Is.True, sprintf "%O" y)
+    // Row 0: the 1e4 entry takes all mass; the others are their distance below it.
+    // Row 1: log softmax of (0, 0, 1) shifted by −1e4 is unchanged by the shift.
+    let l = log (2.0 + Math.E)
+    let expected = [| 0.0f; -2e4f; -1e4f; f32 -l; f32 -l; f32 (1.0 - l) |]
+    assertArraysClose "logSoftmax ±1e4" 1e-6 1e-5 expected (y.ToArray())
+    let p = Tensor.softmax 1 x
+    Assert.That(Tensor.isFinite p, Is.True)
+    // Along axis 0 (the non-contiguous kernel path) as well.
+    let yt = Tensor.logSoftmax 0 (Tensor.ofArray [| 2; 1 |] [| 1e4f; -1e4f |])
+    assertArraysClose "logSoftmax axis 0" 1e-6 1e-5 [| 0.0f; -2e4f |] (yt.ToArray())
+    let lse = Tensor.logsumexp 1 false x
+    assertArraysClose "logsumexp ±1e4" 1e-6 1e-3 [| 1e4f; f32 (-1e4 + l) |] (lse.ToArray())
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``logsumexp is at least the max and at most max plus log n`` (shape: SmallShape) (Seed seed) =
+    let s, d = shapeAndAxis shape
+    let x = randn seed s * 5.0f
+    let lse = (Tensor.logsumexp d false x).ToArray()
+    let m = (fst (Tensor.maxDim d false x)).ToArray()
+    let logN = MathF.Log(float32 s[d])
+    Array.forall2 (fun l mx -> l >= mx - 1e-5f && l <= mx + logN + 1e-4f) lse m
+    && (Tensor.logsumexp d true x).Shape = (s |> Array.mapi (fun i v -> if i = d then 1 else v))
+
+[<Test>]
+let ``elementwise activations match their formulas`` () =
+    let xs = [| -30.0f; -2.0f; -0.5f; 0.0f; 0.5f; 2.0f; 30.0f |]
+    let x = Tensor.ofArray [| xs.Length |] xs
+    let sigm (v: float) = 1.0 / (1.0 + exp -v)
+    let check name (op: Tensor -> Tensor) (f: float -> float) =
+        assertArraysClose name 1e-5 1e-6 (xs |> Array.map (fun v -> f32 (f (float v)))) ((op x).ToArray())
+    check "softplus" Tensor.softplus (fun v -> Math.Max(v, 0.0) + log (1.0 + exp (-abs v)))
+    check "leakyRelu" (Tensor.leakyRelu 0.1f) (fun v -> if v > 0.0 then v else 0.1 * v)
+    check "gelu" Tensor.gelu (fun v -> 0.5 * v * (1.0 + tanh (sqrt (2.0 / Math.PI) * (v + 0.044715 * v * v * v))))
+    check "silu" Tensor.silu (fun v -> v * sigm v)
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 25)>]
+let ``activations match finite differences`` (shape: SmallShape) (Seed seed) =
+    let s, d = shapeAndAxis shape
+    let x = randn seed s
+    assertGradCheck "softmax" (fun a -> Tensor.softmax d a[0]) [| x |]
+    assertGradCheck "logSoftmax" (fun a -> Tensor.logSoftmax d a[0]) [| x |]
+    assertGradCheck "logsumexp" (fun a -> Tensor.logsumexp d false a[0]) [| x |]
+    assertGradCheck "logsumexp keep" (fun a -> Tensor.logsumexp d true a[0]) [| x |]
+    assertGradCheck "softplus" (fun a -> Tensor.softplus a[0]) [| x |]
+    assertGradCheck "gelu" (fun a -> Tensor.gelu a[0]) [| x |]
+    assertGradCheck "silu" (fun a -> Tensor.silu a[0]) [| x |]
+    // Keep leakyRelu inputs away from its kink by more than the FD step.
+    let away = Tensor.ofArray s (x.ToArray() |> Array.map (fun v -> if abs v < 0.05f then v + 0.1f else v))
+    assertGradCheck "leakyRelu" (fun a -> Tensor.leakyRelu 0.2f a[0]) [| away |]
+
+// ---------------------------------------------------------------- losses
+
+let private labelsFor (seed: int) (n: int) (k: int) = Array.init n (fun i -> Rng.intBelow (Rng.create seed) (int64 i) k)
+let private asTensor (labels: int[]) = Tensor.ofArray [| labels.Length |] (labels |> Array.map float32)
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``crossEntropy is minus logSoftmax at the label`` (Seed seed) =
+    let n, k = 1 + seed % 5, 2 + seed % 4
+    let x = randn seed [| n; k |] * 2.0f
+    let y = labelsFor seed n k
+    let lsm = (Tensor.logSoftmax 1 x).ToArray()
+    let direct = y |> Array.mapi (fun i c -> -lsm[i * k + c])
+    let none = Tensor.crossEntropyWith Reduction.NoReduction 0.0f x (asTensor y)
+    assertArraysClose "per sample" 1e-5 1e-6 direct (none.ToArray())
+    assertArraysClose "idx" 1e-5 1e-6 direct ((Tensor.crossEntropyIdxWith Reduction.NoReduction 0.0f x y).ToArray())
+    assertArraysClose "mean" 1e-5 1e-6 [| Array.average direct |] [| (Tensor.crossEntropy x (asTensor y)).ToScalar() |]
+    assertArraysClose "sum" 1e-5 1e-5 [| Array.sum direct |] [| (Tensor.crossEntropyWith Reduction.Sum 0.0f x (asTensor y)).ToScalar() |]
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 30)>]
+let ``label smoothing matches the smoothed soft target and eps 0 is plain CE`` (Seed seed) =
+    let n, k = 1 + seed % 4, 2 + seed % 5
+    let x = randn seed [| n; k |]
+    let y = labelsFor seed n k
+    let plain = Tensor.crossEntropy x (asTensor y)
+    assertClose "eps 0" 0.0 0.0 plain (Tensor.crossEntropyWith Reduction.Mean 0.0f x (asTensor y))
+    let eps = 0.1f
+    let oneHot = Tensor.ofArray [| n; k |] (Array.init (n * k) (fun j -> if y[j / k] = j % k then 1.0f else 0.0f))
+    let smoothed = oneHot * (1.0f - eps) + eps / float32 k
+    assertClose "eps 0.1" 1e-5 1e-6 (Tensor.crossEntropySoft x smoothed) (Tensor.crossEntropyWith Reduction.Mean eps x (asTensor y))
+    assertClose "soft smoothing" 1e-5 1e-6 (Tensor.crossEntropySoft x smoothed) (Tensor.crossEntropySoftWith Reduction.Mean eps x oneHot)
+    // One-hot soft targets give integer CE.
+    assertClose "one-hot" 1e-5 1e-6 plain (Tensor.crossEntropySoft x oneHot)
+
+[<Test>]
+let ``crossEntropy accepts spatial logits with classes on axis 1`` () =
+    let x = randn 3 [| 2; 3; 4 |]
+    let y = Array.init 8 (fun i -> i % 3)
+    let lsm = Tensor.logSoftmax 1 x
+    let direct = Array.init 8 (fun j -> -lsm[[| j / 4; y[j]; j % 4 |]])
+    let per = Tensor.crossEntropyIdxWith Reduction.NoReduction 0.0f x y
+    Assert.That(per.Shape, Eq.To([| 2; 4 |]))
+    assertArraysClose "spatial" 1e-5 1e-6 direct (per.ToArray())
+
+[<Test>]
+let ``losses match finite differences`` () =
+    let x = randn 1 [| 4; 5 |]
+    let y = asTensor [| 0; 4; 2; 2 |]
+    assertGradCheck "crossEntropy" (fun a -> Tensor.crossEntropy a[0] y) [| x |]
+    assertGradCheck "crossEntropy smoothing sum" (fun a -> Tensor.crossEntropyWith Reduction.Sum 0.2f a[0] y) [| x |]
+    assertGradCheck "crossEntropy none" (fun a -> Tensor.crossEntropyWith Reduction.NoReduction 0.1f a[0] y) [| x |]
+    let xs = randn 2 [| 2; 3; 2 |]
+    assertGradCheck "crossEntropy spatial" (fun a -> Tensor.crossEntropyIdx a[0] [| 0; 2; 1; 1 |]) [| xs |]
+    let t = Tensor.softmax 1 (randn 3 [| 4; 5 |])
+    assertGradCheck "crossEntropySoft (logits and targets)" (fun a -> Tensor.crossEntropySoftWith Reduction.Mean 0.1f a[0] a[1]) [| x; t |]
+    let logq = Tensor.logSoftmax 1 (randn 4 [| 4; 5 |])
+    assertGradCheck "klDiv" (fun a -> Tensor.klDivWith Reduction.Sum a[0] a[1]) [| logq; t |]
+    let s = randn 5 [| 4; 5 |]
+    assertGradCheck "klDivLogits" (fun a -> Tensor.klDivLogits x a[0] 2.0f) [| s |]
+    assertGradCheck "mse" (fun a -> Tensor.mse a[0] a[1]) [| x; s |]
+    assertGradCheck "l1" (fun a -> Tensor.l1With Reduction.Sum a[0] a[1]) [| x; s |]
+    let p = Tensor.rand (Rng.create 6) [| 4; 5 |]
+    assertGradCheck "bce with logits" (fun a -> Tensor.binaryCrossEntropyWithLogits (a[0] * 3.0f) a[1]) [| x; p |]
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``klDiv is non-negative and zero for equal distributions`` (Seed seed) =
+    let p = Tensor.softmax 1 (randn seed [| 3; 4 |] * 2.0f)
+    let logq = Tensor.logSoftmax 1 (randn (seed + 1) [| 3; 4 |] * 2.0f)
+    let kl = (Tensor.klDivWith Reduction.Sum logq p).ToScalar()
+    let self = (Tensor.klDivWith Reduction.Sum (Tensor.log p) p).ToScalar()
+    kl >= -1e-6f && abs self < 1e-5f
+
+[<Test>]
+let ``klDiv follows PyTorch: zero-probability targets contribute 0 and mean is over elements`` () =
+    let p = Tensor.ofArray [| 1; 3 |] [| 0.0f; 0.25f; 0.75f |]
+    let logq = Tensor.ofArray [| 1; 3 |] [| MathF.Log 0.2f; MathF.Log 0.3f; MathF.Log 0.5f |]
+    let per = [| 0.0; 0.25 * log (0.25 / 0.3); 0.75 * log (0.75 / 0.5) |]
+    assertArraysClose "none" 1e-5 1e-7 (Array.map f32 per) ((Tensor.klDivWith Reduction.NoReduction logq p).ToArray())
+    assertArraysClose "mean" 1e-5 1e-7 [| f32 (Array.average per) |] [| (Tensor.klDiv logq p).ToScalar() |]
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 30)>]
+let ``klDivLogits is tau squared times the batch-mean KL of tempered softmaxes`` (Seed seed) =
+    let b, k = 1 + seed % 4, 2 + seed % 5
+    let tau = 1.0f + float32 (seed % 4)
+    let t = randn seed [| b; k |] * 3.0f
+    let s = randn (seed + 9) [| b; k |] * 3.0f
+    let ta, sa = t.ToArray(), s.ToArray()
+    let mutable total = 0.0
+    for i in 0 .. b - 1 do
+        let soft (a: float32[]) = let z = Array.init k (fun j -> exp (float a[i * k + j] / float tau)) in let zs = Array.sum z in z |> Array.map (fun v -> v / zs)
+        let pt, ps = soft ta, soft sa
+        for j in 0 .. k - 1 do
+            total <- total + pt[j] * (log pt[j] - log ps[j])
+    let expected = float tau * float tau * total / float b
+    let actual = float ((Tensor.klDivLogits t s tau).ToScalar())
+    abs (actual - expected) <= 1e-4 + 1e-4 * abs expected
+
+[<Test>]
+let ``klDivLogits does not differentiate the teacher`` () =
+    let t, s = randn 1 [| 2; 3 |], randn 2 [| 2; 3 |]
+    let _, g = Diff.valueAndGradN (fun a -> Tensor.klDivLogits a[0] a[1] 2.0f) [| t; s |]
+    Assert.That(g[0].ToArray(), Eq.To(Array.zeroCreate<float32> 6))
+
+[<Property(Arbitrary = [| typeof<Arbitraries> |], MaxTest = 40)>]
+let ``mse, l1 and bce match direct formulas`` (SmallShape s) (Seed seed) =
+    let a, b = randn seed s, randn (seed + 1) s
+    let aa, ba = a.ToArray(), b.ToArray()
+    let n = float aa.Length
+    let direct f = Array.fold2 (fun acc x y -> acc + f (float x) (float y)) 0.0 aa ba
+    assertArraysClose "mse" 1e-5 1e-6 [| f32 (direct (fun x y -> (x - y) ** 2.0) / n) |] [| (Tensor.mse a b).ToScalar() |]
+    assertArraysClose "l1" 1e-5 1e-6 [| f32 (direct (fun x y -> abs (x - y)) / n) |] [| (Tensor.l1 a b).ToScalar() |]
+    assertArraysClose "l1 sum" 1e-5 1e-5 [| f32 (direct (fun x y -> abs (x - y))) |] [| (Tensor.l1With Reduction.Sum a b).ToScalar() |]
+    let p = Tensor.sigmoid b
+    let pa = p.ToArray()
+    let bce = Array.fold2 (fun acc x t -> let sx = 1.0 / (1.0 + exp (-float x)) in acc - (float t * log sx + (1.0 - float t) * log (1.0 - sx))) 0.0 aa pa
+    assertArraysClose "bce" 1e-4 1e-5 [| f32 (bce / n) |] [| (Tensor.binaryCrossEntropyWithLogits a p).ToScalar() |]
+
+[<Test>]
+let ``l1 has zero subgradient where prediction equals target and bce is stable for large logits`` () =
+    let a = Tensor.ofArray [| 2 |] [| 1.0f; 2.0f |]
+    let g = Diff.grad (fun x -> Tensor.l1 x (Tensor.ofArray [| 2 |] [| 1.0f; 0.0f |])) a
+    Assert.That(g.ToArray(), Eq.To([| 0.0f; 0.5f |]))
+    let big = Tensor.ofArray [| 2 |] [| 100.0f; -100.0f |]
+    let l = Tensor.binaryCrossEntropyWithLogitsWith Reduction.NoReduction big (Tensor.ofArray [| 2 |] [| 0.0f; 0.0f |])
+    // log(1 + e^−100) ≈ e^−100 is still representable (denormal) in float32.
+    assertArraysClose "bce large" 1e-6 1e-45 [| 100.0f; MathF.Exp -100.0f |] (l.ToArray())
+
+[<Test>]
+let ``losses reject bad labels and shapes, naming the op and the values`` () =
+    let x = randn 1 [| 2; 5 |]
+    assertRaises<SnnSpecException> [ "crossEntropy"; "7"; "5" ] (fun () -> box (Tensor.crossEntropy x (asTensor [| 0; 7 |])))
+    assertRaises<SnnSpecException> [ "crossEntropy"; "-1"; "5" ] (fun () -> box (Tensor.crossEntropy x (asTensor [| -1; 0 |])))
+    assertRaises<SnnSpecException> [ "crossEntropy"; "1.5" ] (fun () -> box (Tensor.crossEntropy x (Tensor.ofArray [| 2 |] [| 1.5f; 0.0f |])))
+    assertRaises<SnnSpecException> [ "crossEntropyIdx"; "5"; "5 classes" ] (fun () -> box (Tensor.crossEntropyIdx x [| 5; 0 |]))
+    assertRaises<ShapeMismatchException> [ "crossEntropy"; "[2, 5]"; "[3]" ] (fun () -> box (Tensor.crossEntropy x (asTensor [| 0; 1; 2 |])))
+    assertRaises<ShapeMismatchException> [ "crossEntropySoft"; "[2, 5]"; "[2, 4]" ] (fun () -> box (Tensor.crossEntropySoft x (randn 2 [| 2; 4 |])))
+    assertRaises<ShapeMismatchException> [ "mse"; "[2, 5]"; "[5]" ] (fun () -> box (Tensor.mse x (randn 2 [| 5 |])))
+    assertRaises<ShapeMismatchException> [ "klDiv" ] (fun () -> box (Tensor.klDiv x (randn 2 [| 5; 2 |])))
+    assertRaises<SnnSpecException> [ "labelSmoothing"; "1.5" ] (fun () -> box (Tensor.crossEntropyWith Reduction.Mean 1.5f x (asTensor [| 0; 1 |])))
+    assertRaises<SnnSpecException> [ "tau" ] (fun () -> box (Tensor.klDivLogits x x 0.0f))
