@@ -226,3 +226,147 @@ let ``losses reject bad labels and shapes, naming the op and the values`` () =
     assertRaises<ShapeMismatchException> [ "klDiv" ] (fun () -> box (Tensor.klDiv x (randn 2 [| 5; 2 |])))
     assertRaises<SnnSpecException> [ "labelSmoothing"; "1.5" ] (fun () -> box (Tensor.crossEntropyWith Reduction.Mean 1.5f x (asTensor [| 0; 1 |])))
     assertRaises<SnnSpecException> [ "tau" ] (fun () -> box (Tensor.klDivLogits x x 0.0f))
+
+// ---------------------------------------------------------------- batch norm, layer norm
+
+let private bnDefault = BatchNormConfig.Default
+
+/// Per-channel mean and biased variance of x [N, C, S…], computed directly in float64.
+let private channelStats (x: Tensor) =
+    let s = x.Shape
+    let n, c = s[0], s[1]
+    let sp = x.Numel / (n * c)
+    let a = x.ToArray()
+    Array.init c (fun ch ->
+        let vals = [| for b in 0 .. n - 1 do for i in 0 .. sp - 1 -> float a[(b * c + ch) * sp + i] |]
+        let mu = Array.average vals
+        mu, (vals |> Array.averageBy (fun v -> (v - mu) ** 2.0)))
+
+[<Test>]
+let ``batchNorm training output has per-channel mean 0 and biased variance 1`` () =
+    for shape in [ [| 8; 3 |]; [| 4; 3; 5 |]; [| 2; 4; 3; 3 |] ] do
+        let c = shape[1]
+        let x = randn 1 shape * 3.0f + 2.0f
+        let y, _ = Tensor.batchNorm { Momentum = 0.1f; Eps = 0.0f } true (Tensor.ones [| c |]) (Tensor.zeros [| c |]) (BatchNormState.Init c) x
+        for mu, var in channelStats y do
+            Assert.That(mu, Is.EqualTo(0.0).Within(1e-5), sprintf "mean %A" shape)
+            Assert.That(var, Is.EqualTo(1.0).Within(1e-4), sprintf "var %A" shape)
+
+[<Test>]
+let ``batchNorm updates running stats with momentum and the unbiased variance`` () =
+    // One channel, values 1, 2, 3, 6: mean 3, biased var 3.5, unbiased var 14/3.
+    let x = Tensor.ofArray [| 2; 1; 2 |] [| 1.0f; 2.0f; 3.0f; 6.0f |]
+    let state = { Mean = Tensor.ofArray [| 1 |] [| 1.0f |]; Var = Tensor.ofArray [| 1 |] [| 2.0f |] }
+    let y, st = Tensor.batchNorm { Momentum = 0.25f; Eps = 0.5f } true (Tensor.ofArray [| 1 |] [| 2.0f |]) (Tensor.ofArray [| 1 |] [| 1.0f |]) state x
+    assertArraysClose "running mean" 1e-6 0.0 [| 0.75f * 1.0f + 0.25f * 3.0f |] (st.Mean.ToArray())
+    assertArraysClose "running var" 1e-6 0.0 [| 0.75f * 2.0f + 0.25f * (14.0f / 3.0f) |] (st.Var.ToArray())
+    let expected = [| 1.0f; 2.0f; 3.0f; 6.0f |] |> Array.map (fun v -> 2.0f * (v - 3.0f) / MathF.Sqrt(3.5f + 0.5f) + 1.0f)
+    assertArraysClose "output" 1e-6 1e-6 expected (y.ToArray())
+    // The input state is a value: it is not modified.
+    Assert.That(state.Mean.ToArray(), Eq.To([| 1.0f |]))
+
+[<Test>]
+let ``batchNorm eval uses the running stats and returns the state unchanged`` () =
+    let x = randn 2 [| 3; 2; 4 |]
+    let state = { Mean = Tensor.ofArray [| 2 |] [| 0.5f; -1.0f |]; Var = Tensor.ofArray [| 2 |] [| 4.0f; 0.25f |] }
+    let gamma, beta = Tensor.ofArray [| 2 |] [| 1.5f; -2.0f |], Tensor.ofArray [| 2 |] [| 0.1f; 0.2f |]
+    let y, st = Tensor.batchNorm bnDefault false gamma beta state x
+    Assert.That(Object.ReferenceEquals(st, state), Is.True)
+    let xa = x.ToArray()
+    let expected =
+        xa |> Array.mapi (fun i v ->
+            let ch = (i / 4) % 2
+            let m, var, g, b = [| 0.5f; -1.0f |][ch], [| 4.0f; 0.25f |][ch], [| 1.5f; -2.0f |][ch], [| 0.1f; 0.2f |][ch]
+            g * (v - m) / MathF.Sqrt(var + 1e-5f) + b)
+    assertArraysClose "eval" 1e-5 1e-6 expected (y.ToArray())
+
+[<Test>]
+let ``batchNorm and layerNorm match finite differences`` () =
+    let gamma, beta = positive 3 0.5f 1.5f [| 3 |], randn 4 [| 3 |]
+    // Normalisation divides by a per-channel std computed from few values, amplifying float32
+    // rounding in the finite differences; a smaller step and 5% relative tolerance absorb it.
+    let opts = { GradCheck.defaults with Epsilon = 3e-3f; RelTol = 5e-2; AbsTol = 5e-3 }
+    for shape in [ [| 5; 3 |]; [| 3; 3; 4 |] ] do
+        let x = randn 5 shape
+        let st = BatchNormState.Init 3
+        assertGradCheckWith opts (sprintf "batchNorm train %A" shape) (fun a -> fst (Tensor.batchNorm bnDefault true a[1] a[2] st a[0])) [| x; gamma; beta |]
+        let evalState = { Mean = randn 6 [| 3 |]; Var = positive 7 0.5f 2.0f [| 3 |] }
+        assertGradCheck (sprintf "batchNorm eval %A" shape) (fun a -> fst (Tensor.batchNorm bnDefault false a[1] a[2] evalState a[0])) [| x; gamma; beta |]
+    let x = randn 8 [| 2; 3; 4 |]
+    let lg, lb = positive 9 0.5f 1.5f [| 3; 4 |], randn 10 [| 3; 4 |]
+    assertGradCheckWith opts "layerNorm" (fun a -> Tensor.layerNorm [| 3; 4 |] 1e-5f a[1] a[2] a[0]) [| x; lg; lb |]
+
+[<Test>]
+let ``layerNorm normalises the trailing axes`` () =
+    let x = randn 11 [| 4; 6 |] * 2.0f + 1.0f
+    let y = Tensor.layerNorm [| 6 |] 0.0f (Tensor.ones [| 6 |]) (Tensor.zeros [| 6 |]) x
+    let ya = y.ToArray()
+    for r in 0 .. 3 do
+        let row = Array.sub ya (r * 6) 6 |> Array.map float
+        let mu = Array.average row
+        Assert.That(mu, Is.EqualTo(0.0).Within(1e-5))
+        Assert.That(row |> Array.averageBy (fun v -> (v - mu) ** 2.0), Is.EqualTo(1.0).Within(1e-4))
+
+[<Test>]
+let ``batchNorm and layerNorm reject bad parameters and shapes`` () =
+    let x = randn 1 [| 4; 3 |]
+    let g, b, st = Tensor.ones [| 3 |], Tensor.zeros [| 3 |], BatchNormState.Init 3
+    assertRaises<SnnSpecException> [ "batchNorm"; "Momentum"; "1.5" ] (fun () -> box (Tensor.batchNorm { Momentum = 1.5f; Eps = 1e-5f } true g b st x))
+    assertRaises<SnnSpecException> [ "batchNorm"; "Momentum"; "-0.1" ] (fun () -> box (Tensor.batchNorm { Momentum = -0.1f; Eps = 1e-5f } true g b st x))
+    assertRaises<ShapeMismatchException> [ "batchNorm"; "[4, 3]"; "[2]"; "gamma" ] (fun () -> box (Tensor.batchNorm bnDefault true (Tensor.ones [| 2 |]) b st x))
+    assertRaises<ShapeMismatchException> [ "batchNorm"; "running.Var" ] (fun () -> box (Tensor.batchNorm bnDefault true g b { st with Var = Tensor.ones [| 4 |] } x))
+    assertRaises<SnnSpecException> [ "batchNorm"; "more than 1 value" ] (fun () -> box (Tensor.batchNorm bnDefault true g b st (randn 1 [| 1; 3 |])))
+    assertRaises<ShapeMismatchException> [ "layerNorm"; "[4, 3]"; "[4]" ] (fun () -> box (Tensor.layerNorm [| 4 |] 1e-5f (Tensor.ones [| 4 |]) (Tensor.zeros [| 4 |]) x))
+
+// ---------------------------------------------------------------- dropout
+
+[<Test>]
+let ``dropout keeps the expectation, drops about p, and eval is identity`` () =
+    let x = Tensor.full [| 200; 500 |] 2.0f
+    let p = 0.3f
+    let y = Tensor.dropout (Rng.create 7) p true x
+    let ya = y.ToArray()
+    let dropped = ya |> Array.filter (fun v -> v = 0.0f) |> Array.length
+    Assert.That(float dropped / float ya.Length, Is.EqualTo(float p).Within(0.01))
+    Assert.That(ya |> Array.forall (fun v -> v = 0.0f || abs (v - 2.0f / 0.7f) < 1e-6f), Is.True)
+    // Mean of 1e5 draws: standard error ≈ 2·√(p/(1−p))/√1e5 ≈ 0.004.
+    Assert.That(float ((Tensor.mean y).ToScalar()), Is.EqualTo(2.0).Within(0.02))
+    // Averaging many independent masks (distinct keys) approaches x elementwise.
+    let small = randn 3 [| 10 |]
+    let avg = (Seq.init 2000 (fun k -> Tensor.dropout (Rng.fold k (Rng.create 1)) 0.5f true small) |> Seq.reduce (+)) / 2000.0f
+    assertClose "many draws" 0.0 0.15 small avg
+    Assert.That(Object.ReferenceEquals(Tensor.dropout (Rng.create 7) p false x, x), Is.True)
+    Assert.That(Object.ReferenceEquals(Tensor.dropout (Rng.create 7) 0.0f true x, x), Is.True)
+
+[<Test>]
+let ``dropout masks are reproducible from the key and broadcast masks are shared over time`` () =
+    let x = randn 2 [| 4; 2; 3 |]
+    let a = Tensor.dropout (Rng.create 5) 0.5f true x
+    let b = Tensor.dropout (Rng.create 5) 0.5f true x
+    let c = Tensor.dropout (Rng.create 6) 0.5f true x
+    Assert.That(a.ToArray(), Eq.To(b.ToArray()))
+    Assert.That(a.ToArray(), Is.Not.EqualTo(c.ToArray()))
+    // [T, B, C] with a [1, B, C] mask: every time step drops the same units.
+    let shared = Tensor.dropoutBroadcast (Rng.create 5) 0.5f true [| 1; 2; 3 |] x
+    let mask = (Tensor.dropoutMask (Rng.create 5) 0.5f [| 1; 2; 3 |]).ToArray()
+    let xa, sa = x.ToArray(), shared.ToArray()
+    for i in 0 .. xa.Length - 1 do
+        Assert.That(sa[i], Is.EqualTo(xa[i] * mask[i % 6]))
+    Assert.That(Object.ReferenceEquals(Tensor.dropoutBroadcast (Rng.create 5) 0.5f false [| 1; 2; 3 |] x, x), Is.True)
+
+[<Test>]
+let ``dropout gradients are the mask`` () =
+    let x = randn 3 [| 3; 4 |]
+    assertGradCheck "dropout" (fun a -> Tensor.dropout (Rng.create 9) 0.4f true a[0]) [| x |]
+    assertGradCheck "dropoutBroadcast" (fun a -> Tensor.dropoutBroadcast (Rng.create 9) 0.4f true [| 1; 4 |] a[0]) [| x |]
+    let g = Diff.grad (fun a -> Tensor.sum (Tensor.dropout (Rng.create 9) 0.4f true a)) x
+    Assert.That(g.ToArray(), Eq.To((Tensor.dropoutMask (Rng.create 9) 0.4f [| 3; 4 |]).ToArray()))
+
+[<Test>]
+let ``dropout rejects p outside 0 to 1 and incompatible mask shapes`` () =
+    let x = randn 1 [| 2; 3 |]
+    for p in [ -0.1f; 1.0f; 1.5f; Single.NaN ] do
+        assertRaises<SnnSpecException> [ "dropout"; "p" ] (fun () -> box (Tensor.dropout (Rng.create 1) p true x))
+    assertRaises<SnnSpecException> [ "dropout"; "1.0" ] (fun () -> box (Tensor.dropout (Rng.create 1) 1.0f false x))
+    assertRaises<ShapeMismatchException> [ "dropoutBroadcast"; "[2, 3]" ] (fun () -> box (Tensor.dropoutBroadcast (Rng.create 1) 0.5f true [| 2; 3; 1 |] x))
+    assertRaises<ShapeMismatchException> [ "dropoutBroadcast"; "[4]" ] (fun () -> box (Tensor.dropoutBroadcast (Rng.create 1) 0.5f true [| 4 |] x))
