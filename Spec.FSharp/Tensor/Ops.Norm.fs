@@ -27,40 +27,106 @@ type BatchNormState =
 module internal BatchNormKernel =
     let private grain (perChannel: int) = max 1 (32768 / max 1 perChannel)
 
+    // x [N, C] (no trailing axes): the same computations vectorised across a block of channels,
+    // each row contributing a contiguous span of the block; blocks run in parallel.
+    let private forwardColumns (computeStats: bool) (eps: float32) (x: float32[]) (xo: int) (n: int) (c: int)
+                               (gamma: float32[]) (go: int) (beta: float32[]) (bo: int)
+                               (mean: float32[]) (invstd: float32[]) (varB: float32[]) (y: float32[]) =
+        Par.forChunks c (max 16 (32768 / max 1 n)) (fun c0 c1 ->
+            let w = c1 - c0
+            let mu = Span(mean, c0, w)
+            let ist = Span(invstd, c0, w)
+            if computeStats then
+                let acc = Span(varB, c0, w)
+                mu.Clear()
+                for b in 0 .. n - 1 do
+                    TP.Add(Span.op_Implicit mu, ReadOnlySpan(x, xo + b * c + c0, w), mu)
+                TP.Divide(Span.op_Implicit mu, float32 n, mu)
+                acc.Clear()
+                for b in 0 .. n - 1 do
+                    let yr = Span(y, b * c + c0, w)
+                    TP.Subtract(ReadOnlySpan(x, xo + b * c + c0, w), Span.op_Implicit mu, yr)
+                    TP.MultiplyAdd(Span.op_Implicit yr, Span.op_Implicit yr, Span.op_Implicit acc, acc)
+                TP.Divide(Span.op_Implicit acc, float32 n, acc)
+                TP.Add(Span.op_Implicit acc, eps, ist)
+                TP.ReciprocalSqrt(Span.op_Implicit ist, ist)
+            let a = Array.zeroCreate<float32> w
+            TP.Multiply(ReadOnlySpan(gamma, go + c0, w), Span.op_Implicit ist, Span a)
+            for b in 0 .. n - 1 do
+                let yr = Span(y, b * c + c0, w)
+                if not computeStats then
+                    TP.Subtract(ReadOnlySpan(x, xo + b * c + c0, w), Span.op_Implicit mu, yr)
+                TP.MultiplyAdd(Span.op_Implicit yr, ReadOnlySpan a, ReadOnlySpan(beta, bo + c0, w), yr))
+
+    let private backwardColumns (batchStats: bool) (x: float32[]) (xo: int) (g: float32[]) (gOff: int) (n: int) (c: int)
+                                (gamma: float32[]) (go: int) (mean: float32[]) (invstd: float32[])
+                                (dx: float32[]) (dgamma: float32[]) (dbeta: float32[]) =
+        Par.forChunks c (max 16 (32768 / max 1 n)) (fun c0 c1 ->
+            let w = c1 - c0
+            let mu = ReadOnlySpan(mean, c0, w)
+            let ist = ReadOnlySpan(invstd, c0, w)
+            let sg = Span(dbeta, c0, w)
+            let sgx = Span(dgamma, c0, w)
+            sg.Clear()
+            sgx.Clear()
+            for b in 0 .. n - 1 do
+                let gr = ReadOnlySpan(g, gOff + b * c + c0, w)
+                let d = Span(dx, b * c + c0, w)
+                TP.Subtract(ReadOnlySpan(x, xo + b * c + c0, w), mu, d)
+                TP.Add(Span.op_Implicit sg, gr, sg)
+                TP.MultiplyAdd(gr, Span.op_Implicit d, Span.op_Implicit sgx, sgx)
+            let a = Array.zeroCreate<float32> w
+            let bC = Array.zeroCreate<float32> w
+            let cC = Array.zeroCreate<float32> w
+            for j in 0 .. w - 1 do
+                a[j] <- gamma[go + c0 + j] * ist[j]
+                if batchStats then
+                    bC[j] <- -a[j] * ist[j] * ist[j] * sgx[j] / float32 n
+                    cC[j] <- -a[j] * sg[j] / float32 n
+            for b in 0 .. n - 1 do
+                let d = Span(dx, b * c + c0, w)
+                TP.Multiply(Span.op_Implicit d, ReadOnlySpan bC, d)
+                TP.MultiplyAdd(ReadOnlySpan(g, gOff + b * c + c0, w), ReadOnlySpan a, Span.op_Implicit d, d)
+                TP.Add(Span.op_Implicit d, ReadOnlySpan cC, d)
+            TP.Multiply(Span.op_Implicit sgx, ist, sgx))
+
     /// y = (x − μ_c)·γ_c·invstd_c + β_c. With computeStats, μ (mean) and invstd are first computed
     /// from the batch (biased variance, written to varB); otherwise they are read from mean/invstd.
     let forward (computeStats: bool) (eps: float32) (x: float32[]) (xo: int) (n: int) (c: int) (s: int)
                 (gamma: float32[]) (go: int) (beta: float32[]) (bo: int)
                 (mean: float32[]) (invstd: float32[]) (varB: float32[]) (y: float32[]) =
         let m = n * s
-        Par.forChunks c (grain m) (fun c0 c1 ->
-            for ch in c0 .. c1 - 1 do
-                if computeStats then
-                    let mutable sum = 0.0
-                    for b in 0 .. n - 1 do
-                        sum <- sum + float (TP.Sum(ReadOnlySpan(x, xo + (b * c + ch) * s, s)))
-                    let mu = float32 (sum / float m)
-                    // Two-pass variance: Σ(x − μ)², with x − μ staged in y.
-                    let mutable ss = 0.0
+        if s = 1 then
+            forwardColumns computeStats eps x xo n c gamma go beta bo mean invstd varB y
+        else
+            Par.forChunks c (grain m) (fun c0 c1 ->
+                for ch in c0 .. c1 - 1 do
+                    if computeStats then
+                        let mutable sum = 0.0
+                        for b in 0 .. n - 1 do
+                            sum <- sum + float (TP.Sum(ReadOnlySpan(x, xo + (b * c + ch) * s, s)))
+                        let mu = float32 (sum / float m)
+                        // Two-pass variance: Σ(x − μ)², with x − μ staged in y.
+                        let mutable ss = 0.0
+                        for b in 0 .. n - 1 do
+                            let yr = Span(y, (b * c + ch) * s, s)
+                            TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, yr)
+                            ss <- ss + float (TP.SumOfSquares(Span.op_Implicit yr))
+                        let v = float32 (ss / float m)
+                        mean[ch] <- mu
+                        varB[ch] <- v
+                        invstd[ch] <- 1.0f / MathF.Sqrt(v + eps)
+                    let mu = mean[ch]
+                    let a = gamma[go + ch] * invstd[ch]
+                    let bt = beta[bo + ch]
                     for b in 0 .. n - 1 do
                         let yr = Span(y, (b * c + ch) * s, s)
-                        TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, yr)
-                        ss <- ss + float (TP.SumOfSquares(Span.op_Implicit yr))
-                    let v = float32 (ss / float m)
-                    mean[ch] <- mu
-                    varB[ch] <- v
-                    invstd[ch] <- 1.0f / MathF.Sqrt(v + eps)
-                let mu = mean[ch]
-                let a = gamma[go + ch] * invstd[ch]
-                let bt = beta[bo + ch]
-                for b in 0 .. n - 1 do
-                    let yr = Span(y, (b * c + ch) * s, s)
-                    if computeStats then
-                        TP.Multiply(Span.op_Implicit yr, a, yr)
-                    else
-                        TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, yr)
-                        TP.Multiply(Span.op_Implicit yr, a, yr)
-                    TP.Add(Span.op_Implicit yr, bt, yr))
+                        if computeStats then
+                            TP.Multiply(Span.op_Implicit yr, a, yr)
+                        else
+                            TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, yr)
+                            TP.Multiply(Span.op_Implicit yr, a, yr)
+                        TP.Add(Span.op_Implicit yr, bt, yr))
 
     /// Gradients from g: dβ_c = Σ g, dγ_c = Σ g·x̂ with x̂ = (x − μ)·invstd, and
     /// dx = γ·invstd·(g − [Σ g]/M − x̂·[Σ g·x̂]/M) when the statistics came from the batch
@@ -69,36 +135,39 @@ module internal BatchNormKernel =
                  (gamma: float32[]) (go: int) (mean: float32[]) (invstd: float32[])
                  (dx: float32[]) (dgamma: float32[]) (dbeta: float32[]) =
         let m = n * s
-        Par.forChunks c (grain m) (fun c0 c1 ->
-            for ch in c0 .. c1 - 1 do
-                let mu = mean[ch]
-                let istd = invstd[ch]
-                let mutable sg = 0.0
-                let mutable sgx = 0.0
-                // First pass: dx holds x − μ while Σg and Σg(x − μ) accumulate.
-                for b in 0 .. n - 1 do
-                    let o = (b * c + ch) * s
-                    let gr = ReadOnlySpan(g, gOff + o, s)
-                    let d = Span(dx, o, s)
-                    TP.Subtract(ReadOnlySpan(x, xo + o, s), mu, d)
-                    sg <- sg + float (TP.Sum gr)
-                    sgx <- sgx + float (TP.Dot(gr, Span.op_Implicit d))
-                dbeta[ch] <- float32 sg
-                dgamma[ch] <- float32 sgx * istd
-                let a = gamma[go + ch] * istd
-                // dx = a·g + bCoef·(x − μ) + cCoef
-                let bCoef, cCoef =
-                    if batchStats then
-                        -a * istd * istd * float32 sgx / float32 m, -a * float32 sg / float32 m
-                    else
-                        0.0f, 0.0f
-                for b in 0 .. n - 1 do
-                    let o = (b * c + ch) * s
-                    let d = Span(dx, o, s)
-                    TP.Multiply(Span.op_Implicit d, bCoef, d)
-                    TP.MultiplyAdd(ReadOnlySpan(g, gOff + o, s), a, Span.op_Implicit d, d)
-                    if cCoef <> 0.0f then
-                        TP.Add(Span.op_Implicit d, cCoef, d))
+        if s = 1 then
+            backwardColumns batchStats x xo g gOff n c gamma go mean invstd dx dgamma dbeta
+        else
+            Par.forChunks c (grain m) (fun c0 c1 ->
+                for ch in c0 .. c1 - 1 do
+                    let mu = mean[ch]
+                    let istd = invstd[ch]
+                    let mutable sg = 0.0
+                    let mutable sgx = 0.0
+                    // First pass: dx holds x − μ while Σg and Σg(x − μ) accumulate.
+                    for b in 0 .. n - 1 do
+                        let o = (b * c + ch) * s
+                        let gr = ReadOnlySpan(g, gOff + o, s)
+                        let d = Span(dx, o, s)
+                        TP.Subtract(ReadOnlySpan(x, xo + o, s), mu, d)
+                        sg <- sg + float (TP.Sum gr)
+                        sgx <- sgx + float (TP.Dot(gr, Span.op_Implicit d))
+                    dbeta[ch] <- float32 sg
+                    dgamma[ch] <- float32 sgx * istd
+                    let a = gamma[go + ch] * istd
+                    // dx = a·g + bCoef·(x − μ) + cCoef
+                    let bCoef, cCoef =
+                        if batchStats then
+                            -a * istd * istd * float32 sgx / float32 m, -a * float32 sg / float32 m
+                        else
+                            0.0f, 0.0f
+                    for b in 0 .. n - 1 do
+                        let o = (b * c + ch) * s
+                        let d = Span(dx, o, s)
+                        TP.Multiply(Span.op_Implicit d, bCoef, d)
+                        TP.MultiplyAdd(ReadOnlySpan(g, gOff + o, s), a, Span.op_Implicit d, d)
+                        if cCoef <> 0.0f then
+                            TP.Add(Span.op_Implicit d, cCoef, d))
 
 /// Normalisation and regularisation layers as pure functions: batch norm with explicit running
 /// state, layer norm, and inverted dropout driven by counter-based random keys.

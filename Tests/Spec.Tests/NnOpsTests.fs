@@ -370,3 +370,51 @@ let ``dropout rejects p outside 0 to 1 and incompatible mask shapes`` () =
     assertRaises<SnnSpecException> [ "dropout"; "1.0" ] (fun () -> box (Tensor.dropout (Rng.create 1) 1.0f false x))
     assertRaises<ShapeMismatchException> [ "dropoutBroadcast"; "[2, 3]" ] (fun () -> box (Tensor.dropoutBroadcast (Rng.create 1) 0.5f true [| 2; 3; 1 |] x))
     assertRaises<ShapeMismatchException> [ "dropoutBroadcast"; "[4]" ] (fun () -> box (Tensor.dropoutBroadcast (Rng.create 1) 0.5f true [| 4 |] x))
+
+/// γ [C] placed on axis 1 of bshape = [1, C, 1, …], differentiably (no reshape op yet):
+/// Σⱼ onehot[1, i, 1, …, j]·γⱼ = γᵢ.
+let private perChannelView (bshape: int[]) (t: Tensor) =
+    let c = t.Numel
+    let oneHot = Tensor.ofArray (Array.append bshape [| c |]) (Array.init (c * c) (fun j -> if j / c = j % c then 1.0f else 0.0f))
+    Tensor.sumDim -1 (oneHot * t)
+
+[<Test>]
+let ``fused kernels agree with composite ops and do not depend on the thread count`` () =
+    let saved = Kernels.Threads.Count
+    let run () =
+        let l = randn 1 [| 300; 130 |]
+        let v = randn 2 [| 40; 50; 30 |]
+        let xs = randn 3 [| 64; 40 |] * 2.0f + 1.0f
+        let xc = randn 4 [| 16; 6; 200 |]
+        let bn (x: Tensor) =
+            let c = x.Shape[1]
+            let gamma, beta = positive 5 0.5f 1.5f [| c |], randn 6 [| c |]
+            let f (a: Tensor[]) = fst (Tensor.batchNorm BatchNormConfig.Default true a[1] a[2] (BatchNormState.Init c) a[0])
+            let w = randn 7 x.Shape
+            let y, g = Diff.valueAndGradN (fun a -> Tensor.sum (f a * w)) [| x; gamma; beta |]
+            // Composite reference: the same equation through generic ops and their own backward rules.
+            let reference (a: Tensor[]) =
+                let dims = Array.append [| 0 |] [| 2 .. x.Rank - 1 |]
+                let bshape = Array.init x.Rank (fun i -> if i = 1 then c else 1)
+                let centred = a[0] - Tensor.meanDims dims true a[0]
+                let var = Tensor.meanDims dims true (centred * centred)
+                centred / Tensor.sqrt (var + 1e-5f) * perChannelView bshape a[1] + perChannelView bshape a[2]
+            let yr, gr = Diff.valueAndGradN (fun a -> Tensor.sum (reference a * w)) [| x; gamma; beta |]
+            assertClose "bn value" 1e-4 1e-3 yr y
+            assertClose "bn dx" 1e-3 1e-4 gr[0] g[0]
+            assertClose "bn dgamma" 1e-3 1e-3 gr[1] g[1]
+            assertClose "bn dbeta" 1e-3 1e-3 gr[2] g[2]
+            [ (f [| x; gamma; beta |]).ToArray(); g[0].ToArray(); g[1].ToArray(); g[2].ToArray() ]
+        [ (Tensor.softmax 1 l).ToArray()
+          (Tensor.logSoftmax 1 v).ToArray()
+          (Tensor.logsumexp 0 false v).ToArray()
+          (Diff.grad (fun a -> Tensor.crossEntropyIdx a (Array.init 300 (fun i -> i % 130))) l).ToArray() ]
+        @ bn xs @ bn xc
+    try
+        Kernels.Threads.Count <- 1
+        let one = run ()
+        Kernels.Threads.Count <- 4
+        let four = run ()
+        List.iter2 (fun (a: float32[]) (b: float32[]) -> Assert.That(b, Eq.To a)) one four
+    finally
+        Kernels.Threads.Count <- saved
