@@ -29,6 +29,28 @@ module Autograd =
     /// otherwise returns <c>result</c> unchanged.
     let record (result: Tensor) (inputs: Tensor[]) (rule: BackwardRule) : Tensor = Tape.Record result inputs rule
 
+    /// Attaches one backward rule to an op with several outputs. The rule receives one gradient per
+    /// output (<c>Autograd.noGrad</c> where an output received none) and returns one per input.
+    let recordMulti (results: Tensor[]) (inputs: Tensor[]) (rule: Tensor[] -> bool[] -> Tensor[]) : Tensor[] =
+        let tape = Tape.Current
+
+        if isNull tape || not (Array.exists (isTrackedOn tape) inputs) then
+            results
+        else
+            let owner = Node(tape, inputs, None)
+            owner.MultiRule <- rule
+            tape.Nodes.Add owner
+
+            let outs =
+                results
+                |> Array.map (fun _ ->
+                    let o = Node(tape, [||], None)
+                    tape.Nodes.Add o
+                    o)
+
+            owner.Outputs <- outs
+            Array.map2 (fun (r: Tensor) (o: Node) -> Tensor(r.Storage, r.Offset, r.ShapeRef, o)) results outs
+
     /// The same values with no tape node: gradients do not flow through it.
     let detach (t: Tensor) =
         if isNull t.Node then
@@ -68,31 +90,42 @@ module Autograd =
                 accumulate root.Node seed
                 let nodes = tape.Nodes
 
+                let propagate (n: Node) (run: bool[] -> Tensor[]) =
+                    let needs = n.Inputs |> Array.map (isTrackedOn tape)
+
+                    if Array.exists id needs then
+                        let gs = run needs
+
+                        for j in 0 .. n.Inputs.Length - 1 do
+                            if needs[j] && not (isNull (box gs[j])) then
+                                let x = n.Inputs[j]
+
+                                if gs[j].ShapeRef <> x.ShapeRef then
+                                    Errors.shapeMismatch
+                                        "backward"
+                                        [ x.ShapeRef; gs[j].ShapeRef ]
+                                        (sprintf
+                                            "the backward rule returned a gradient for input %d whose shape differs from the input"
+                                            j)
+
+                                accumulate x.Node gs[j]
+
                 for i in nodes.Count - 1 .. -1 .. 0 do
                     let n = nodes[i]
 
-                    match n.Backward with
-                    | Some rule when not (isNull (box n.Grad)) ->
-                        let needs = n.Inputs |> Array.map (isTrackedOn tape)
+                    if not (isNull n.Outputs) then
+                        let gs = n.Outputs |> Array.map (fun o -> o.Grad)
 
-                        if Array.exists id needs then
-                            let gs = rule n.Grad needs
+                        if gs |> Array.exists (fun g -> not (isNull (box g))) then
+                            propagate n (n.MultiRule gs)
 
-                            for j in 0 .. n.Inputs.Length - 1 do
-                                if needs[j] && not (isNull (box gs[j])) then
-                                    let x = n.Inputs[j]
-
-                                    if gs[j].ShapeRef <> x.ShapeRef then
-                                        Errors.shapeMismatch
-                                            "backward"
-                                            [ x.ShapeRef; gs[j].ShapeRef ]
-                                            (sprintf
-                                                "the backward rule returned a gradient for input %d whose shape differs from the input"
-                                                j)
-
-                                    accumulate x.Node gs[j]
-
-                        n.Grad <- Unchecked.defaultof<Tensor>
-                    | _ -> ()
+                        for o in n.Outputs do
+                            o.Grad <- Unchecked.defaultof<Tensor>
+                    else
+                        match n.Backward with
+                        | Some rule when not (isNull (box n.Grad)) ->
+                            propagate n (rule n.Grad)
+                            n.Grad <- Unchecked.defaultof<Tensor>
+                        | _ -> ()
         finally
             Tape.Current <- saved

@@ -125,6 +125,10 @@ and [<Sealed; AllowNullLiteral>] Node internal (tape: Tape, inputs: Tensor[], ba
     member internal _.Tape = tape
     member internal _.Inputs = inputs
     member internal _.Backward = backward
+    /// For an op with several outputs: the nodes that carry each output's gradient.
+    member val internal Outputs: Node[] = null with get, set
+    /// The backward rule of a several-output op: gradients per output (null where none) → per input.
+    member val internal MultiRule: Tensor[] -> bool[] -> Tensor[] = Unchecked.defaultof<_> with get, set
 
 /// The reverse-mode tape of one differentiation: nodes in creation order.
 and [<Sealed; AllowNullLiteral>] Tape internal () =
