@@ -2,23 +2,13 @@ module SnnSpec.Benchmarks.ConvBenchmarks
 
 open System
 open BenchmarkDotNet.Attributes
-open BenchmarkDotNet.Configs
-open BenchmarkDotNet.Jobs
 open SnnSpec.Kernels
-
-/// Two warm-up and five measured iterations, one launch.
-type ShortConfig() as this =
-    inherit ManualConfig()
-
-    do
-        this.AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(2).WithIterationCount(5))
-        |> ignore
 
 /// One conv2d training step (forward, backward-data, backward-weight) for N = 256 (batch 64 × T = 4),
 /// 32 → 64 channels, 14×14, 3×3, pad 1, stride 1, against plain GEMMs of the same FLOPs: per time step
 /// [12544×288]·[288×64], [12544×64]·[64×288]ᵀ-shape and [288×12544]·[12544×64], i.e. the im2col-equivalent
-/// products. The Ratio column is conv-step time / GEMM time.
-[<Config(typeof<ShortConfig>)>]
+/// products. The Ratio column is conv-step time / GEMM time. Short job: one launch, 2 warm-up and 5 measured iterations.
+[<SimpleJob(launchCount = 1, warmupCount = 2, iterationCount = 5)>]
 type ConvStep() =
     let g = Conv2dGeometry.Create(256, 32, 14, 14, 64, 3, padding = 1)
     let rng = Random 1

@@ -52,9 +52,16 @@ let private relClose (tol: float) (a: float) (b: float) =
     abs (a - b) <= tol * max 1.0 (max (abs a) (abs b))
 
 let private raisesNaming (name: string) (f: unit -> unit) =
-    match Assert.Throws<SnnSpecException>(fun () -> f ()) with
-    | null -> Assert.Fail(sprintf "expected an SnnSpecException naming %s" name)
-    | ex -> Assert.That(ex.Message, Does.Contain name)
+    let message =
+        try
+            f ()
+            None
+        with :? SnnSpecException as ex ->
+            Some ex.Message
+
+    match message with
+    | Some m -> Assert.That(m, Does.Contain name)
+    | None -> Assert.Fail(sprintf "expected an SnnSpecException naming %s" name)
 
 let private assertArray (what: string) (expected: 'T[]) (actual: 'T[]) =
     if expected <> actual then
@@ -251,24 +258,36 @@ let ``conv2d on larger batches matches the naive loop on every path`` () =
                 PadH = 2
                 DilW = 3
             }
+            // Small maps: several images side by side in one GEMM.
+            Conv2dGeometry.Create(9, 16, 4, 4, 8, 3, padding = 1)
+            Conv2dGeometry.Create(9, 12, 5, 5, 6, 2, stride = 2, padding = 1, groups = 2)
             // im2col buffers larger than the per-thread budget are split into blocks of output rows.
-            Conv2dGeometry.Create(3, 64, 41, 40, 3, 3, padding = 1)
+            Conv2dGeometry.Create(3, 128, 41, 40, 3, 3, padding = 1)
+            Conv2dGeometry.Create(2, 128, 60, 60, 3, 3, stride = 2, padding = 1)
             Conv2dGeometry.Create(2, 96, 45, 44, 4, 3, stride = 2, padding = 2, dilation = 2, groups = 2)
         ]
 
-    for g in cases do
-        let x = randomArray rng g.XLength
-        let w = randomArray rng g.WLength
-        let dy = randomArray rng g.YLength
-        let y = Array.zeroCreate g.YLength
-        Conv.forward g x 0 w 0 None 0 y 0
-        assertClose (sprintf "forward %A" g) 1e-5 (naiveConv g x w None) y
-        let dx = Array.create g.XLength 3.0f
-        Conv.backwardData g dy 0 w 0 dx 0 false
-        assertClose (sprintf "data %A" g) 1e-5 (naiveConvData g dy w) dx
-        let dw = Array.create g.WLength 3.0f
-        Conv.backwardWeight g x 0 dy 0 dw 0 false
-        assertClose (sprintf "weight %A" g) 1e-5 (naiveConvWeight g x dy) dw
+    let threads = Threads.Count
+
+    try
+        for g, t in List.allPairs cases [ 1; threads ] do
+            Threads.Count <- t
+            let x = randomArray rng g.XLength
+            let w = randomArray rng g.WLength
+            let dy = randomArray rng g.YLength
+            let y = Array.zeroCreate g.YLength
+            Conv.forward g x 0 w 0 None 0 y 0
+            assertClose (sprintf "forward %A" g) 1e-5 (naiveConv g x w None) y
+            let dx = Array.create g.XLength 3.0f
+            Conv.backwardData g dy 0 w 0 dx 0 false
+            assertClose (sprintf "data %A" g) 1e-5 (naiveConvData g dy w) dx
+            let dw = Array.create g.WLength 3.0f
+            Conv.backwardWeight g x 0 dy 0 dw 0 false
+            assertClose (sprintf "weight %A" g) 1e-5 (naiveConvWeight g x dy) dw
+            Assert.That(Threads.Count, Is.EqualTo t, "Threads.Count is restored")
+
+    finally
+        Threads.Count <- threads
 
 [<Test>]
 let ``conv2d rejects bad geometry naming the parameter`` () =
