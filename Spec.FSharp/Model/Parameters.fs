@@ -57,6 +57,20 @@ module Parameters =
     let toList (p: Parameters) =
         List.ofArray (Array.zip p.NamesRef p.Tensors)
 
+    /// The tensors in order (e.g. to return BN buffers as auxiliary outputs of valueAndGradAux).
+    let values (p: Parameters) = Array.copy p.Tensors
+
+    /// A collection with p's names and the given tensors in the same order.
+    let withValues (p: Parameters) (tensors: Tensor[]) =
+        if tensors.Length <> p.Count then
+            Errors.invalidArg
+                "Parameters.withValues"
+                "tensors"
+                tensors.Length
+                (sprintf "one tensor per name (%d)" p.Count)
+
+        Parameters.Create(p.NamesRef, Array.copy tensors)
+
     /// Applies f to every tensor, keeping names.
     let map (f: string -> Tensor -> Tensor) (p: Parameters) =
         Parameters.Create(p.NamesRef, Array.map2 f p.NamesRef p.Tensors)

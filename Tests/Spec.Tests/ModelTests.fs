@@ -1,0 +1,99 @@
+module SnnSpec.Tests.ModelTests
+
+open NUnit.Framework
+open SnnSpec
+open SnnSpec.Tests.TestUtil
+
+let tinyNeuron =
+    { Neuron.lif with
+        Surrogate = Surrogate.Sigmoid 4.0f
+    }
+
+/// conv-BN-LIF-pool-flatten-tap-linear on 1×6×6 inputs.
+let tiny =
+    {
+        Name = "tiny"
+        InputShape = [| 1; 6; 6 |]
+        Classes = 3
+        Layers =
+            [
+                Conv2d("conv", 1, 4, 3, 1, 1, false)
+                Norm("bn", 4, NormKind.Batch)
+                Spiking("lif", tinyNeuron)
+                AvgPool(2, 2)
+                Flatten
+                Tap "feature"
+                Linear("fc", 36, 3, true)
+            ]
+    }
+
+[<Test>]
+let ``an SNN returns logits per step and its ANN twin one step`` () =
+    let m = Model.init 1 (ExecutionMode.Snn 3) tiny
+    let x = randn 2 [| 5; 1; 6; 6 |]
+    let out = Model.forward ForwardContext.Eval m x
+    Assert.That(out.Logits.Shape, Eq.To [| 3; 5; 3 |])
+    let ann = Model.forward ForwardContext.Eval (Model.asAnn m) x
+    Assert.That(ann.Logits.Shape, Eq.To [| 1; 5; 3 |])
+
+[<Test>]
+let ``the same seed gives the same model and different seeds differ`` () =
+    let a = Model.init 7 (ExecutionMode.Snn 2) tiny
+    let b = Model.init 7 (ExecutionMode.Snn 2) tiny
+    let c = Model.init 8 (ExecutionMode.Snn 2) tiny
+    Assert.That(a.Parameters["conv.weight"], Eq.To b.Parameters["conv.weight"])
+    Assert.That(a.Parameters["conv.weight"] = c.Parameters["conv.weight"], Is.False)
+    Assert.That(Model.parameterCount a, Eq.To(36L + 8L + 36L * 3L + 3L))
+
+[<Test>]
+let ``probes record membranes, spikes, taps and firing rates by name`` () =
+    let m = Model.init 1 (ExecutionMode.Snn 4) tiny
+
+    let ctx =
+        { ForwardContext.Eval with
+            Probes =
+                {
+                    Membranes = set [ "lif" ]
+                    Spikes = set [ "lif" ]
+                    Taps = set [ "feature" ]
+                    FiringRates = true
+                }
+        }
+
+    let out = Model.forward ctx m (randn 3 [| 2; 1; 6; 6 |])
+    Assert.That(out.Membranes["lif"].Shape, Eq.To [| 4; 2; 4; 6; 6 |])
+    Assert.That(out.Spikes["lif"].Shape, Eq.To [| 4; 2; 4; 6; 6 |])
+    Assert.That(out.Taps["feature"].Shape, Eq.To [| 4; 2; 36 |])
+    let rate = out.FiringRates["lif"]
+    Assert.That(rate, Is.InRange(0.0f, 1.0f))
+
+[<Test>]
+let ``training updates BN running statistics and gradients reach every parameter`` () =
+    let m = Model.init 1 (ExecutionMode.Snn 2) tiny
+    let x = randn 4 [| 6; 1; 6; 6 |]
+    let labels = [| 0; 1; 2; 0; 1; 2 |]
+
+    let loss (ps: Parameters) =
+        let out = Model.apply (ForwardContext.Train(Rng.create 1)) m ps x
+        Tensor.crossEntropyIdx (Tensor.meanDims [| 0 |] false out.Logits) labels, Parameters.values out.Buffers
+    // Updated buffers leave the differentiation as auxiliary outputs (temporaries are recycled).
+    let _, g, aux = Parameters.valueAndGradAux loss m.Parameters
+    let buffers = Parameters.withValues m.Buffers aux
+
+    for name in g.Names do
+        Assert.That((Tensor.sum (Tensor.abs g[name])).ToScalar(), Is.GreaterThan 0.0f, name)
+
+    Assert.That(buffers["bn.running_mean"] = m.Buffers["bn.running_mean"], Is.False)
+
+[<Test>]
+let ``a wrongly shaped input names the model and the expected shape`` () =
+    let m = Model.init 1 (ExecutionMode.Snn 2) tiny
+
+    assertRaises<ShapeMismatchException> [ "tiny"; "[1, 6, 6]" ] (fun () ->
+        box (Model.forward ForwardContext.Eval m (randn 1 [| 2; 3; 6; 6 |])))
+
+[<Test>]
+let ``the summary lists layers and the parameter total`` () =
+    let s = Model.summary (Model.init 1 (ExecutionMode.Snn 2) tiny)
+    Assert.That(s, Does.Contain "conv 1→4")
+    Assert.That(s, Does.Contain "total parameters: 155")
