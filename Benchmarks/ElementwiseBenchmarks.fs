@@ -39,14 +39,16 @@ type Elementwise() =
     member _.MulBroadcastChannel() = Diff.scoped (fun () -> a * bias)
 
     [<Benchmark>]
-    member _.Sigmoid() = Diff.scoped (fun () -> Tensor.sigmoid a)
+    member _.Sigmoid() =
+        Diff.scoped (fun () -> Tensor.sigmoid a)
 
     [<Benchmark>]
     member _.SumAll() = Diff.scoped (fun () -> Tensor.sum a)
 
     /// Batch-norm-style statistics: per channel over axes 0 and 2.
     [<Benchmark>]
-    member _.SumOverBatchAndSpace() = Diff.scoped (fun () -> Tensor.sumDims [| 0; 2 |] false a)
+    member _.SumOverBatchAndSpace() =
+        Diff.scoped (fun () -> Tensor.sumDims [| 0; 2 |] false a)
 
     [<Benchmark>]
     member _.AddWithGradient() =
