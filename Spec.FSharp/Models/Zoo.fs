@@ -299,9 +299,10 @@ module Zoo =
         arch (model.Substring 4) cfg (features @ head cfg cin)
 
     /// VGG-9 for CIFAR: 64, 64, P, 128, 128, P, 256, 256, 256, P (conv3×3-BN-LIF, P = maxpool 2),
-    /// global average pooling, Tap "feature", fc 256 → K. Channel list as in SpikeSim's VGG9 layer
-    /// table (methods.md §6.7); classifier and global pooling as MINT's VGG9 (§2(b), which has no BN
-    /// and no third max pool). Inputs of side ≥ 8 (32 → 4×4, 28 → 3×3 before global pooling).
+    /// global average pooling, Tap "feature", fc 256 → K. Channels and pools as SpikeSim's VGG9 layer
+    /// table (methods.md §6.7); the single-layer classifier after global pooling as MINT's VGG9
+    /// (read in its code, where the convs have no BN and global pooling replaces the third max
+    /// pool). Inputs of side ≥ 8 (32 → 4×4, 28 → 3×3 before global pooling).
     let vgg9 (cfg: ZooConfig) : Architecture =
         vgg
             "Zoo.vgg9"

@@ -405,3 +405,24 @@ let ``dropout appears before the classifier only when requested`` () =
     match arch.Layers[arch.Layers.Length - 2] with
     | Dropout p -> Assert.That(p, Eq.To 0.5f)
     | other -> Assert.Fail(sprintf "expected dropout before the classifier, got %A" other)
+
+[<Test>]
+let ``every population fires in training mode at initialisation`` () =
+    // Batch statistics normalise each conv's output, so no population starts silent.
+    for name in [ "resnet18"; "msResnet18"; "sewIAnd"; "vgg9" ] do
+        let arch = model name
+        let m = Model.init 1 (ExecutionMode.Snn 4) arch
+
+        let ctx =
+            { ForwardContext.Train(Rng.create 1) with
+                Probes =
+                    { ProbeRequest.None with
+                        FiringRates = true
+                    }
+            }
+
+        let out = Model.forward ctx m (input arch 4)
+        Assert.That(out.FiringRates.Count, Eq.To(List.length (Probes.convWise arch)), name)
+
+        for KeyValue(n, rate) in out.FiringRates do
+            Assert.That(rate, Is.GreaterThan 0.0f, sprintf "%s: %s" name n)
