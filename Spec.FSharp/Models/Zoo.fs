@@ -393,12 +393,14 @@ module Zoo =
              @ dropout cfg
              @ [ Linear("fc", hidden, cfg.Classes, true) ])
 
-    /// MS-ResNet-18 (membrane shortcut, Hu et al.; the MD-SNN model, methods.md §2(c) [R]): stem
-    /// conv3×3 64-BN (no LIF: every block starts with one); stages "layer1".."layer4" of widths
-    /// 64/128/256/512 × 2 blocks LIF-conv-BN-LIF-conv-BN whose sum with the shortcut is taken on
-    /// pre-spike values (identity, or 1×1 conv-BN on the block input when the stride or width
-    /// changes); a final LIF "lif_out", global average pooling, Tap "feature", fc 512 → K.
-    /// Inputs of side ≥ 8.
+    /// MS-ResNet-18 (membrane shortcut, Hu et al., arXiv 2112.08954; the MD-SNN model, methods.md
+    /// §2(c)): stem conv3×3 64-BN (no LIF: every block starts with one); stages "layer1".."layer4"
+    /// of widths 64/128/256/512 × 2 blocks LIF-conv-BN-LIF-conv-BN whose sum with the shortcut is
+    /// taken on pre-spike values (identity, or 1×1 conv-BN on the block input when the stride or
+    /// width changes); a final LIF "lif_out", global average pooling, Tap "feature", fc 512 → K.
+    /// Block, shortcut and final LIF as the authors' ImageNet code (Ariande1/MS-ResNet); the stem
+    /// and strides are the CIFAR form of resnet18 [R], and that code's BN initialisation (γ = θ,
+    /// zero γ on each block's last BN) is not reproduced. Inputs of side ≥ 8.
     let msResnet18 (cfg: ZooConfig) : Architecture =
         validate "Zoo.msResnet18" 8 cfg
         let c0 = channels cfg 64
