@@ -181,7 +181,12 @@ module Forward =
                 r.Taps[name] <- if r.Snn then unflatten r.Steps x else Tensor.unsqueeze 0 x
 
             x
-        | RepeatOverTime -> x
+        | RepeatOverTime ->
+            Errors.invalidArg
+                "Forward.run"
+                "RepeatOverTime"
+                prefix
+                "the marker only at the top level of an architecture's layer list (it splits the static part from the per-step part)"
 
     /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
     /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape].
@@ -264,9 +269,10 @@ module Forward =
 
         for layer in arch.Layers do
             match layer with
-            | RepeatOverTime when not repeated ->
-                value <- repeat value
-                repeated <- true
+            | RepeatOverTime ->
+                if not repeated then
+                    value <- repeat value
+                    repeated <- true
             | _ -> value <- apply r "" value layer
 
         let logits = unflatten steps value
