@@ -97,3 +97,35 @@ let ``the summary lists layers and the parameter total`` () =
     let s = Model.summary (Model.init 1 (ExecutionMode.Snn 2) tiny)
     Assert.That(s, Does.Contain "conv 1→4")
     Assert.That(s, Does.Contain "total parameters: 155")
+
+[<Test>]
+let ``the readout is causal: the first t steps of a T-step run equal a t-step run`` () =
+    let m = Model.init 3 (ExecutionMode.Snn 5) tiny
+    let x = randn 9 [| 4; 1; 6; 6 |]
+    let long = (Model.forward ForwardContext.Eval m x).Logits
+
+    for t in 1..5 do
+        let short = (Model.forward ForwardContext.Eval (Model.withSteps t m) x).Logits
+        assertClose (sprintf "t = %d" t) 0.0 0.0 short (Tensor.narrow 0 0 t long)
+
+[<Test>]
+let ``cumulative readout row t is the mean of the first t+1 steps`` () =
+    let z = randn 1 [| 4; 3; 5 |]
+    let cum = Readout.cumulativeMean z
+
+    for t in 0..3 do
+        assertClose
+            (sprintf "row %d" t)
+            1e-6
+            1e-6
+            (Tensor.meanDims [| 0 |] false (Tensor.narrow 0 0 (t + 1) z))
+            (Tensor.select 0 t cum)
+
+    let labels = [| 0; 1; 2 |]
+    let counts = Readout.correctPerStep z labels
+    Assert.That(counts.Length, Eq.To 4)
+
+    Assert.That(
+        counts[3],
+        Eq.To(Array.fold2 (fun acc p l -> if p = l then acc + 1 else acc) 0 (Readout.predict z) labels)
+    )
