@@ -1,0 +1,37 @@
+/// One training step (forward, backward, Adam update) of the small ConvNet for 28×28 inputs at
+/// batch 64: as an SNN with T = 4 and, as the same-run reference, its ANN twin (T = 1). The ratio
+/// column is the SNN step's cost in ANN steps; images/s = 64 / mean time.
+module SnnSpec.Benchmarks.TrainingBenchmarks
+
+open BenchmarkDotNet.Attributes
+open SnnSpec
+
+[<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
+type ConvNetStep() =
+    let mutable snn = Unchecked.defaultof<Model>
+    let mutable ann = Unchecked.defaultof<Model>
+    let mutable x = Unchecked.defaultof<Tensor>
+    let labels = Array.init 64 (fun i -> i % 10)
+
+    let step (m: Model) =
+        let loss (ps: Parameters) =
+            let out = Model.apply (ForwardContext.Train(Rng.create 1)) m ps x
+            Tensor.crossEntropyIdx (Readout.mean out.Logits) labels, Parameters.values out.Buffers
+
+        let _, grads, _ = Parameters.valueAndGradAux loss m.Parameters
+        Optim.adam AdamConfig.Default OptimizerState.Empty m.Parameters grads |> fst
+
+    [<GlobalSetup>]
+    member _.Setup() =
+        let arch = Zoo.convNet ZooConfig.Mnist
+        snn <- Model.init 0 (ExecutionMode.Snn 4) arch
+        ann <- Model.asAnn snn
+        x <- Tensor.rand (Rng.create 2) [| 64; 1; 28; 28 |]
+
+    [<Benchmark(Baseline = true)>]
+    member _.AnnTwinStep() = step ann
+
+    [<Benchmark>]
+    member _.SnnStepT4() = step snn
+
+let types = [| typeof<ConvNetStep> |]
