@@ -18,9 +18,17 @@ type Activity =
 /// whole neuron-update part (membranes leak and are updated every step). At r = 1 this is the dense
 /// ELA energy.
 module Activity =
-    /// Rates from a forward run's FiringRates probe (spiking population → mean spikes per neuron per step).
-    let ofProbe (rates: Map<string, float32>) =
-        Activity.FiringRates(rates |> Map.map (fun _ v -> float v))
+    /// Rates from a forward run's FiringRates probe (spiking population → mean spikes per neuron per
+    /// step), keeping the populations that feed a weight layer of the network (a population before
+    /// average pooling or the readout feeds none).
+    let ofProbe (net: Network) (rates: Map<string, float32>) =
+        let sources = net.Layers |> List.choose (fun l -> l.InputSource) |> Set.ofList
+
+        Activity.FiringRates(
+            rates
+            |> Map.filter (fun k _ -> sources.Contains k)
+            |> Map.map (fun _ v -> float v)
+        )
 
     /// Raises SnnSpecException for a rate outside [0, 1] or a key that names neither a weight layer
     /// nor a spiking population feeding one.

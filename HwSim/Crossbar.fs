@@ -251,3 +251,65 @@ module Crossbar =
             |> Array.sum
 
         float hits / float outputs.Length
+
+    /// A convolution (square kernel, no bias) on a binary spike map [C_in, H, W] through kernel-wise
+    /// mapped crossbars (methods.md §6.2, §6.8): one crossbar array per tap (kh, kw) holding
+    /// W[:, :, kh, kw] as [C_in, C_out], its output partial sums added digitally. Weights are
+    /// [C_out, C_in, k, k]; the result is [C_out, H_o, W_o] with H_o = (H + 2p − k)/s + 1.
+    let conv2d (c: CrossbarConfig) (weights: int[,,,]) (stride: int) (padding: int) (spikes: bool[,,]) : float[,,] =
+        let cout = Array4D.length1 weights
+        let cin = Array4D.length2 weights
+        let k = Array4D.length3 weights
+
+        if Array4D.length4 weights <> k then
+            Errors.invalidArg "Crossbar.conv2d" "weights" [| cout; cin; k; Array4D.length4 weights |] "a square kernel"
+
+        if Array3D.length1 spikes <> cin then
+            Errors.invalidArg
+                "Crossbar.conv2d"
+                "spikes channels"
+                (Array3D.length1 spikes)
+                (sprintf "%d input channels" cin)
+
+        if stride <= 0 || padding < 0 then
+            Errors.invalidArg "Crossbar.conv2d" "stride, padding" (stride, padding) "stride ≥ 1 and padding ≥ 0"
+
+        let h = Array3D.length2 spikes
+        let w = Array3D.length3 spikes
+
+        if h + 2 * padding < k || w + 2 * padding < k then
+            Errors.invalidArg
+                "Crossbar.conv2d"
+                "kernel"
+                k
+                (sprintf "at most the padded input %d×%d" (h + 2 * padding) (w + 2 * padding))
+
+        let ho = (h + 2 * padding - k) / stride + 1
+        let wo = (w + 2 * padding - k) / stride + 1
+        let out = Array3D.zeroCreate cout ho wo
+        let column = Array.zeroCreate cin
+
+        for kh in 0 .. k - 1 do
+            for kw in 0 .. k - 1 do
+                let tap =
+                    program
+                        { c with
+                            Variation = c.Variation |> Option.map (fun v -> { v with Seed = v.Seed + kh * k + kw })
+                        }
+                        (Array2D.init cin cout (fun i o -> weights[o, i, kh, kw]))
+
+                for oy in 0 .. ho - 1 do
+                    for ox in 0 .. wo - 1 do
+                        let y = oy * stride - padding + kh
+                        let x = ox * stride - padding + kw
+                        let inside = y >= 0 && y < h && x >= 0 && x < w
+
+                        for i in 0 .. cin - 1 do
+                            column[i] <- inside && spikes[i, y, x]
+
+                        let r = forward tap column
+
+                        for o in 0 .. cout - 1 do
+                            out[o, oy, ox] <- out[o, oy, ox] + r[o]
+
+        out

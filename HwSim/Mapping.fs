@@ -105,6 +105,10 @@ module Mapping =
     /// Maps the weight layers of an SnnSpec architecture at its InputShape (see Network.ofArchitecture).
     let ofArchitecture (acc: Accelerator) (arch: Architecture) = map acc (Network.ofArchitecture arch)
 
+    /// Maps the weight layers of an SnnSpec architecture at another per-sample input shape [C; H; W] or [F].
+    let ofArchitectureAt (acc: Accelerator) (inputShape: int[]) (arch: Architecture) =
+        map acc (Network.ofArchitectureAt inputShape arch)
+
     /// Total PE cycles per time step Σ cycles_l.
     let cyclesPerStep (m: Mapping) =
         m.Layers |> List.sumBy (fun l -> l.CyclesPerStep)

@@ -190,20 +190,63 @@ module Metrics =
             TopsPerMm2 = candidate.TopsPerMm2 / baseline.TopsPerMm2
         }
 
-    /// A readable summary of a report: mapping table, totals, metrics, component breakdowns.
+    /// A readable summary of a report: mapping table, totals, metrics, per-layer energy and latency,
+    /// and the energy and area breakdowns by component with their shares.
     let summary (r: Report) : string =
         let sb = StringBuilder()
         let line (s: string) = sb.AppendLine s |> ignore
+
+        let share (name: string) (v: float) (total: float) =
+            line (sprintf "  %-16s %16.6g %6.2f%%" name v (100.0 * v / total))
+
         line (sprintf "%s on %A crossbars, T = %d" r.Network.Name r.Mapping.Accelerator.Technology.Device r.Steps)
         sb.Append(Mapping.table r.Mapping) |> ignore
-        line (sprintf "E      %.6g pJ" (float r.E))
-        line (sprintf "D      %.6g ns" (float r.D))
-        line (sprintf "A      %.6g um2" (float r.A))
-        line (sprintf "EDP    %.6g J s" r.Edp)
-        line (sprintf "EDAP   %.6g J s mm2" r.Edap)
-        line (sprintf "TOPS/W %.6g   TOPS/mm2 %.6g   (%s)" r.TopsPerWatt r.TopsPerMm2 (convention r.OpCount))
-        line (sprintf "energy by component: %A" r.Energy.Components)
-        line (sprintf "area by component: %A" r.Area.Components)
+        line (sprintf "E %.6g pJ   D %.6g ns   A %.6g um2" (float r.E) (float r.D) (float r.A))
+        line (sprintf "EDP %.6g J s   EDAP %.6g J s mm2" r.Edp r.Edap)
+        line (sprintf "TOPS/W %.6g   TOPS/mm2 %.6g   (op count %s)" r.TopsPerWatt r.TopsPerMm2 (convention r.OpCount))
+        line "per layer: energy (pJ), input rate, latency (ns)"
+
+        List.zip r.Energy.Layers r.Latency.Layers
+        |> List.iter (fun (e, d) ->
+            line (sprintf "  %-28s %16.6g %6.3f %16.6g" e.Layer (float e.Total) e.InputRate (float d.Latency)))
+
+        let e = r.Energy.Components
+        let et = float e.Total
+        line "energy by component (pJ)"
+
+        for name, v in
+            [
+                "crossbar", e.Crossbar
+                "ADC", e.Adc
+                "mux", e.Mux
+                "subtractor", e.Subtractor
+                "temp buffer", e.TempBuffer
+                "tile buffer", e.TileBuffer
+                "H-tree", e.HTree
+                "memory fetch", e.MemoryFetch
+                "neuron", e.Neuron
+                "shift-add", e.ShiftAdd
+            ] do
+            share name (float v) et
+
+        let a = r.Area.Components
+        let at = float a.Total
+        line "area by component (um2)"
+
+        for name, v in
+            [
+                "crossbars", a.Crossbars
+                "ADCs", a.Adcs
+                "muxes", a.Muxes
+                "subtractors", a.Subtractors
+                "temp buffers", a.TempBuffers
+                "tile buffers", a.TileBuffers
+                "H-tree", a.HTree
+                "input memory", a.InputMemory
+                "membrane memory", a.MembraneMemory
+            ] do
+            share name (float v) at
+
         sb.ToString()
 
     /// The ratios as text.

@@ -102,5 +102,14 @@ let ``activity scales the event-driven energy of spike-input layers only`` () =
     Assert.That(s.Components.Neuron, Is.EqualTo d.Components.Neuron)
     Assert.That(sparse.Layers[0].Total, Is.EqualTo dense.Layers[0].Total)
 
-    let probe = Activity.ofProbe (Map.ofList [ "conv2", 0.25f ])
-    Assert.That((Energy.estimateWith probe 5 m).Total, Is.EqualTo sparse.Total)
+    let fed =
+        { vgg9 with
+            Layers =
+                vgg9.Layers
+                |> List.mapi (fun i l -> if i = 1 then { l with InputSource = Some "sn1" } else l)
+        }
+
+    let byPopulation =
+        Energy.estimateWith (Activity.FiringRates(Map.ofList [ "sn1", 0.25 ])) 5 (Mapping.map Accelerator.spikeSim fed)
+
+    Assert.That(byPopulation.Total, Is.EqualTo sparse.Total)

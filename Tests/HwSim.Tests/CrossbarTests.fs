@@ -158,3 +158,47 @@ let ``bad crossbar configurations and weights are refused by name`` () =
 let ``accuracy counts arg-max agreement`` () =
     let outputs = [| [| 1.0; 3.0 |]; [| 5.0; 2.0 |]; [| 0.0; 0.0 |] |]
     Assert.That(Crossbar.accuracy outputs [| 1; 1; 0 |], Is.EqualTo(2.0 / 3.0).Within 1e-12)
+
+let private convArb =
+    Arb.fromGen (
+        gen {
+            let! cin = Gen.choose (1, 70)
+            let! cout = Gen.choose (1, 6)
+            let! k = Gen.choose (1, 3)
+            let! h = Gen.choose (k, 7)
+            let! stride = Gen.choose (1, 2)
+            let! padding = Gen.choose (0, 1)
+            let! rows = Gen.choose (1, 64)
+            let! seed = Gen.choose (0, Int32.MaxValue - 1)
+            return cin, cout, k, h, stride, padding, rows, seed
+        }
+    )
+
+[<Property(MaxTest = 60)>]
+let ``kernel-wise conv2d with an ideal ADC equals the integer convolution`` () =
+    Prop.forAll convArb (fun (cin, cout, k, h, stride, padding, rows, seed) ->
+        let rng = Random seed
+        let w = Array4D.init cout cin k k (fun _ _ _ _ -> rng.Next(-8, 8))
+        let s = Array3D.init cin h h (fun _ _ _ -> rng.Next 2 = 0)
+
+        let y = Crossbar.conv2d { Crossbar.ideal with Rows = rows } w stride padding s
+
+        let ho = (h + 2 * padding - k) / stride + 1
+        Assert.That(Array3D.length2 y, Is.EqualTo ho)
+
+        for o in 0 .. cout - 1 do
+            for oy in 0 .. ho - 1 do
+                for ox in 0 .. ho - 1 do
+                    let mutable e = 0
+
+                    for i in 0 .. cin - 1 do
+                        for kh in 0 .. k - 1 do
+                            for kw in 0 .. k - 1 do
+                                let yy = oy * stride - padding + kh
+                                let xx = ox * stride - padding + kw
+
+                                if yy >= 0 && yy < h && xx >= 0 && xx < h && s[i, yy, xx] then
+                                    e <- e + w[o, i, kh, kw]
+
+                    if float e <> y[o, oy, ox] then
+                        Assert.Fail(sprintf "output [%d, %d, %d]: expected %d, got %g" o oy ox e y[o, oy, ox]))

@@ -67,6 +67,10 @@ let ``a VGG-like LayerSpec tree maps with the channel and map sizes derived by w
     Assert.That(m.TotalPes, Is.EqualTo 8)
     Assert.That(m.Tiles, Is.EqualTo 1)
 
+    // The same tree at 64×64 input: every map doubles, so fc1 would need 4096 features.
+    raisesNaming [ "fc1"; "4096" ] (fun () ->
+        Mapping.ofArchitectureAt Accelerator.spikeSim [| 3; 64; 64 |] smallVgg |> ignore)
+
 [<Test>]
 let ``pooling after a residual block sets the pooled map of both branches' last layers`` () =
     let arch =
@@ -287,3 +291,30 @@ let ``bad firing rates are refused by name`` () =
     raisesNaming [ "conv9" ] (fun () ->
         Energy.estimateWith (Activity.FiringRates(Map.ofList [ "conv9", 0.5 ])) 4 m
         |> ignore)
+
+[<Test>]
+let ``firing rates measured by a real forward pass drive activity-aware energy`` () =
+    let model = Model.init 1 (ExecutionMode.Snn 2) smallVgg
+    let x = Tensor.rand (Rng.create 5) [| 2; 3; 32; 32 |]
+
+    let ctx =
+        { ForwardContext.Eval with
+            Probes =
+                { ProbeRequest.None with
+                    FiringRates = true
+                }
+        }
+
+    let out = Model.forward ctx model x
+    Assert.That(out.FiringRates.Keys, Is.EquivalentTo [ "sn1"; "sn2"; "block.sn3"; "sn4" ])
+    let m = Mapping.ofArchitecture Accelerator.spikeSim smallVgg
+    let dense = Energy.estimate 2 m
+    let measured = Energy.estimateWith (Activity.ofProbe m.Network out.FiringRates) 2 m
+
+    List.zip3 m.Layers dense.Layers measured.Layers
+    |> List.iter (fun (l, d, e) ->
+        match l.Layer.InputSource with
+        | Some s ->
+            Assert.That(e.InputRate, Is.EqualTo(float out.FiringRates[s]))
+            Assert.That(e.Total, Is.LessThanOrEqualTo d.Total)
+        | None -> Assert.That(e.Total, Is.EqualTo d.Total))
