@@ -1,0 +1,315 @@
+namespace SnnSpec.HwSim
+
+open System
+open SnnSpec
+
+/// The column read-out converter.
+[<RequireQualifiedAccess>]
+type Adc =
+    /// No quantization and no clipping: the exact column partial sum.
+    | Ideal
+    /// A `bits`-bit converter over [0, fullScale] (in units of one cell level on one active row):
+    /// the partial sum is clipped to the full scale, then rounded to one of 2^bits − 1 steps
+    /// (methods.md §6.8, the simple model). fullScale None is the largest possible partial sum,
+    /// Rows · (2^b_cell − 1).
+    | Quantized of bits: int * fullScale: float option
+
+/// Seeded multiplicative per-cell conductance variation: g = g₀ · max(0, 1 + σ·z), z ~ N(0, 1),
+/// drawn once per cell when the crossbar is programmed.
+type Variation = { Sigma: float; Seed: int }
+
+/// The functional datapath's configuration.
+type CrossbarConfig =
+    {
+        /// Rows per crossbar X: inputs are processed in X-row tiles, each with its own ADC read-out.
+        Rows: int
+        /// Signed weight bits b: weights in [−2^(b−1), 2^(b−1) − 1].
+        WeightBits: int
+        /// Bits per cell b_cell: a weight spans ⌈b / b_cell⌉ slice columns.
+        BitsPerCell: int
+        Adc: Adc
+        Variation: Variation option
+    }
+
+/// Integer weights programmed onto crossbars: offset-encoded codes, sliced over cells, with any
+/// conductance variation already drawn.
+type ProgrammedCrossbar =
+    {
+        Config: CrossbarConfig
+        Inputs: int
+        Outputs: int
+        /// The offset 2^(b−1) added to every weight so that codes are non-negative.
+        Offset: int
+        /// Cell conductances in level units, per slice, row-major [input, output].
+        Cells: float[][]
+    }
+
+/// Functional crossbar inference (methods.md §6.8, simplified NICE): for binary spike inputs x and
+/// integer weights W [inputs, outputs],
+/// - every weight is stored as the code c = w + 2^(b−1) ≥ 0, split into slices of b_cell bits, one
+///   cell (column) per slice;
+/// - per X-row tile and slice column, the analog partial sum p = Σ_{i in tile} x_i · g_i is converted
+///   by the ADC, the slices are shifted and added (Σ_s q_s · 2^(s·b_cell)), and a digital subtractor
+///   removes 2^(b−1) × (active rows of the tile);
+/// - tiles are summed digitally.
+/// With Adc.Ideal and no variation the output is exactly the integer product Σ_i x_i · w_ij.
+module Crossbar =
+    /// A 64-row crossbar with 4-bit weights in 4-bit cells, an ideal ADC and no variation.
+    let ideal =
+        {
+            Rows = 64
+            WeightBits = 4
+            BitsPerCell = 4
+            Adc = Adc.Ideal
+            Variation = None
+        }
+
+    /// Raises SnnSpecException naming the first bad parameter.
+    let validate (c: CrossbarConfig) =
+        let op = "Crossbar"
+
+        if c.Rows <= 0 then
+            Errors.invalidArg op "Rows" c.Rows "a positive crossbar size"
+
+        if c.WeightBits <= 0 || c.WeightBits > 31 then
+            Errors.invalidArg op "WeightBits" c.WeightBits "1 to 31 bits"
+
+        if c.BitsPerCell <= 0 then
+            Errors.invalidArg op "BitsPerCell" c.BitsPerCell "a positive number of bits"
+
+        match c.Adc with
+        | Adc.Ideal -> ()
+        | Adc.Quantized(bits, fs) ->
+            if bits <= 0 || bits > 30 then
+                Errors.invalidArg op "Adc bits" bits "1 to 30 bits"
+
+            match fs with
+            | Some f when not (f > 0.0) -> Errors.invalidArg op "Adc fullScale" f "a positive partial sum"
+            | _ -> ()
+
+        match c.Variation with
+        | Some v when not (v.Sigma >= 0.0) -> Errors.invalidArg op "Variation.Sigma" v.Sigma "a non-negative spread"
+        | _ -> ()
+
+    /// Slice columns per weight ⌈b / b_cell⌉.
+    let slices (c: CrossbarConfig) =
+        (c.WeightBits + c.BitsPerCell - 1) / c.BitsPerCell
+
+    /// The ADC full scale in level units.
+    let fullScale (c: CrossbarConfig) =
+        match c.Adc with
+        | Adc.Quantized(_, Some f) -> f
+        | _ -> float c.Rows * (2.0 ** float (min c.BitsPerCell c.WeightBits) - 1.0)
+
+    /// One ADC conversion of a partial sum p.
+    let convert (c: CrossbarConfig) (p: float) =
+        match c.Adc with
+        | Adc.Ideal -> p
+        | Adc.Quantized(bits, _) ->
+            let fs = fullScale c
+            let levels = 2.0 ** float bits - 1.0
+            let clipped = Math.Clamp(p, 0.0, fs)
+            Math.Round(clipped / fs * levels, MidpointRounding.AwayFromZero) * fs / levels
+
+    let private gaussian (rng: Random) =
+        let u1 = 1.0 - rng.NextDouble()
+        let u2 = rng.NextDouble()
+        sqrt (-2.0 * log u1) * cos (2.0 * Math.PI * u2)
+
+    /// Programs integer weights [inputs, outputs]; raises SnnSpecException naming a weight outside
+    /// the signed range.
+    let program (c: CrossbarConfig) (weights: int[,]) : ProgrammedCrossbar =
+        validate c
+        let n = Array2D.length1 weights
+        let m = Array2D.length2 weights
+
+        if n = 0 || m = 0 then
+            Errors.invalidArg "Crossbar.program" "weights" [| n; m |] "a non-empty [inputs, outputs] matrix"
+
+        let offset = 1 <<< (c.WeightBits - 1)
+        let s = slices c
+        let mask = (1 <<< c.BitsPerCell) - 1
+        let rng = c.Variation |> Option.map (fun v -> v, Random v.Seed)
+        let cells = Array.init s (fun _ -> Array.zeroCreate (n * m))
+
+        for i in 0 .. n - 1 do
+            for j in 0 .. m - 1 do
+                let w = weights[i, j]
+
+                if w < -offset || w > offset - 1 then
+                    Errors.invalidArg
+                        "Crossbar.program"
+                        (sprintf "weights[%d, %d]" i j)
+                        w
+                        (sprintf "a %d-bit signed integer in [%d, %d]" c.WeightBits -offset (offset - 1))
+
+                let code = w + offset
+
+                for k in 0 .. s - 1 do
+                    let level = float ((code >>> (k * c.BitsPerCell)) &&& mask)
+
+                    let g =
+                        match rng with
+                        | Some(v, r) -> level * max 0.0 (1.0 + v.Sigma * gaussian r)
+                        | None -> level
+
+                    cells[k][i * m + j] <- g
+
+        {
+            Config = c
+            Inputs = n
+            Outputs = m
+            Offset = offset
+            Cells = cells
+        }
+
+    /// One read of a spike vector (length = inputs) through the datapath: one value per output.
+    let forward (p: ProgrammedCrossbar) (spikes: bool[]) : float[] =
+        if spikes.Length <> p.Inputs then
+            Errors.invalidArg "Crossbar.forward" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
+
+        let c = p.Config
+        let m = p.Outputs
+        let out = Array.zeroCreate m
+        let psum = Array.zeroCreate m
+        let tiles = (p.Inputs + c.Rows - 1) / c.Rows
+
+        for t in 0 .. tiles - 1 do
+            let r0 = t * c.Rows
+            let r1 = min p.Inputs (r0 + c.Rows) - 1
+            let mutable active = 0
+
+            for i in r0..r1 do
+                if spikes[i] then
+                    active <- active + 1
+
+            for k in 0 .. p.Cells.Length - 1 do
+                Array.fill psum 0 m 0.0
+                let g = p.Cells[k]
+
+                for i in r0..r1 do
+                    if spikes[i] then
+                        let b = i * m
+
+                        for j in 0 .. m - 1 do
+                            psum[j] <- psum[j] + g[b + j]
+
+                let shift = 2.0 ** float (k * c.BitsPerCell)
+
+                for j in 0 .. m - 1 do
+                    out[j] <- out[j] + shift * convert c psum[j]
+
+            for j in 0 .. m - 1 do
+                out[j] <- out[j] - float (p.Offset * active)
+
+        out
+
+    /// forward for each spike vector of a batch.
+    let forwardBatch (p: ProgrammedCrossbar) (batch: bool[][]) = batch |> Array.map (forward p)
+
+    /// Programs and reads in one call.
+    let matmul (c: CrossbarConfig) (weights: int[,]) (spikes: bool[]) = forward (program c weights) spikes
+
+    /// The exact integer product Σ_i x_i · w_ij, the reference the ideal datapath reproduces.
+    let exact (weights: int[,]) (spikes: bool[]) : int64[] =
+        let n = Array2D.length1 weights
+        let m = Array2D.length2 weights
+
+        if spikes.Length <> n then
+            Errors.invalidArg "Crossbar.exact" "spikes length" spikes.Length (sprintf "%d inputs" n)
+
+        Array.init m (fun j ->
+            let mutable s = 0L
+
+            for i in 0 .. n - 1 do
+                if spikes[i] then
+                    s <- s + int64 weights[i, j]
+
+            s)
+
+    /// Fraction of samples whose arg-max output agrees with the label (first maximum wins).
+    let accuracy (outputs: float[][]) (labels: int[]) =
+        if outputs.Length <> labels.Length || outputs.Length = 0 then
+            Errors.invalidArg
+                "Crossbar.accuracy"
+                "labels length"
+                labels.Length
+                (sprintf "%d outputs (non-zero)" outputs.Length)
+
+        let hits =
+            Array.map2
+                (fun (o: float[]) l ->
+                    let mutable best = 0
+
+                    for j in 1 .. o.Length - 1 do
+                        if o[j] > o[best] then
+                            best <- j
+
+                    if best = l then 1 else 0)
+                outputs
+                labels
+            |> Array.sum
+
+        float hits / float outputs.Length
+
+    /// A convolution (square kernel, no bias) on a binary spike map [C_in, H, W] through kernel-wise
+    /// mapped crossbars (methods.md §6.2, §6.8): one crossbar array per tap (kh, kw) holding
+    /// W[:, :, kh, kw] as [C_in, C_out], its output partial sums added digitally. Weights are
+    /// [C_out, C_in, k, k]; the result is [C_out, H_o, W_o] with H_o = (H + 2p − k)/s + 1.
+    let conv2d (c: CrossbarConfig) (weights: int[,,,]) (stride: int) (padding: int) (spikes: bool[,,]) : float[,,] =
+        let cout = Array4D.length1 weights
+        let cin = Array4D.length2 weights
+        let k = Array4D.length3 weights
+
+        if Array4D.length4 weights <> k then
+            Errors.invalidArg "Crossbar.conv2d" "weights" [| cout; cin; k; Array4D.length4 weights |] "a square kernel"
+
+        if Array3D.length1 spikes <> cin then
+            Errors.invalidArg
+                "Crossbar.conv2d"
+                "spikes channels"
+                (Array3D.length1 spikes)
+                (sprintf "%d input channels" cin)
+
+        if stride <= 0 || padding < 0 then
+            Errors.invalidArg "Crossbar.conv2d" "stride, padding" (stride, padding) "stride ≥ 1 and padding ≥ 0"
+
+        let h = Array3D.length2 spikes
+        let w = Array3D.length3 spikes
+
+        if h + 2 * padding < k || w + 2 * padding < k then
+            Errors.invalidArg
+                "Crossbar.conv2d"
+                "kernel"
+                k
+                (sprintf "at most the padded input %d×%d" (h + 2 * padding) (w + 2 * padding))
+
+        let ho = (h + 2 * padding - k) / stride + 1
+        let wo = (w + 2 * padding - k) / stride + 1
+        let out = Array3D.zeroCreate cout ho wo
+        let column = Array.zeroCreate cin
+
+        for kh in 0 .. k - 1 do
+            for kw in 0 .. k - 1 do
+                let tap =
+                    program
+                        { c with
+                            Variation = c.Variation |> Option.map (fun v -> { v with Seed = v.Seed + kh * k + kw })
+                        }
+                        (Array2D.init cin cout (fun i o -> weights[o, i, kh, kw]))
+
+                for oy in 0 .. ho - 1 do
+                    for ox in 0 .. wo - 1 do
+                        let y = oy * stride - padding + kh
+                        let x = ox * stride - padding + kw
+                        let inside = y >= 0 && y < h && x >= 0 && x < w
+
+                        for i in 0 .. cin - 1 do
+                            column[i] <- inside && spikes[i, y, x]
+
+                        let r = forward tap column
+
+                        for o in 0 .. cout - 1 do
+                            out[o, oy, ox] <- out[o, oy, ox] + r[o]
+
+        out

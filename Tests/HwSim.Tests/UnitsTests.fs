@@ -1,1 +1,0 @@
-module SnnSpec.HwSim.Tests.UnitsTests
