@@ -5,6 +5,8 @@ open BenchmarkDotNet.Running
 /// Runs the suites chosen by BenchmarkDotNet's command line (e.g. --filter '*Gemm*').
 [<EntryPoint>]
 let main argv =
-    let all = Array.concat [ GemmBenchmarks.types; ElementwiseBenchmarks.types ]
+    let all =
+        Array.concat [ GemmBenchmarks.types; ElementwiseBenchmarks.types; NeuronBenchmarks.types ]
+
     BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore
     0

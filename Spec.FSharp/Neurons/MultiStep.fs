@@ -4,6 +4,30 @@ open System
 open System.Runtime.Intrinsics
 open SnnSpec.Kernels
 
+/// A 16-lane exp for the surrogates: Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6
+/// polynomial for eʳ (Cephes expf, ≈ 1 ulp) and 2ⁿ built in the exponent bits; inputs are clamped to
+/// [−87.3, 88.7] (the normal float32 range), so very negative x give ≈ 1e−38 rather than 0.
+module internal FastMath =
+    let magic = Vector512.Create 12582912.0f // 1.5·2²³: adding it rounds to an integer
+
+    let inline exp (x: Vector512<float32>) =
+        let x =
+            Vector512.Min(Vector512.Max(x, Vector512.Create -87.3f), Vector512.Create 88.7f)
+
+        let t = Vector512.FusedMultiplyAdd(x, Vector512.Create 1.44269504f, magic)
+        let n = t - magic
+        let r = Vector512.FusedMultiplyAdd(n, Vector512.Create -0.693359375f, x)
+        let r = Vector512.FusedMultiplyAdd(n, Vector512.Create 2.12194440e-4f, r)
+        let mutable p = Vector512.Create 1.9875691500e-4f
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 1.3981999507e-3f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 8.3334519073e-3f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 4.1665795894e-2f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 1.6666665459e-1f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 5.0000001201e-1f)
+        let y = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512.Create 1.0f)
+        let bits = (t.AsInt32() - magic.AsInt32() + Vector512.Create 127) <<< 23
+        y * bits.AsSingle()
+
 /// The fused multi-step kernel's loops. Neurons are processed in blocks of <c>Block</c>; each block
 /// runs through all T steps while its state stays in L1, blocks run in parallel.
 module internal NeuronKernel =
@@ -131,11 +155,77 @@ module internal NeuronKernel =
             Partials: float[]
         }
 
+    /// A built-in surrogate as a lane-wise kind and two constants; <c>Scalar</c> for <c>Custom</c>.
+    [<Struct>]
+    type SurrogateForm = { Kind: int; P1: float32; P2: float32 }
+
+    [<Literal>]
+    let KATan = 0
+
+    [<Literal>]
+    let KSigmoid = 1
+
+    [<Literal>]
+    let KTriangle = 2
+
+    [<Literal>]
+    let KRectangle = 3
+
+    [<Literal>]
+    let KGaussian = 4
+
+    [<Literal>]
+    let KScalar = 5
+
+    let surrogateForm (s: Surrogate) =
+        match s with
+        | Surrogate.ATan a ->
+            {
+                Kind = KATan
+                P1 = MathF.PI / 2.0f * a
+                P2 = a / 2.0f
+            }
+        | Surrogate.Sigmoid a -> { Kind = KSigmoid; P1 = -a; P2 = a }
+        | Surrogate.Triangle(w, k) -> { Kind = KTriangle; P1 = w; P2 = k }
+        | Surrogate.Rectangle w ->
+            {
+                Kind = KRectangle
+                P1 = w / 2.0f
+                P2 = 1.0f / w
+            }
+        | Surrogate.Gaussian sigma ->
+            {
+                Kind = KGaussian
+                P1 = -1.0f / (2.0f * sigma * sigma)
+                P2 = 1.0f / (sigma * MathF.Sqrt(2.0f * MathF.PI))
+            }
+        | Surrogate.Custom _ -> { Kind = KScalar; P1 = 0.0f; P2 = 0.0f }
+
+    /// g(x) on 16 lanes: ATan (α/2)/(1 + (πα/2·x)²); Sigmoid α·e/(1 + e)² with e = exp(−α|x|) ∈ (0, 1]
+    /// (= α·σ(αx)(1 − σ(αx)) without overflow); Triangle k·max(0, 1 − |x|/w); Rectangle [|x| &lt; w/2]/w;
+    /// Gaussian exp(−x²/2σ²)/(σ√2π).
+    let inline surrogateVec (kind: int) (c1: Vector512<float32>) (c2: Vector512<float32>) (x: Vector512<float32>) =
+        let one = Vector512.Create 1.0f
+
+        match kind with
+        | KATan ->
+            let y = c1 * x
+            c2 / (one + y * y)
+        | KSigmoid ->
+            let e = FastMath.exp (c1 * Vector512.Abs x)
+            let d = one + e
+            c2 * e / (d * d)
+        | KTriangle -> c2 * Vector512.Max(Vector512<float32>.Zero, one - Vector512.Abs x / c1)
+        | KRectangle -> Vector512.BitwiseAnd(Vector512.LessThan(Vector512.Abs x, c1), c2)
+        | _ -> c2 * FastMath.exp (c1 * x * x)
+
     /// BPTT over neurons [b0, b1) (one block): gH_t = gHext_t + ρ·gV_t·∂R/∂H + (gS_t + ρ·gV_t·∂R/∂S)·g(H_t − θ),
-    /// gI_t = b·gH_t, gV_{t−1} = a·gH_t. <c>surr</c>/<c>surrS</c> evaluate g on 16 lanes / one value;
-    /// with <c>vec</c> false every element takes the scalar path.
-    let inline backwardBlock
+    /// gI_t = b·gH_t, gV_{t−1} = a·gH_t, with g from <c>form</c> on full vectors and from the spec's
+    /// scalar derivative on the tail (and everywhere for a custom surrogate).
+    let backwardBlock
         (k: Coeffs)
+        (surrogate: Surrogate)
+        (form: SurrogateForm)
         (steps: int)
         (n: int)
         (h: float32[])
@@ -144,14 +234,16 @@ module internal NeuronKernel =
         (blk: int)
         (b0: int)
         (b1: int)
-        (vec: bool)
-        ([<InlineIfLambda>] surr: Vector512<float32> -> Vector512<float32>)
-        ([<InlineIfLambda>] surrS: float32 -> float32)
         =
-        let hasGS = not (isNull gr.GS)
-        let hasGH = not (isNull gr.GH)
-        let hasGI = not (isNull gr.GI)
+        let gsA, gsO, ghA, ghO, giA = gr.GS, gr.GSo, gr.GH, gr.GHo, gr.GI
+        let inA, inO, v0A, v0O = gr.Inp, gr.Io, gr.V0, gr.V0o
+        let hasGS = not (isNull gsA)
+        let hasGH = not (isNull ghA)
+        let hasGI = not (isNull giA)
         let gv = gr.GV
+        let kind = form.Kind
+        let c1 = Vector512.Create form.P1
+        let c2 = Vector512.Create form.P2
         let va = Vector512.Create k.A
         let vb = Vector512.Create k.B
         let vrho = Vector512.Create k.Rho
@@ -167,7 +259,8 @@ module internal NeuronKernel =
         let mutable sV = 0.0
         let mutable sI = 0.0
         let mutable sC = 0.0
-        let vecEnd = if vec then b0 + (b1 - b0) / 16 * 16 else b0
+
+        let vecEnd = if kind = KScalar then b0 else b0 + (b1 - b0) / 16 * 16
 
         for t in steps - 1 .. -1 .. 0 do
             let row = t * n
@@ -175,36 +268,35 @@ module internal NeuronKernel =
 
             while i < vecEnd do
                 let hh = Vector512.LoadUnsafe(&h[row + i])
-                let m = Vector512.GreaterThanOrEqual(hh, vth)
-                let ss = Vector512.BitwiseAnd(m, one)
-                let g = surr (hh - vth)
+                let ss = Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(hh, vth), one)
+                let g = surrogateVec kind c1 c2 (hh - vth)
                 let rg = vrho * Vector512.LoadUnsafe(&gv[i])
                 let dRdH = one - vhf * ss
                 let dRdS = vp0 + vp1 * hh
 
                 let gs =
                     if hasGS then
-                        Vector512.LoadUnsafe(&gr.GS[gr.GSo + row + i])
+                        Vector512.LoadUnsafe(&gsA[gsO + row + i])
                     else
                         Vector512<float32>.Zero
 
                 let gext =
                     if hasGH then
-                        Vector512.LoadUnsafe(&gr.GH[gr.GHo + row + i])
+                        Vector512.LoadUnsafe(&ghA[ghO + row + i])
                     else
                         Vector512<float32>.Zero
 
                 let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
 
                 if hasGI then
-                    (vb * gh).StoreUnsafe(&gr.GI[row + i])
+                    (vb * gh).StoreUnsafe(&giA[row + i])
 
                 (va * gh).StoreUnsafe(&gv[i])
 
                 if plif then
                     let vprev =
                         if t = 0 then
-                            Vector512.LoadUnsafe(&gr.V0[gr.V0o + i])
+                            Vector512.LoadUnsafe(&v0A[v0O + i])
                         else
                             let hp = Vector512.LoadUnsafe(&h[row - n + i])
                             let mp = Vector512.GreaterThanOrEqual(hp, vth)
@@ -218,32 +310,31 @@ module internal NeuronKernel =
                             vrho * r
 
                     accV <- accV + gh * vprev
-                    accI <- accI + gh * Vector512.LoadUnsafe(&gr.Inp[gr.Io + row + i])
+                    accI <- accI + gh * Vector512.LoadUnsafe(&inA[inO + row + i])
                     accC <- accC + gh
 
                 i <- i + 16
 
             while i < b1 do
                 let hh = h[row + i]
-                let spike = hh >= k.Theta
-                let ss = if spike then 1.0f else 0.0f
-                let g = surrS (hh - k.Theta)
+                let ss = if hh >= k.Theta then 1.0f else 0.0f
+                let g = Surrogate.derivative surrogate (hh - k.Theta)
                 let rg = k.Rho * gv[i]
                 let dRdH = 1.0f - k.HardF * ss
                 let dRdS = k.P0 + k.P1 * hh
-                let gs = if hasGS then gr.GS[gr.GSo + row + i] else 0.0f
-                let gext = if hasGH then gr.GH[gr.GHo + row + i] else 0.0f
+                let gs = if hasGS then gsA[gsO + row + i] else 0.0f
+                let gext = if hasGH then ghA[ghO + row + i] else 0.0f
                 let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
 
                 if hasGI then
-                    gr.GI[row + i] <- k.B * gh
+                    giA[row + i] <- k.B * gh
 
                 gv[i] <- k.A * gh
 
                 if plif then
                     let vprev =
                         if t = 0 then
-                            gr.V0[gr.V0o + i]
+                            v0A[v0O + i]
                         else
                             let hp = h[row - n + i]
                             let sp = hp >= k.Theta
@@ -257,7 +348,7 @@ module internal NeuronKernel =
                             k.Rho * r
 
                     sV <- sV + float (gh * vprev)
-                    sI <- sI + float (gh * gr.Inp[gr.Io + row + i])
+                    sI <- sI + float (gh * inA[inO + row + i])
                     sC <- sC + float gh
 
                 i <- i + 1
@@ -267,89 +358,16 @@ module internal NeuronKernel =
             gr.Partials[3 * blk + 1] <- sI + float (Vector512.Sum accI)
             gr.Partials[3 * blk + 2] <- sC + float (Vector512.Sum accC)
 
-    /// Runs the backward over all blocks in parallel with one surrogate's vector and scalar forms.
-    let inline backwardWith
-        (k: Coeffs)
-        (steps: int)
-        (n: int)
-        (h: float32[])
-        (gr: Grads)
-        (plif: bool)
-        (vec: bool)
-        ([<InlineIfLambda>] surr: Vector512<float32> -> Vector512<float32>)
-        ([<InlineIfLambda>] surrS: float32 -> float32)
-        =
+    /// BPTT over every neuron, blocks in parallel.
+    let backward (k: Coeffs) (surrogate: Surrogate) (steps: int) (n: int) (h: float32[]) (gr: Grads) (plif: bool) =
+        let form = surrogateForm surrogate
         let blocks = (n + Block - 1) / Block
         let grain = max 1 (32768 / (Block * steps))
 
         Par.forChunks blocks grain (fun c0 c1 ->
             for blk in c0 .. c1 - 1 do
                 let b0 = blk * Block
-                let b1 = min n (b0 + Block)
-                backwardBlock k steps n h gr plif blk b0 b1 vec surr surrS)
-
-    /// BPTT over every neuron with the surrogate's vectorised derivative (Custom: scalar).
-    let backward (k: Coeffs) (surrogate: Surrogate) (steps: int) (n: int) (h: float32[]) (gr: Grads) (plif: bool) =
-        let inline run surr surrS vec =
-            backwardWith k steps n h gr plif vec surr surrS
-
-        match surrogate with
-        | Surrogate.ATan alpha ->
-            let u = MathF.PI / 2.0f * alpha
-            let half = alpha / 2.0f
-            let vu = Vector512.Create u
-            let vhalf = Vector512.Create half
-            let one = Vector512.Create 1.0f
-
-            run
-                (fun x ->
-                    let y = vu * x
-                    vhalf / (one + y * y))
-                (fun x ->
-                    let y = u * x
-                    half / (1.0f + y * y))
-                true
-        | Surrogate.Sigmoid alpha ->
-            // α·σ(αx)·(1 − σ(αx)) = α·e/(1 + e)² with e = exp(−α|x|) ∈ (0, 1] (no overflow).
-            let vna = Vector512.Create -alpha
-            let va = Vector512.Create alpha
-            let one = Vector512.Create 1.0f
-
-            run
-                (fun x ->
-                    let e = Vector512.Exp(vna * Vector512.Abs x)
-                    let d = one + e
-                    va * e / (d * d))
-                (fun x ->
-                    let e = MathF.Exp(-alpha * MathF.Abs x)
-                    let d = 1.0f + e
-                    alpha * e / (d * d))
-                true
-        | Surrogate.Triangle(w, scale) ->
-            let vw = Vector512.Create w
-            let vk = Vector512.Create scale
-            let one = Vector512.Create 1.0f
-
-            run
-                (fun x -> vk * Vector512.Max(Vector512<float32>.Zero, one - Vector512.Abs x / vw))
-                (fun x -> scale * MathF.Max(0.0f, 1.0f - MathF.Abs x / w))
-                true
-        | Surrogate.Rectangle w ->
-            let vhalf = Vector512.Create(w / 2.0f)
-            let vinv = Vector512.Create(1.0f / w)
-
-            run
-                (fun x -> Vector512.BitwiseAnd(Vector512.LessThan(Vector512.Abs x, vhalf), vinv))
-                (fun x -> if MathF.Abs x < w / 2.0f then 1.0f / w else 0.0f)
-                true
-        | Surrogate.Gaussian sigma ->
-            let q = -1.0f / (2.0f * sigma * sigma)
-            let norm = 1.0f / (sigma * MathF.Sqrt(2.0f * MathF.PI))
-            let vq = Vector512.Create q
-            let vnorm = Vector512.Create norm
-
-            run (fun x -> vnorm * Vector512.Exp(vq * x * x)) (fun x -> norm * MathF.Exp(q * x * x)) true
-        | Surrogate.Custom(_, g) -> run id g false
+                backwardBlock k surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
 
 /// Multi-step execution of a neuron population: one fused forward over T and one BPTT backward.
 [<AutoOpen>]
