@@ -5,6 +5,7 @@ module SnnSpec.Benchmarks.NeuronBenchmarks
 open System
 open BenchmarkDotNet.Attributes
 open SnnSpec
+open SnnSpec.Kernels
 
 [<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
 type NeuronRun() =
@@ -37,6 +38,12 @@ type NeuronRun() =
     /// 77 MB each way): the forward reads I and writes S and H; the backward reads gS and H and writes gI.
     [<Benchmark(Baseline = true)>]
     member _.CopyKernelBytes() = Array.Copy(src, dst, src.Length)
+
+    /// The same copy split across the kernel threads (the fused kernel runs on two threads; a single
+    /// thread does not saturate this machine's memory bandwidth).
+    [<Benchmark>]
+    member _.CopyKernelBytesThreaded() =
+        Par.forChunks src.Length (1 <<< 20) (fun s e -> Array.Copy(src, s, dst, s, e - s))
 
     /// L = Σ S·w with gradients w.r.t. the input current and the initial state.
     [<Benchmark>]

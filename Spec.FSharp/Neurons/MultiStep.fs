@@ -6,13 +6,13 @@ open SnnSpec.Kernels
 
 /// A 16-lane exp for the surrogates: Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6
 /// polynomial for eʳ (Cephes expf, ≈ 1 ulp) and 2ⁿ built in the exponent bits; inputs are clamped to
-/// [−87.3, 88.7] (the normal float32 range), so very negative x give ≈ 1e−38 rather than 0.
+/// [−87.3, 88.3] (the normal float32 range), so very negative x give ≈ 1e−38 rather than 0.
 module internal FastMath =
     let magic = Vector512.Create 12582912.0f // 1.5·2²³: adding it rounds to an integer
 
     let inline exp (x: Vector512<float32>) =
         let x =
-            Vector512.Min(Vector512.Max(x, Vector512.Create -87.3f), Vector512.Create 88.7f)
+            Vector512.Min(Vector512.Max(x, Vector512.Create -87.3f), Vector512.Create 88.3f)
 
         let t = Vector512.FusedMultiplyAdd(x, Vector512.Create 1.44269504f, magic)
         let n = t - magic
