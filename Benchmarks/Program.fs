@@ -11,6 +11,7 @@ let main argv =
                 GemmBenchmarks.types
                 ConvBenchmarks.types
                 ElementwiseBenchmarks.types
+                NeuronBenchmarks.types
                 TrainingBenchmarks.types
             ]
 

@@ -132,7 +132,7 @@ module Forward =
                 let name = full prefix n
                 let seq = unflatten r.Steps x
                 let v0 = Neuron.initState neuron seq.Shape[1..]
-                let run = Neuron.runReference neuron v0 seq
+                let run = Neuron.run neuron v0 seq
 
                 if r.Ctx.Probes.Membranes.Contains name then
                     r.Membranes[name] <- run.H

@@ -1,0 +1,519 @@
+namespace SnnSpec
+
+open System
+open System.Runtime.Intrinsics
+open SnnSpec.Kernels
+
+/// A 16-lane exp for the surrogates: Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6
+/// polynomial for eʳ (Cephes expf, ≈ 1 ulp) and 2ⁿ built in the exponent bits; inputs are clamped to
+/// [−87.3, 88.3] (the normal float32 range), so very negative x give ≈ 1e−38 rather than 0.
+module internal FastMath =
+    let magic = Vector512.Create 12582912.0f // 1.5·2²³: adding it rounds to an integer
+
+    let inline exp (x: Vector512<float32>) =
+        let x =
+            Vector512.Min(Vector512.Max(x, Vector512.Create -87.3f), Vector512.Create 88.3f)
+
+        let t = Vector512.FusedMultiplyAdd(x, Vector512.Create 1.44269504f, magic)
+        let n = t - magic
+        let r = Vector512.FusedMultiplyAdd(n, Vector512.Create -0.693359375f, x)
+        let r = Vector512.FusedMultiplyAdd(n, Vector512.Create 2.12194440e-4f, r)
+        let mutable p = Vector512.Create 1.9875691500e-4f
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 1.3981999507e-3f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 8.3334519073e-3f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 4.1665795894e-2f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 1.6666665459e-1f)
+        p <- Vector512.FusedMultiplyAdd(p, r, Vector512.Create 5.0000001201e-1f)
+        let y = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512.Create 1.0f)
+        let bits = (t.AsInt32() - magic.AsInt32() + Vector512.Create 127) <<< 23
+        y * bits.AsSingle()
+
+/// The fused multi-step kernel's loops. Neurons are processed in blocks of <c>Block</c>; each block
+/// runs through all T steps while its state stays in L1, blocks run in parallel.
+module internal NeuronKernel =
+    [<Literal>]
+    let Block = 2048
+
+    /// Per-call constants of one neuron: H = a·V + b·I + c, V' = ρ·R(H, S), and the backward
+    /// factors ∂R/∂H = 1 − hardF·S, ∂R/∂S = p0 + p1·H (0 when the reset is detached).
+    [<Struct>]
+    type Coeffs =
+        {
+            A: float32
+            B: float32
+            C: float32
+            Rho: float32
+            Theta: float32
+            Hard: bool
+            VReset: float32
+            HardF: float32
+            P0: float32
+            P1: float32
+        }
+
+    let coeffs (n: Neuron) (a: float32) (b: float32) (c: float32) (rho: float32) =
+        let hard, vr =
+            match n.Reset with
+            | Reset.Hard v -> true, v
+            | Reset.Soft -> false, 0.0f
+
+        let det = if n.DetachReset then 0.0f else 1.0f
+
+        {
+            A = a
+            B = b
+            C = c
+            Rho = rho
+            Theta = n.Threshold
+            Hard = hard
+            VReset = vr
+            HardF = (if hard then 1.0f else 0.0f)
+            P0 = det * (if hard then vr else -n.Threshold)
+            P1 = det * (if hard then -1.0f else 0.0f)
+        }
+
+    /// Forward over neurons [s, e): v holds V₀ on entry and V_T on exit (index i), I/H/S are [T, N].
+    let forwardRange
+        (k: Coeffs)
+        (steps: int)
+        (n: int)
+        (inp: float32[])
+        (io: int)
+        (h: float32[])
+        (s: float32[])
+        (v: float32[])
+        (s0: int)
+        (e0: int)
+        =
+        let va = Vector512.Create k.A
+        let vb = Vector512.Create k.B
+        let vc = Vector512.Create k.C
+        let vrho = Vector512.Create k.Rho
+        let vth = Vector512.Create k.Theta
+        let vvr = Vector512.Create k.VReset
+        let one = Vector512.Create 1.0f
+        let mutable b0 = s0
+
+        while b0 < e0 do
+            let b1 = min e0 (b0 + Block)
+
+            for t in 0 .. steps - 1 do
+                let row = t * n
+                let mutable i = b0
+
+                while i + 16 <= b1 do
+                    let vv = Vector512.LoadUnsafe(&v[i])
+                    let x = Vector512.LoadUnsafe(&inp[io + row + i])
+                    let hh = (va * vv + vb * x) + vc
+                    let m = Vector512.GreaterThanOrEqual(hh, vth)
+                    let ss = Vector512.BitwiseAnd(m, one)
+
+                    let r =
+                        if k.Hard then
+                            Vector512.ConditionalSelect(m, vvr, hh)
+                        else
+                            hh - ss * vth
+
+                    hh.StoreUnsafe(&h[row + i])
+                    ss.StoreUnsafe(&s[row + i])
+                    (r * vrho).StoreUnsafe(&v[i])
+                    i <- i + 16
+
+                while i < b1 do
+                    let hh = (k.A * v[i] + k.B * inp[io + row + i]) + k.C
+                    let spike = hh >= k.Theta
+                    let ss = if spike then 1.0f else 0.0f
+
+                    let r =
+                        if k.Hard then
+                            (if spike then k.VReset else hh)
+                        else
+                            hh - ss * k.Theta
+
+                    h[row + i] <- hh
+                    s[row + i] <- ss
+                    v[i] <- r * k.Rho
+                    i <- i + 1
+
+            b0 <- b1
+
+    /// Gradient buffers of one backward call (null arrays where an output received no gradient or
+    /// an input needs none) and the per-block partial sums Σ gH·V, Σ gH·I, Σ gH for PLIF.
+    type Grads =
+        {
+            GS: float32[]
+            GSo: int
+            GH: float32[]
+            GHo: int
+            GI: float32[]
+            /// Running gV: seeded with gV_T, holds gV₀ on exit.
+            GV: float32[]
+            Inp: float32[]
+            Io: int
+            V0: float32[]
+            V0o: int
+            Partials: float[]
+        }
+
+    /// A built-in surrogate as a lane-wise kind and two constants; <c>Scalar</c> for <c>Custom</c>.
+    [<Struct>]
+    type SurrogateForm = { Kind: int; P1: float32; P2: float32 }
+
+    [<Literal>]
+    let KATan = 0
+
+    [<Literal>]
+    let KSigmoid = 1
+
+    [<Literal>]
+    let KTriangle = 2
+
+    [<Literal>]
+    let KRectangle = 3
+
+    [<Literal>]
+    let KGaussian = 4
+
+    [<Literal>]
+    let KScalar = 5
+
+    let surrogateForm (s: Surrogate) =
+        match s with
+        | Surrogate.ATan a ->
+            {
+                Kind = KATan
+                P1 = MathF.PI / 2.0f * a
+                P2 = a / 2.0f
+            }
+        | Surrogate.Sigmoid a -> { Kind = KSigmoid; P1 = -a; P2 = a }
+        | Surrogate.Triangle(w, k) -> { Kind = KTriangle; P1 = w; P2 = k }
+        | Surrogate.Rectangle w ->
+            {
+                Kind = KRectangle
+                P1 = w / 2.0f
+                P2 = 1.0f / w
+            }
+        | Surrogate.Gaussian sigma ->
+            {
+                Kind = KGaussian
+                P1 = -1.0f / (2.0f * sigma * sigma)
+                P2 = 1.0f / (sigma * MathF.Sqrt(2.0f * MathF.PI))
+            }
+        | Surrogate.Custom _ -> { Kind = KScalar; P1 = 0.0f; P2 = 0.0f }
+
+    /// g(x) on 16 lanes: ATan (α/2)/(1 + (πα/2·x)²); Sigmoid α·e/(1 + e)² with e = exp(−α|x|) ∈ (0, 1]
+    /// (= α·σ(αx)(1 − σ(αx)) without overflow); Triangle k·max(0, 1 − |x|/w); Rectangle [|x| &lt; w/2]/w;
+    /// Gaussian exp(−x²/2σ²)/(σ√2π).
+    let inline surrogateVec (kind: int) (c1: Vector512<float32>) (c2: Vector512<float32>) (x: Vector512<float32>) =
+        let one = Vector512.Create 1.0f
+
+        match kind with
+        | KATan ->
+            let y = c1 * x
+            c2 / (one + y * y)
+        | KSigmoid ->
+            let e = FastMath.exp (c1 * Vector512.Abs x)
+            let d = one + e
+            c2 * e / (d * d)
+        | KTriangle -> c2 * Vector512.Max(Vector512<float32>.Zero, one - Vector512.Abs x / c1)
+        | KRectangle -> Vector512.BitwiseAnd(Vector512.LessThan(Vector512.Abs x, c1), c2)
+        | _ -> c2 * FastMath.exp (c1 * x * x)
+
+    /// BPTT over neurons [b0, b1) (one block): gH_t = gHext_t + ρ·gV_t·∂R/∂H + (gS_t + ρ·gV_t·∂R/∂S)·g(H_t − θ),
+    /// gI_t = b·gH_t, gV_{t−1} = a·gH_t, with g from <c>form</c> on full vectors and from the spec's
+    /// scalar derivative on the tail (and everywhere for a custom surrogate).
+    let backwardBlock
+        (k: Coeffs)
+        (surrogate: Surrogate)
+        (form: SurrogateForm)
+        (steps: int)
+        (n: int)
+        (h: float32[])
+        (gr: Grads)
+        (plif: bool)
+        (blk: int)
+        (b0: int)
+        (b1: int)
+        =
+        let gsA, gsO, ghA, ghO, giA = gr.GS, gr.GSo, gr.GH, gr.GHo, gr.GI
+        let inA, inO, v0A, v0O = gr.Inp, gr.Io, gr.V0, gr.V0o
+        let hasGS = not (isNull gsA)
+        let hasGH = not (isNull ghA)
+        let hasGI = not (isNull giA)
+        let gv = gr.GV
+        let kind = form.Kind
+        let c1 = Vector512.Create form.P1
+        let c2 = Vector512.Create form.P2
+        let va = Vector512.Create k.A
+        let vb = Vector512.Create k.B
+        let vrho = Vector512.Create k.Rho
+        let vth = Vector512.Create k.Theta
+        let vhf = Vector512.Create k.HardF
+        let vp0 = Vector512.Create k.P0
+        let vp1 = Vector512.Create k.P1
+        let vvr = Vector512.Create k.VReset
+        let one = Vector512.Create 1.0f
+        let mutable accV = Vector512<float32>.Zero
+        let mutable accI = Vector512<float32>.Zero
+        let mutable accC = Vector512<float32>.Zero
+        let mutable sV = 0.0
+        let mutable sI = 0.0
+        let mutable sC = 0.0
+
+        let vecEnd = if kind = KScalar then b0 else b0 + (b1 - b0) / 16 * 16
+
+        for t in steps - 1 .. -1 .. 0 do
+            let row = t * n
+            let mutable i = b0
+
+            while i < vecEnd do
+                let hh = Vector512.LoadUnsafe(&h[row + i])
+                let ss = Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(hh, vth), one)
+                let g = surrogateVec kind c1 c2 (hh - vth)
+                let rg = vrho * Vector512.LoadUnsafe(&gv[i])
+                let dRdH = one - vhf * ss
+                let dRdS = vp0 + vp1 * hh
+
+                let gs =
+                    if hasGS then
+                        Vector512.LoadUnsafe(&gsA[gsO + row + i])
+                    else
+                        Vector512<float32>.Zero
+
+                let gext =
+                    if hasGH then
+                        Vector512.LoadUnsafe(&ghA[ghO + row + i])
+                    else
+                        Vector512<float32>.Zero
+
+                let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
+
+                if hasGI then
+                    (vb * gh).StoreUnsafe(&giA[row + i])
+
+                (va * gh).StoreUnsafe(&gv[i])
+
+                if plif then
+                    let vprev =
+                        if t = 0 then
+                            Vector512.LoadUnsafe(&v0A[v0O + i])
+                        else
+                            let hp = Vector512.LoadUnsafe(&h[row - n + i])
+                            let mp = Vector512.GreaterThanOrEqual(hp, vth)
+
+                            let r =
+                                if k.Hard then
+                                    Vector512.ConditionalSelect(mp, vvr, hp)
+                                else
+                                    hp - Vector512.BitwiseAnd(mp, one) * vth
+
+                            vrho * r
+
+                    accV <- accV + gh * vprev
+                    accI <- accI + gh * Vector512.LoadUnsafe(&inA[inO + row + i])
+                    accC <- accC + gh
+
+                i <- i + 16
+
+            while i < b1 do
+                let hh = h[row + i]
+                let ss = if hh >= k.Theta then 1.0f else 0.0f
+                let g = Surrogate.derivative surrogate (hh - k.Theta)
+                let rg = k.Rho * gv[i]
+                let dRdH = 1.0f - k.HardF * ss
+                let dRdS = k.P0 + k.P1 * hh
+                let gs = if hasGS then gsA[gsO + row + i] else 0.0f
+                let gext = if hasGH then ghA[ghO + row + i] else 0.0f
+                let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
+
+                if hasGI then
+                    giA[row + i] <- k.B * gh
+
+                gv[i] <- k.A * gh
+
+                if plif then
+                    let vprev =
+                        if t = 0 then
+                            v0A[v0O + i]
+                        else
+                            let hp = h[row - n + i]
+                            let sp = hp >= k.Theta
+
+                            let r =
+                                if k.Hard then
+                                    (if sp then k.VReset else hp)
+                                else
+                                    hp - (if sp then k.Theta else 0.0f)
+
+                            k.Rho * r
+
+                    sV <- sV + float (gh * vprev)
+                    sI <- sI + float (gh * inA[inO + row + i])
+                    sC <- sC + float gh
+
+                i <- i + 1
+
+        if plif then
+            gr.Partials[3 * blk] <- sV + float (Vector512.Sum accV)
+            gr.Partials[3 * blk + 1] <- sI + float (Vector512.Sum accI)
+            gr.Partials[3 * blk + 2] <- sC + float (Vector512.Sum accC)
+
+    /// BPTT over every neuron, blocks in parallel.
+    let backward (k: Coeffs) (surrogate: Surrogate) (steps: int) (n: int) (h: float32[]) (gr: Grads) (plif: bool) =
+        let form = surrogateForm surrogate
+        let blocks = (n + Block - 1) / Block
+        let grain = max 1 (32768 / (Block * steps))
+
+        Par.forChunks blocks grain (fun c0 c1 ->
+            for blk in c0 .. c1 - 1 do
+                let b0 = blk * Block
+                backwardBlock k surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
+
+/// Multi-step execution of a neuron population: one fused forward over T and one BPTT backward.
+[<AutoOpen>]
+module MultiStepOps =
+    [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+    module Neuron =
+        /// Runs a neuron population over a [T, …] input from state v0 ([…], one step's shape) in one
+        /// fused pass, with the same values and gradients as <c>Neuron.runReference</c>:
+        /// H_t = a·V_{t−1} + b·I_t + c, S_t = Θ(H_t − θ), V_t = ρ·R_t with R_t = H_t·(1 − S_t) + v_r·S_t (hard)
+        /// or H_t − θ·S_t (soft). Returns H and S ([T, …]) and V_T ([…]).
+        /// The backward pass is BPTT (SpikingJelly's multi-step CUDA kernels; Fang et al. 2021 for PLIF):
+        /// gH_t = gHext_t + ρ·gV_t·∂R/∂H + (gS_t + ρ·gV_t·∂R/∂S)·g(H_t − θ), gI_t = b·gH_t,
+        /// gV_{t−1} = a·gH_t from gV_T = ∂L/∂V_T, with ∂R/∂H = 1 − S_t (hard) or 1 (soft) and
+        /// ∂R/∂S = v_r − H_t (hard) or −θ (soft), 0 when the reset is detached; g is the surrogate.
+        /// PLIF (k = sigmoid(w); a = 1 − k, b = k or 1, c = k·v_r) gets
+        /// ∂L/∂w = k(1 − k)·(−Σ gH_t·V_{t−1} + [decayInput]·Σ gH_t·I_t + v_r·Σ gH_t).
+        /// Only H is kept for the backward pass: S_t and V_{t−1} are recomputed from it.
+        let run (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+            Neuron.validate n
+            let op = "Neuron.run"
+
+            if inputs.Rank < 1 || inputs.ShapeRef[0] < 1 then
+                Errors.invalidArg
+                    op
+                    "inputs"
+                    (Errors.showShape inputs.ShapeRef)
+                    "a [T, …] tensor with a leading time axis of length T ≥ 1"
+
+            let stepShape = inputs.ShapeRef[1..]
+
+            if v0.ShapeRef <> stepShape then
+                Errors.shapeMismatch
+                    op
+                    [ v0.ShapeRef; inputs.ShapeRef ]
+                    (sprintf
+                        "the state v0 must have the shape of one time step, %s (the input's shape without its leading time axis)"
+                        (Errors.showShape stepShape))
+
+            let steps = inputs.ShapeRef[0]
+            let count = Shape.numel stepShape
+
+            let a, b, c, rho =
+                Diff.noGrad (fun () ->
+                    let a, b, c, rho = Neuron.coefficients n
+                    a.ToScalar(), b.ToScalar(), c.ToScalar(), rho)
+
+            let k = NeuronKernel.coeffs n a b c rho
+            let h = Autograd.alloc (Array.copy inputs.ShapeRef)
+            let s = Autograd.alloc (Array.copy inputs.ShapeRef)
+            let vT = Autograd.alloc (Array.copy stepShape)
+            Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
+            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
+            let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, s.Data, vT.Data
+
+            Par.forChunks blocks grain (fun c0 c1 ->
+                NeuronKernel.forwardRange
+                    k
+                    steps
+                    count
+                    inp
+                    io
+                    hd
+                    sd
+                    vd
+                    (c0 * NeuronKernel.Block)
+                    (min count (c1 * NeuronKernel.Block)))
+
+            let plifW =
+                match n.Dynamics with
+                | Dynamics.Plif(w, decayInput) -> Some(w, decayInput)
+                | _ -> None
+
+            let tracked =
+                match plifW with
+                | Some(w, _) -> [| inputs; v0; w |]
+                | None -> [| inputs; v0 |]
+
+            let inputs0 = Autograd.detach inputs
+            let v00 = Autograd.detach v0
+
+            let outs =
+                Autograd.recordMulti [| s; h; vT |] tracked (fun gs need ->
+                    let isSet (g: Tensor) = not (isNull (box g))
+                    let gS, gH, gVT = gs[0], gs[1], gs[2]
+
+                    let gI =
+                        if need[0] then
+                            Autograd.alloc (Array.copy inputs0.ShapeRef)
+                        else
+                            Autograd.noGrad
+
+                    let gV = Autograd.alloc (Array.copy stepShape)
+
+                    if isSet gVT then
+                        Array.Copy(gVT.Data, gVT.Offset, gV.Data, 0, count)
+                    else
+                        Array.Clear(gV.Data, 0, count)
+
+                    let plif = plifW.IsSome && need.Length > 2 && need[2]
+
+                    let gr: NeuronKernel.Grads =
+                        {
+                            GS = (if isSet gS then gS.Data else null)
+                            GSo = (if isSet gS then gS.Offset else 0)
+                            GH = (if isSet gH then gH.Data else null)
+                            GHo = (if isSet gH then gH.Offset else 0)
+                            GI = (if need[0] then gI.Data else null)
+                            GV = gV.Data
+                            Inp = inputs0.Data
+                            Io = inputs0.Offset
+                            V0 = v00.Data
+                            V0o = v00.Offset
+                            Partials = (if plif then Array.zeroCreate (3 * blocks) else null)
+                        }
+
+                    NeuronKernel.backward k n.Surrogate steps count hd gr plif
+
+                    let gW =
+                        match plifW with
+                        | Some(w, decayInput) when plif ->
+                            let mutable sV = 0.0
+                            let mutable sI = 0.0
+                            let mutable sC = 0.0
+
+                            for blk in 0 .. blocks - 1 do
+                                sV <- sV + gr.Partials[3 * blk]
+                                sI <- sI + gr.Partials[3 * blk + 1]
+                                sC <- sC + gr.Partials[3 * blk + 2]
+
+                            let kk = float ((Tensor.sigmoid (Autograd.detach w)).ToArray()[0])
+                            let dk = -sV + (if decayInput then sI else 0.0) + float k.VReset * sC
+                            let r = Autograd.alloc (Array.copy w.ShapeRef)
+                            r.Data[r.Offset] <- float32 (dk * kk * (1.0 - kk))
+                            r
+                        | _ -> Autograd.noGrad
+
+                    [|
+                        gI
+                        (if need[1] then gV else Autograd.noGrad)
+                        (if tracked.Length > 2 then gW else Autograd.noGrad)
+                    |]
+                    |> Array.take tracked.Length)
+
+            {
+                S = outs[0]
+                H = outs[1]
+                VFinal = outs[2]
+            }
