@@ -30,24 +30,39 @@ type NeuronRun() =
         v0 <- Tensor.zeros shape[1..]
         weights <- Tensor.randn (Rng.create 2) shape
         spikes <- (Neuron.run lif v0 inputs).S
-        let n = 3 * Shape.numel shape
+        let n = 4 * Shape.numel shape
         src <- Array.init n (fun i -> float32 (i % 97))
         dst <- Array.zeroCreate n
 
-    /// The fused kernel's unavoidable traffic, 3·T·N floats read and 3·T·N written (T·N = 6 422 528,
-    /// 77 MB each way): the forward reads I and writes S and H; the backward reads gS and H and writes gI.
+    /// The fused kernel's unavoidable traffic plus the cheapest objective's, on the kernel threads:
+    /// 4·T·N floats copied (T·N = 6 422 528). The kernel moves 6·T·N floats (forward reads I, writes S
+    /// and H; backward reads gS and H, writes gI) and the objective Σ S 2·T·N more (reads S, writes gS).
     [<Benchmark(Baseline = true)>]
-    member _.CopyKernelBytes() = Array.Copy(src, dst, src.Length)
-
-    /// The same copy split across the kernel threads (the fused kernel runs on two threads; a single
-    /// thread does not saturate this machine's memory bandwidth).
-    [<Benchmark>]
-    member _.CopyKernelBytesThreaded() =
+    member _.CopySameBytes() =
         Par.forChunks src.Length (1 <<< 20) (fun s e -> Array.Copy(src, s, dst, s, e - s))
 
-    /// L = Σ S·w with gradients w.r.t. the input current and the initial state.
+    /// The same copy on one thread (a single thread does not saturate this machine's memory bandwidth).
+    [<Benchmark>]
+    member _.CopySameBytesOneThread() = Array.Copy(src, dst, src.Length)
+
+    /// L = Σ S with gradients w.r.t. the input current and the initial state, inside a scope so the
+    /// returned gradients are recycled as in a training loop (where I is an intermediate).
     [<Benchmark>]
     member _.FusedForwardBackward() =
+        use _ = TensorScope.Begin()
+
+        Diff.valueAndGradN
+            (fun xs ->
+                let r = Neuron.run lif xs[1] xs[0]
+                Tensor.sum r.S)
+            [| inputs; v0 |]
+        |> ignore
+
+    /// L = Σ S·w, a denser objective whose own forward and backward move about as much data again.
+    [<Benchmark>]
+    member _.FusedForwardBackwardWeightedLoss() =
+        use _ = TensorScope.Begin()
+
         Diff.valueAndGradN
             (fun xs ->
                 let r = Neuron.run lif xs[1] xs[0]
@@ -55,10 +70,11 @@ type NeuronRun() =
             [| inputs; v0 |]
         |> ignore
 
-    /// The objective alone, Σ S·w and its gradient on a fixed spike tensor (its share of the row above;
-    /// its returned gradient is fresh memory, as gI and gV₀ are above).
+    /// The weighted objective alone, Σ S·w and its gradient on a fixed spike tensor (its share of the row above).
     [<Benchmark>]
     member _.LossAlone() =
+        use _ = TensorScope.Begin()
+
         Diff.valueAndGradN (fun xs -> Tensor.sum (xs[0] * weights)) [| spikes |]
         |> ignore
 
@@ -70,6 +86,8 @@ type NeuronRun() =
     /// The same objective through T single steps of tensor ops (the reference).
     [<Benchmark>]
     member _.ReferenceForwardBackward() =
+        use _ = TensorScope.Begin()
+
         Diff.valueAndGradN
             (fun xs ->
                 let r = Neuron.runReference lif xs[1] xs[0]
