@@ -6,7 +6,13 @@ open BenchmarkDotNet.Running
 [<EntryPoint>]
 let main argv =
     let all =
-        Array.concat [ GemmBenchmarks.types; ConvBenchmarks.types; ElementwiseBenchmarks.types ]
+        Array.concat
+            [
+                GemmBenchmarks.types
+                ConvBenchmarks.types
+                ElementwiseBenchmarks.types
+                DataBenchmarks.types
+            ]
 
     BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore
     0
