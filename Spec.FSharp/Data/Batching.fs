@@ -4,11 +4,6 @@ open System
 open System.Threading
 open SnnSpec
 
-/// An in-place, seeded transform of one sample held at data[offset..] (see <c>Augment</c>).
-/// The key is derived from the epoch and the sample's index, so results do not depend on batch
-/// order, prefetching or thread timing.
-type SampleTransform = Rng -> float32[] -> int -> unit
-
 /// How a <c>Batcher</c> forms batches.
 type BatchOptions =
     {

@@ -62,7 +62,7 @@ module internal Bytes =
                 with :? InvalidDataException as e ->
                     fail path 0L ("not a valid gzip stream (" + e.Message + ")") redownload
 
-            let total = declared header got
+            let total = max 0L (declared header got)
 
             if total > maxGzipExpansion fs.Length || total > int64 Array.MaxLength then
                 fail

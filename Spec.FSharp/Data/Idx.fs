@@ -62,7 +62,13 @@ module Idx =
             if dims[i] > uint32 Int32.MaxValue then
                 Bytes.fail path (int64 (4 + 4 * i)) (sprintf "dimension %d is %d, too large" i dims[i]) fixFile
 
-            total <- min (total * int64 dims[i]) (Int64.MaxValue / 65536L)
+            let cap = Int64.MaxValue / 65536L
+
+            total <-
+                if dims[i] <> 0u && total > cap / int64 dims[i] then
+                    cap
+                else
+                    total * int64 dims[i]
 
         Array.map int dims, hl, int64 hl + total
 

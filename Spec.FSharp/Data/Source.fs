@@ -1,5 +1,12 @@
 namespace SnnSpec.Data
 
+open SnnSpec
+
+/// An in-place, seeded transform of one sample held at data[offset..] (see <c>Augment</c>).
+/// The key is derived from the epoch and the sample's index, so results do not depend on batch
+/// order, prefetching or thread timing.
+type SampleTransform = Rng -> float32[] -> int -> unit
+
 /// Labelled samples a <c>Batcher</c> can copy into its batch buffers without allocating:
 /// image sets, integrated event frames, or user data.
 type ISampleSource =
