@@ -13,6 +13,7 @@ let main argv =
                 ElementwiseBenchmarks.types
                 NeuronBenchmarks.types
                 TrainingBenchmarks.types
+                DataBenchmarks.types
             ]
 
     BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore
