@@ -30,6 +30,10 @@ module internal KdShapes =
     /// Teacher and student logits must agree on the batch size and the class count.
     let sameBatchAndClasses (op: string) (teacher: Tensor) (student: Tensor) =
         let t, s = teacher.ShapeRef, student.ShapeRef
+
+        if t.Length < 2 || s.Length < 2 then
+            Errors.shapeMismatch op [ t; s ] "logits must be [B, K] or [T, B, K]"
+
         let tk, sk = t[t.Length - 1], s[s.Length - 1]
         let tb, sb = t[t.Length - 2], s[s.Length - 2]
 

@@ -54,7 +54,8 @@ module LogitKd =
 
     /// WSLD sample weights w_n = 1 − exp(−max(r_n, 0)) with r_n = CE(z_S, y)_n / (CE(z_T, y)_n + 1e-7),
     /// both cross-entropies at τ = 1 on detached logits (BKDSNN reference code, methods.md §4a).
-    /// Shape [B], values in [0, 1), a constant (no gradient). w ≈ 0.632 when the two CEs are equal,
+    /// Shape [B], values in [0, 1) (computed in float64, capped at the largest float32 below 1), a
+    /// constant (no gradient). w ≈ 0.632 when the two CEs are equal,
     /// → 0 as the student's CE → 0, → 1 when the student is much worse than the teacher.
     let wsldWeightsWith (teacher: Tensor) (student: Tensor) (labels: Labels) =
         let op = "LogitKd.wsld"
@@ -70,7 +71,9 @@ module LogitKd =
                 Array.map2
                     (fun (s: float32) (t: float32) ->
                         let r = float s / (float t + 1e-7)
-                        float32 (1.0 - Math.Exp(-(max r 0.0))))
+                        // In float64, then kept below 1 (the largest float32 < 1), which float32
+                        // rounding of 1 − e^−r would otherwise reach for r ≳ 17.
+                        min (float32 (1.0 - Math.Exp(-(max r 0.0)))) 0.99999994f)
                     ceS
                     ceT
 

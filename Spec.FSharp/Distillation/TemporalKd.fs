@@ -49,8 +49,8 @@ module TemporalKd =
     /// and flattened to [T·B, K], detached.
     let private teacherFlat (op: string) (teacher: Tensor) (student: Tensor) =
         KdShapes.logits3 op "student" student
+        KdShapes.sameBatchAndClasses op teacher student
         let zT = KdShapes.teacherMean op teacher
-        KdShapes.sameBatchAndClasses op zT (Tensor.select 0 0 student)
         let steps = student.ShapeRef[0]
         flat (Tensor.stack 0 (List.replicate steps zT))
 
