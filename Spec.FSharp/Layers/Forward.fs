@@ -247,6 +247,35 @@ module Forward =
                 [ x.Shape; [| steps |] ]
                 (sprintf "the sequence has %d steps but the model runs T = %d" x.Shape[0] steps)
 
+        let spiking = Architecture.spikingNames arch |> Set.ofList
+
+        let taps =
+            Architecture.layers arch
+            |> List.choose (fun (n, l) ->
+                match l with
+                | Tap _ -> Some n
+                | _ -> None)
+            |> Set.ofList
+
+        let checkNames (what: string) (known: Set<string>) (requested: Set<string>) =
+            for name in requested do
+                if not (known.Contains name) then
+                    Errors.invalidArg
+                        "Forward.run"
+                        (sprintf "%s probe" what)
+                        name
+                        (sprintf
+                            "a name of %s: %s"
+                            arch.Name
+                            (if known.IsEmpty then
+                                 "(none in this architecture)"
+                             else
+                                 System.String.Join(", ", known)))
+
+        checkNames "membrane" spiking ctx.Probes.Membranes
+        checkNames "spike" spiking ctx.Probes.Spikes
+        checkNames "tap" taps ctx.Probes.Taps
+
         let repeat (v: Tensor) =
             if steps = 1 then v else flatten (Encoding.direct steps v)
 
