@@ -1,5 +1,6 @@
 module SnnSpec.Tests.ElementwiseGradTests
 
+open System
 open NUnit.Framework
 open FsCheck
 open FsCheck.NUnit
@@ -132,3 +133,42 @@ let ``round with STE passes the gradient and plain round blocks it`` () =
     Assert.That((Tensor.round x).ToArray(), Eq.To([| 0.0f; 2.0f; -3.0f |]))
     Assert.That((Diff.grad (fun x -> Tensor.sum (Tensor.roundSte x)) x).ToArray(), Eq.To([| 1.0f; 1.0f; 1.0f |]))
     Assert.That((Diff.grad (fun x -> Tensor.sum (Tensor.round x + x)) x).ToArray(), Eq.To([| 1.0f; 1.0f; 1.0f |]))
+
+[<Test>]
+let ``vectorised exp and sigmoid match MathF to a few ulps, with IEEE edges`` () =
+    let n = 4099
+    let xs = Array.init n (fun i -> -90.0f + 180.0f * float32 i / float32 (n - 1))
+
+    let edges =
+        [|
+            -1000.0f
+            -87.5f
+            88.8f
+            1000.0f
+            Single.NaN
+            Single.PositiveInfinity
+            Single.NegativeInfinity
+            0.0f
+        |]
+
+    let all = Array.append xs edges
+    let t = Tensor.ofArray [| all.Length |] all
+    let e = (Tensor.exp t).ToArray()
+    let s = (Tensor.sigmoid t).ToArray()
+
+    for i in 0 .. all.Length - 1 do
+        let x = all[i]
+        let ee = MathF.Exp x
+        let es = 1.0f / (1.0f + MathF.Exp(-x))
+
+        let close (a: float32) (b: float32) =
+            (Single.IsNaN a && Single.IsNaN b)
+            || a = b
+            || abs (a - b) <= 4e-7f * abs b
+            || (abs b < 1.2e-38f && abs a < 1.2e-38f)
+
+        if not (close e[i] ee) then
+            Assert.Fail(sprintf "exp(%g) = %g, expected %g" x e[i] ee)
+
+        if not (close s[i] es) then
+            Assert.Fail(sprintf "sigmoid(%g) = %g, expected %g" x s[i] es)
