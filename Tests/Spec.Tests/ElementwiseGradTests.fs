@@ -135,7 +135,7 @@ let ``round with STE passes the gradient and plain round blocks it`` () =
     Assert.That((Diff.grad (fun x -> Tensor.sum (Tensor.round x + x)) x).ToArray(), Eq.To([| 1.0f; 1.0f; 1.0f |]))
 
 [<Test>]
-let ``vectorised exp and sigmoid match MathF to a few ulps, with IEEE edges`` () =
+let ``exp and sigmoid match MathF to a few ulps, with IEEE edges`` () =
     let n = 4099
     let xs = Array.init n (fun i -> -90.0f + 180.0f * float32 i / float32 (n - 1))
 

@@ -3,7 +3,7 @@ namespace SnnSpec.Kernels
 open System
 open System.Runtime.Intrinsics
 
-/// A 16-lane exp (used by the surrogates and the elementwise exp/sigmoid): Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6
+/// A 16-lane exp for the neuron kernel's surrogates: Cody–Waite reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-6
 /// polynomial for eʳ (Cephes expf, ≈ 1 ulp) and 2ⁿ built in the exponent bits; inputs are clamped to
 /// [−87.3, 88.3] (the normal float32 range), so very negative x give ≈ 1e−38 rather than 0.
 module internal FastMath =
@@ -26,29 +26,3 @@ module internal FastMath =
         let y = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512.Create 1.0f)
         let bits = (t.AsInt32() - magic.AsInt32() + Vector512.Create 127) <<< 23
         y * bits.AsSingle()
-
-    /// eˣ with IEEE edge behaviour restored: 0 below the normal range, +∞ above it, NaN kept.
-    let inline expExact (x: Vector512<float32>) =
-        // Above 88 the 2ⁿ factor would overflow the exponent bits: use eˣ = e^(x − c)·e^c with
-        // c = 0.693359375, which x − c represents exactly.
-        let high = Vector512.GreaterThan(x, Vector512.Create 88.0f)
-
-        let shifted =
-            Vector512.ConditionalSelect(high, x - Vector512.Create 0.693359375f, x)
-
-        let y = exp shifted
-
-        let y =
-            Vector512.ConditionalSelect(high, y * Vector512.Create 2.0004244339097745f, y)
-
-        let y =
-            Vector512.ConditionalSelect(Vector512.LessThan(x, Vector512.Create -87.3f), Vector512<float32>.Zero, y)
-
-        let y =
-            Vector512.ConditionalSelect(
-                Vector512.GreaterThan(x, Vector512.Create 88.72f),
-                Vector512.Create Single.PositiveInfinity,
-                y
-            )
-
-        Vector512.ConditionalSelect(Vector512.Equals(x, x), y, x)

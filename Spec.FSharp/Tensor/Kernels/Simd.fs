@@ -105,47 +105,16 @@ module Elementwise =
             for i in 0 .. n - 1 do
                 o[i] <- cmp op s y[i]
 
-    /// exp or sigmoid on 16 lanes with the polynomial exp (TensorPrimitives.Exp is several times
-    /// slower on this runtime); the scalar tail uses MathF.
-    let private expLike (sigmoid: bool) (a: float32[]) (ao: int) (out: float32[]) (oo: int) (n: int) =
-        let mutable i = 0
-
-        if Vector512.IsHardwareAccelerated then
-            let one = Vector512.Create 1.0f
-
-            while i + 16 <= n do
-                let x = Vector512.LoadUnsafe(&a[ao + i])
-
-                let y =
-                    if sigmoid then
-                        one / (one + FastMath.expExact (-x))
-                    else
-                        FastMath.expExact x
-
-                y.StoreUnsafe(&out[oo + i])
-                i <- i + 16
-
-        while i < n do
-            let x = a[ao + i]
-
-            out[oo + i] <-
-                if sigmoid then
-                    1.0f / (1.0f + MathF.Exp(-x))
-                else
-                    MathF.Exp x
-
-            i <- i + 1
-
     let private unaryChunk (op: UnaryOp) (a: float32[]) (ao: int) (out: float32[]) (oo: int) (n: int) =
         let x = ReadOnlySpan(a, ao, n)
         let o = Span(out, oo, n)
 
         match op with
-        | UnaryOp.Exp -> expLike false a ao out oo n
+        | UnaryOp.Exp -> TensorPrimitives.Exp(x, o)
         | UnaryOp.Log -> TensorPrimitives.Log(x, o)
         | UnaryOp.Log1p -> TensorPrimitives.LogP1(x, o)
         | UnaryOp.Tanh -> TensorPrimitives.Tanh(x, o)
-        | UnaryOp.Sigmoid -> expLike true a ao out oo n
+        | UnaryOp.Sigmoid -> TensorPrimitives.Sigmoid(x, o)
         | UnaryOp.Relu -> TensorPrimitives.Max(x, 0.0f, o)
         | UnaryOp.Abs -> TensorPrimitives.Abs(x, o)
         | UnaryOp.Sqrt -> TensorPrimitives.Sqrt(x, o)
