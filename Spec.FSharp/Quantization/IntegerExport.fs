@@ -18,7 +18,8 @@ open System
 /// accumulation errors above half a grid step, i.e. sums over > ~10⁶ inputs). With
 /// MembraneScheme.Mint the integer datapath drops MINT's tanh on U (methods.md §2(e).3), so U's code
 /// differs from round(Q·tanh(U)/α) by up to Q·(|u| − tanh|u|)/α + 1 and spikes may differ; see
-/// <c>agreement</c>.
+/// <c>agreement</c> (documented tolerance: ≥ 98 % equal spikes, measured 99.8 % on the tests' 4-bit
+/// ConvNet with α = max|tanh W|; the gap grows with |U|/α).
 module IntegerExport =
     let private op = "IntegerExport.export"
 
