@@ -76,6 +76,10 @@ module Forward =
             Taps: Dictionary<string, Tensor>
             Rates: Dictionary<string, float32>
             mutable DropoutIndex: int
+            Plan: QuantPlan
+            /// Layers whose (weight → population) pair runs in the integer datapath.
+            Integer: Map<string, IntegerLayer>
+            IntegerRan: ResizeArray<string>
         }
 
     let private full (prefix: string) (n: string) =
@@ -91,20 +95,141 @@ module Forward =
         let s = x.Shape
         Tensor.reshape (Array.append [| s[0] * s[1] |] s[2..]) x
 
+    let private record (r: Run) (name: string) (h: Tensor) (s: Tensor) =
+        if r.Ctx.Probes.Membranes.Contains name then
+            r.Membranes[name] <- h
+
+        if r.Ctx.Probes.Spikes.Contains name then
+            r.Spikes[name] <- s
+
+        if r.Ctx.Probes.FiringRates then
+            r.Rates[name] <- Diff.noGrad (fun () -> (Tensor.mean s).ToScalar())
+
+    let private biasOf (r: Run) (name: string) (bias: bool) =
+        if bias then Some r.Params[name + ".bias"] else None
+
+    /// The weight and bias quantizers of a layer: Quantizer.mint with the layer's α (shared by the
+    /// bias), identity where the plan leaves them in full precision.
+    let private quantizers (r: Run) (name: string) : (Tensor -> Tensor) * (Tensor -> Tensor) =
+        match r.Plan.Weights.TryFind name with
+        | Some wq when wq.Weight <> Bits.FullPrecision ->
+            let alpha = r.Params[name + ".alpha"]
+
+            Quantizer.mint wq.Weight alpha,
+            (if wq.Bias = Bits.FullPrecision then
+                 id
+             else
+                 Quantizer.mint wq.Bias alpha)
+        | _ -> id, id
+
+    let private membraneQuant (r: Run) (name: string) : MembraneQuant option =
+        match r.Plan.Membranes.TryFind name with
+        | Some mp when mp.Bits <> Bits.FullPrecision ->
+            Some
+                {
+                    Bits = mp.Bits
+                    Alpha = r.Params[mp.ScaleFrom + ".alpha"]
+                    Scheme = mp.Scheme
+                }
+        | _ -> None
+
+    /// Integer accumulation of a conv or linear layer over a binary input [N, …]: acc = Σ code·x + bias code.
+    let private accumulate (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
+        let o = il.Shape[0]
+
+        let acc, outShape =
+            if il.Kind = "linear" then
+                let n, fin = inShape[0], inShape[1]
+                let acc = Array.zeroCreate (n * o)
+
+                for i in 0 .. n - 1 do
+                    for j in 0 .. o - 1 do
+                        let mutable sum = 0
+
+                        for k in 0 .. fin - 1 do
+                            if x[i * fin + k] <> 0 then
+                                sum <- sum + il.Weights[j * fin + k] * x[i * fin + k]
+
+                        acc[i * o + j] <- sum
+
+                acc, [| n; o |]
+            else
+                let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
+                let k, st, p = il.Shape[2], il.Stride, il.Padding
+                let ho = (h + 2 * p - k) / st + 1
+                let wo = (w + 2 * p - k) / st + 1
+                let acc = Array.zeroCreate (n * o * ho * wo)
+
+                for i in 0 .. n - 1 do
+                    for ci in 0 .. c - 1 do
+                        for y in 0 .. h - 1 do
+                            for xx in 0 .. w - 1 do
+                                let v = x[((i * c + ci) * h + y) * w + xx]
+
+                                if v <> 0 then
+                                    for oc in 0 .. o - 1 do
+                                        for ky in 0 .. k - 1 do
+                                            let oy = y + p - ky
+
+                                            if oy >= 0 && oy % st = 0 && oy / st < ho then
+                                                for kx in 0 .. k - 1 do
+                                                    let ox = xx + p - kx
+
+                                                    if ox >= 0 && ox % st = 0 && ox / st < wo then
+                                                        let wi = ((oc * c + ci) * k + ky) * k + kx
+                                                        let ai = ((i * o + oc) * ho + oy / st) * wo + ox / st
+                                                        acc[ai] <- acc[ai] + il.Weights[wi] * v
+
+                acc, [| n; o; ho; wo |]
+
+        match il.Bias with
+        | Some b ->
+            let per = acc.Length / outShape[0] / o
+
+            for i in 0 .. acc.Length - 1 do
+                acc[i] <- acc[i] + b[(i / per) % o]
+        | None -> ()
+
+        acc, outShape
+
+    /// A weight layer and the population it feeds in integer arithmetic (IntegerNeuron's equations)
+    /// on a binary [T·B, …] input; returns the spikes [T·B, …] as floats.
+    let private integerPair (r: Run) (il: IntegerLayer) (nq: IntegerNeuron) (x: Tensor) =
+        let codes = Diff.noGrad (fun () -> x.ToArray()) |> Array.map int
+        let acc, outShape = accumulate il codes x.Shape
+        let per = acc.Length / r.Steps
+        let u = Array.zeroCreate per
+        let h = Array.zeroCreate acc.Length
+        let s = Array.zeroCreate acc.Length
+
+        for t in 0 .. r.Steps - 1 do
+            for i in 0 .. per - 1 do
+                let hc = u[i] + acc[t * per + i]
+                let spike = hc >= nq.Threshold
+                h[t * per + i] <- il.Step * float32 hc
+                s[t * per + i] <- (if spike then 1.0f else 0.0f)
+
+                u[i] <- max -nq.Levels (min nq.Levels (Neuron.shiftRound nq.LeakShift (if spike then 0 else hc)))
+
+        let seqShape = Array.append [| r.Steps; outShape[0] / r.Steps |] outShape[1..]
+        record r nq.Name (Tensor.ofArray seqShape h) (Tensor.ofArray seqShape s)
+        r.IntegerRan.Add il.Name
+        Tensor.ofArray outShape s
+
+    let private isBinary (x: Tensor) =
+        Diff.noGrad (fun () -> x.ToArray())
+        |> Array.forall (fun v -> v = 0.0f || v = 1.0f)
+
     let rec private apply (r: Run) (prefix: string) (x: Tensor) (layer: LayerSpec) : Tensor =
         match layer with
         | Conv2d(n, _, _, _, stride, padding, bias) ->
             let name = full prefix n
-
-            Tensor.conv2d
-                stride
-                padding
-                r.Params[name + ".weight"]
-                (if bias then Some r.Params[name + ".bias"] else None)
-                x
+            let qw, qb = quantizers r name
+            Tensor.conv2d stride padding (qw r.Params[name + ".weight"]) (biasOf r name bias |> Option.map qb) x
         | Linear(n, _, _, bias) ->
             let name = full prefix n
-            Tensor.linear r.Params[name + ".weight"] (if bias then Some r.Params[name + ".bias"] else None) x
+            let qw, qb = quantizers r name
+            Tensor.linear (qw r.Params[name + ".weight"]) (biasOf r name bias |> Option.map qb) x
         | Norm(n, _, kind) ->
             let name = full prefix n
 
@@ -114,10 +239,7 @@ module Forward =
                     Var = r.Buffers[name + ".running_var"]
                 }
 
-            let gamma =
-                match kind with
-                | NormKind.Batch -> r.Params[name + ".weight"]
-                | NormKind.ThresholdDependent(alpha, theta) -> r.Params[name + ".weight"] * (alpha * theta)
+            let gamma = QuantPlan.normGamma kind r.Params[name + ".weight"]
 
             let y, state' =
                 Tensor.batchNorm BatchNormConfig.Default r.Ctx.Training gamma r.Params[name + ".bias"] state x
@@ -132,17 +254,8 @@ module Forward =
                 let name = full prefix n
                 let seq = unflatten r.Steps x
                 let v0 = Neuron.initState neuron seq.Shape[1..]
-                let run = Neuron.run neuron v0 seq
-
-                if r.Ctx.Probes.Membranes.Contains name then
-                    r.Membranes[name] <- run.H
-
-                if r.Ctx.Probes.Spikes.Contains name then
-                    r.Spikes[name] <- run.S
-
-                if r.Ctx.Probes.FiringRates then
-                    r.Rates[name] <- Diff.noGrad (fun () -> (Tensor.mean run.S).ToScalar())
-
+                let run = Neuron.runWith (membraneQuant r name) neuron v0 seq
+                record r name run.H run.S
                 flatten run.S
         | Relu _ -> Tensor.relu x
         | MaxPool(k, s) -> Tensor.maxPool2d k s 0 x
@@ -164,16 +277,16 @@ module Forward =
                     Tensor.dropout key p true x
         | Residual(n, kind, main, shortcut, after) ->
             let name = full prefix n
-            let f = List.fold (apply r name) x main
-            let sc = List.fold (apply r name) x shortcut
+            let f = applyList r name x main
+            let sc = applyList r name x shortcut
 
             let combined =
                 match kind with
                 | ResidualKind.SewIAnd when r.Snn -> (1.0f - sc) * f
                 | _ -> f + sc
 
-            List.fold (apply r name) combined after
-        | Stage(n, layers) -> List.fold (apply r (full prefix n)) x layers
+            applyList r name combined after
+        | Stage(n, layers) -> applyList r (full prefix n) x layers
         | Tap n ->
             let name = full prefix n
 
@@ -188,9 +301,67 @@ module Forward =
                 prefix
                 "the marker only at the top level of an architecture's layer list (it splits the static part from the per-step part)"
 
-    /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
-    /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape].
-    let run
+    /// Runs a layer list: a conv whose plan folds the Norm after it runs as FoldedBatchNorm.conv2d;
+    /// an exported (weight [→ Norm] → Spiking) group on a binary input runs in integer arithmetic.
+    and private applyList (r: Run) (prefix: string) (x: Tensor) (layers: LayerSpec list) : Tensor =
+        let integer =
+            match layers with
+            | (Conv2d(n, _, _, _, _, _, _) | Linear(n, _, _, _)) :: rest when
+                r.Snn && r.Integer.ContainsKey(full prefix n)
+                ->
+                let il = r.Integer[full prefix n]
+
+                let rest =
+                    match il.FoldedNorm, rest with
+                    | Some _, Norm _ :: rest' -> rest'
+                    | _ -> rest
+
+                match rest, il.Neuron with
+                | Spiking(sn, _) :: rest', Some nq when full prefix sn = nq.Name && isBinary x ->
+                    Some(integerPair r il nq x, rest')
+                | _ -> None
+            | _ -> None
+
+        match integer, layers with
+        | Some(y, rest), _ -> applyList r prefix y rest
+        | None, [] -> x
+        | None, Conv2d(n, _, _, _, stride, padding, bias) :: Norm(nn, _, kind) :: rest when
+            (match r.Plan.Weights.TryFind(full prefix n) with
+             | Some wq -> wq.FoldedNorm = Some(full prefix nn)
+             | None -> false)
+            ->
+            let name = full prefix n
+            let normName = full prefix nn
+            let qw, qb = quantizers r name
+
+            let state: BatchNormState =
+                {
+                    Mean = r.Buffers[normName + ".running_mean"]
+                    Var = r.Buffers[normName + ".running_var"]
+                }
+
+            let y, state' =
+                FoldedBatchNorm.conv2d
+                    BatchNormConfig.Default
+                    r.Ctx.Training
+                    stride
+                    padding
+                    qw
+                    qb
+                    r.Params[name + ".weight"]
+                    (biasOf r name bias)
+                    (QuantPlan.normGamma kind r.Params[normName + ".weight"])
+                    r.Params[normName + ".bias"]
+                    state
+                    x
+
+            r.NewBuffers[normName + ".running_mean"] <- state'.Mean
+            r.NewBuffers[normName + ".running_var"] <- state'.Var
+            applyList r prefix y rest
+        | None, layer :: rest -> applyList r prefix (apply r prefix x layer) rest
+
+    let private runCore
+        (integer: Map<string, IntegerLayer>)
         (arch: Architecture)
         (mode: ExecutionMode)
         (ctx: ForwardContext)
@@ -222,6 +393,9 @@ module Forward =
                 Taps = Dictionary()
                 Rates = Dictionary()
                 DropoutIndex = 0
+                Plan = QuantPlan.read arch buffers
+                Integer = integer
+                IntegerRan = ResizeArray()
             }
 
         let sequence = x.Rank = inRank + 2
@@ -296,13 +470,23 @@ module Forward =
 
         let mutable repeated = sequence || not hasMarker
 
+        let segment = ResizeArray()
+
+        let flush () =
+            value <- applyList r "" value (List.ofSeq segment)
+            segment.Clear()
+
         for layer in arch.Layers do
             match layer with
             | RepeatOverTime ->
+                flush ()
+
                 if not repeated then
                     value <- repeat value
                     repeated <- true
-            | _ -> value <- apply r "" value layer
+            | _ -> segment.Add layer
+
+        flush ()
 
         let logits = unflatten steps value
 
@@ -323,4 +507,32 @@ module Forward =
             Taps = toMap r.Taps
             FiringRates = toMap r.Rates
             Buffers = newBuffers
-        }
+        },
+        List.ofSeq r.IntegerRan
+
+    /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
+    /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape]. A quantized
+    /// model's plan (Model.quantize) is read from the buffers and applied: weights through
+    /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith).
+    let run
+        (arch: Architecture)
+        (mode: ExecutionMode)
+        (ctx: ForwardContext)
+        (ps: Parameters)
+        (buffers: Parameters)
+        (x: Tensor)
+        =
+        fst (runCore Map.empty arch mode ctx ps buffers x)
+
+    /// <c>run</c> with the given exported (weight → population) pairs in the integer datapath where
+    /// their input is binary; also returns the names of the weight layers that ran in integers.
+    let runInteger
+        (integer: Map<string, IntegerLayer>)
+        (arch: Architecture)
+        (mode: ExecutionMode)
+        (ctx: ForwardContext)
+        (ps: Parameters)
+        (buffers: Parameters)
+        (x: Tensor)
+        =
+        runCore integer arch mode ctx ps buffers x

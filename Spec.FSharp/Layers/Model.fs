@@ -97,3 +97,124 @@ module Model =
 
         sb.AppendLine(sprintf "  total parameters: %d" (parameterCount m)) |> ignore
         sb.ToString()
+
+    /// The model's quantization plan (empty unless made by <c>quantize</c>).
+    let quantPlan (m: Model) = QuantPlan.read m.Architecture m.Buffers
+
+    /// The quantized twin of a model (methods.md §2(b); MINT's quantized VGG/ResNet layers): the
+    /// same architecture, each Conv2d/Linear weight through Quantizer.mint with a new learnable
+    /// "<layer>.alpha" = mintInitAlpha b W, the bias through the same quantizer and α, a Conv2d
+    /// immediately followed by a Norm folded into it (FoldBatchNorm), and every Spiking layer's
+    /// membrane quantized after each update with the α of the weight layer that feeds it (share mode;
+    /// a population whose feeding layer stays full precision stays full precision too) or its own
+    /// "<lif>.alpha" = 1. The plan is stored as buffers "<layer>.quant.*" (bit widths, 0 = full
+    /// precision; flags 0/1), so checkpoints, Model.withSteps and training carry it unchanged.
+    /// Full precision everywhere with FoldBatchNorm = false computes the original model exactly.
+    let quantize (cfg: QuantConfig) (m: Model) : Model =
+        let op = "Model.quantize"
+        let arch = m.Architecture
+        let st = QuantPlan.structure arch
+        let weightNames = st.WeightLayers |> List.map (fun (n, _, _) -> n)
+        let spikingNames = st.Feeding |> Map.toList |> List.map fst
+        let known = Set.ofList (weightNames @ spikingNames)
+
+        let allowed () =
+            sprintf
+                "a Conv2d, Linear or Spiking layer of %s: %s"
+                arch.Name
+                (if known.IsEmpty then
+                     "(none)"
+                 else
+                     String.Join(", ", weightNames @ spikingNames))
+
+        let checkBits (what: string) (b: Bits) =
+            match b with
+            | Bits.Fixed n when n < 1 || n > 16 ->
+                Errors.invalidArg op what n "a bit width in 1…16, or Bits.FullPrecision"
+            | _ -> ()
+
+        checkBits "Weight bits" cfg.Weight
+        checkBits "Membrane bits" cfg.Membrane
+        checkBits "Bias bits" cfg.Bias
+
+        for KeyValue(name, lq) in cfg.PerLayer do
+            if not (known.Contains name) then
+                Errors.invalidArg op "PerLayer layer" name (allowed ())
+
+            checkBits (sprintf "%s weight bits" name) lq.Weight
+            checkBits (sprintf "%s bias bits" name) lq.Bias
+            checkBits (sprintf "%s membrane bits" name) lq.Membrane
+
+        for name in cfg.FullPrecisionLayers do
+            if not (known.Contains name) then
+                Errors.invalidArg op "FullPrecisionLayers layer" name (allowed ())
+
+        if (quantPlan m).IsQuantized then
+            Errors.invalidArg op "model" arch.Name "an unquantized model (this one already carries a quantization plan)"
+
+        let fpWeights =
+            match cfg.KeepFirstLayerFullPrecision, weightNames with
+            | true, first :: _ -> Set.add first cfg.FullPrecisionLayers
+            | _ -> cfg.FullPrecisionLayers
+
+        let ps = ResizeArray()
+        let bs = ResizeArray()
+        let quantizedWeights = Collections.Generic.HashSet<string>()
+
+        for name, norm, _ in st.WeightLayers do
+            if not (fpWeights.Contains name) then
+                let lq = cfg.PerLayer.TryFind name
+
+                let wb = lq |> Option.map (fun l -> l.Weight) |> Option.defaultValue cfg.Weight
+
+                let bb =
+                    match wb with
+                    | Bits.FullPrecision -> Bits.FullPrecision
+                    | _ -> lq |> Option.map (fun l -> l.Bias) |> Option.defaultValue cfg.Bias
+
+                let fold = cfg.FoldBatchNorm && norm.IsSome
+                bs.Add(QuantPlan.weightBitsKey name, Tensor.scalar (QuantPlan.encodeBits wb))
+                bs.Add(QuantPlan.biasBitsKey name, Tensor.scalar (QuantPlan.encodeBits bb))
+                bs.Add(QuantPlan.foldKey name, Tensor.scalar (if fold then 1.0f else 0.0f))
+
+                match wb with
+                | Bits.Fixed b ->
+                    quantizedWeights.Add name |> ignore
+                    ps.Add(name + ".alpha", Quantizer.mintInitAlpha b m.Parameters[name + ".weight"])
+                | Bits.FullPrecision -> ()
+
+        for name in spikingNames do
+            let mb =
+                cfg.PerLayer.TryFind name
+                |> Option.map (fun l -> l.Membrane)
+                |> Option.defaultValue cfg.Membrane
+
+            let source = st.Feeding[name]
+
+            let quantized =
+                mb <> Bits.FullPrecision
+                && not (cfg.FullPrecisionLayers.Contains name)
+                && (not cfg.ShareMembraneScale
+                    || (source |> Option.exists quantizedWeights.Contains))
+
+            if quantized then
+                bs.Add(QuantPlan.membraneBitsKey name, Tensor.scalar (QuantPlan.encodeBits mb))
+
+                bs.Add(
+                    QuantPlan.membraneSchemeKey name,
+                    Tensor.scalar (
+                        match cfg.MembraneScheme with
+                        | MembraneScheme.Mint -> 0.0f
+                        | MembraneScheme.Uniform -> 1.0f
+                    )
+                )
+
+                bs.Add(QuantPlan.membraneSharedKey name, Tensor.scalar (if cfg.ShareMembraneScale then 1.0f else 0.0f))
+
+                if not cfg.ShareMembraneScale then
+                    ps.Add(name + ".alpha", Tensor.scalar 1.0f)
+
+        { m with
+            Parameters = Parameters.concat [ m.Parameters; Parameters.ofList (List.ofSeq ps) ]
+            Buffers = Parameters.concat [ m.Buffers; Parameters.ofList (List.ofSeq bs) ]
+        }

@@ -493,3 +493,10 @@ module MultiStepOps =
                 H = outs[1]
                 VFinal = outs[2]
             }
+
+        /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
+        /// a fixed bit width routes to <c>Neuron.runQuantized</c> (the kernel does not quantize).
+        let runWith (quant: MembraneQuant option) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+            match quant with
+            | Some mq when mq.Bits <> Bits.FullPrecision -> Neuron.runQuantized n mq v0 inputs
+            | _ -> run n v0 inputs

@@ -41,6 +41,29 @@ type Neuron =
 /// V (membrane after reset and any post-reset leak: the state carried to the next step).
 type NeuronStep = { H: Tensor; S: Tensor; V: Tensor }
 
+/// How a membrane is put on the grid (α/Q)·{−Q…Q}, Q = 2^(b−1) − 1 (methods.md §2(b)).
+[<RequireQualifiedAccess>]
+type MembraneScheme =
+    /// MINT's code: after each update U ← q(U; α) with q = Quantizer.mint, i.e. the tanh pre-map is
+    /// applied to U too; H and the spike comparison stay unquantized.
+    | Mint
+    /// Uniform symmetric, no tanh, computed in grid units with s = α/Q: k_H = round(H/s) (not clamped),
+    /// H is read as s·k_H, S = Θ(s·k_H − θ), and U = s·clamp(round(ρ·R_k), −Q, Q) with R_k the reset in
+    /// grid units (k_H·(1 − S) + (v_r/s)·S hard, k_H − (θ/s)·S soft); round is half to even with the
+    /// straight-through gradient. With a binary input and weights on the same grid this is exactly
+    /// the integer datapath of IntegerExport (θ in integer units, λ = 2^−k as a shift).
+    | Uniform
+
+/// Membrane quantization of a neuron population: bit width, scale α (a one-element tensor, learnable
+/// or shared with the weights of the layer that feeds the population) and scheme. b = 1 under the
+/// uniform scheme uses Q = 1 (the ternary grid {−α, 0, α}).
+type MembraneQuant =
+    {
+        Bits: Bits
+        Alpha: Tensor
+        Scheme: MembraneScheme
+    }
+
 /// A multi-step run over a [T, …] input: H and S for every step ([T, …]) and the final state V_T.
 type NeuronRun =
     { H: Tensor; S: Tensor; VFinal: Tensor }
@@ -191,3 +214,142 @@ module Neuron =
             S = Tensor.stack 0 (List.ofSeq ss)
             VFinal = v
         }
+
+    /// One step with membrane quantization (the reference path; methods.md §2(b), MINT's LIF):
+    /// full precision is <c>stepFull</c>; MembraneScheme.Mint is <c>stepFull</c> followed by
+    /// V ← Quantizer.mint b α V; MembraneScheme.Uniform computes in grid units as documented on the
+    /// scheme. α's gradient is rescaled by 1/√(numel(V)·Q) as for the weights (LSQ).
+    let stepQuantized (n: Neuron) (mq: MembraneQuant) (v: Tensor) (input: Tensor) : NeuronStep =
+        let op = "Neuron.stepQuantized"
+        Quantizer.validateBits op mq.Bits
+        Quantizer.validateScale op mq.Alpha
+
+        if mq.Alpha.Numel <> 1 then
+            Errors.invalidArg op "Alpha" (Errors.showShape mq.Alpha.Shape) "a one-element scale tensor"
+
+        match mq.Bits, mq.Scheme with
+        | Bits.FullPrecision, _ -> stepFull n v input
+        | Bits.Fixed _, MembraneScheme.Mint ->
+            let r = stepFull n v input
+
+            { r with
+                V = Quantizer.mint mq.Bits mq.Alpha r.V
+            }
+        | Bits.Fixed bits, MembraneScheme.Uniform ->
+            validate n
+
+            if v.Shape <> input.Shape then
+                Errors.shapeMismatch
+                    op
+                    [ v.Shape; input.Shape ]
+                    "the state must have the input's shape (one membrane per neuron)"
+
+            let q = float32 (max 1 (Quantizer.levels bits))
+            let a, b, c, rho = coefficients n
+
+            let alpha =
+                Quantizer.gradScale (1.0f / MathF.Sqrt(float32 (max 1 v.Numel) * q)) (Tensor.reshape [||] mq.Alpha)
+
+            let s = alpha / q
+            let k = Tensor.roundSte ((a * v + b * input + c) / s)
+            let h = s * k
+            let spikes = Surrogate.spike n.Surrogate (h - n.Threshold)
+            let sr = if n.DetachReset then Diff.detach spikes else spikes
+
+            let reset =
+                match n.Reset with
+                | Reset.Hard vr when vr = 0.0f -> k * (1.0f - sr)
+                | Reset.Hard vr -> k * (1.0f - sr) + sr * (Tensor.scalar vr / s)
+                | Reset.Soft -> k - sr * (Tensor.scalar n.Threshold / s)
+
+            let u =
+                Tensor.roundSte (Tensor.clamp -q q (if rho = 1.0f then reset else reset * rho))
+
+            { H = h; S = spikes; V = s * u }
+
+    /// T quantized steps over a [T, …] input by repeated <c>stepQuantized</c>.
+    let runQuantized (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+        if inputs.Rank < 1 then
+            Errors.invalidArg
+                "Neuron.runQuantized"
+                "inputs"
+                (Errors.showShape inputs.Shape)
+                "a [T, …] tensor with a leading time axis"
+
+        let mutable v = v0
+        let hs = ResizeArray()
+        let ss = ResizeArray()
+
+        for t in 0 .. inputs.Shape[0] - 1 do
+            let r = stepQuantized n mq v (Tensor.select 0 t inputs)
+            hs.Add r.H
+            ss.Add r.S
+            v <- r.V
+
+        {
+            H = Tensor.stack 0 (List.ofSeq hs)
+            S = Tensor.stack 0 (List.ofSeq ss)
+            VFinal = v
+        }
+
+    /// The membrane grid step s = α/Q as a float32, computed with the same tensor operation as
+    /// <c>stepQuantized</c> (so integer views reproduce it bit for bit).
+    let membraneStep (mq: MembraneQuant) =
+        Quantizer.validateBits "Neuron.membraneStep" mq.Bits
+        Quantizer.validateScale "Neuron.membraneStep" mq.Alpha
+
+        match mq.Bits with
+        | Bits.FullPrecision ->
+            Errors.invalidArg "Neuron.membraneStep" "Bits" mq.Bits "a fixed bit width (full precision has no grid)"
+        | Bits.Fixed bits ->
+            let q = float32 (max 1 (Quantizer.levels bits))
+            (Tensor.reshape [||] (Diff.detach mq.Alpha) / q).ToScalar()
+
+    /// The threshold in integer units, θ·Q/α = θ/s (methods.md §2(b)); real-valued in general.
+    let thresholdUnits (n: Neuron) (mq: MembraneQuant) = n.Threshold / membraneStep mq
+
+    /// The integer threshold θ_int: the least integer k with fl(s·k) ≥ θ in float32, so that
+    /// k_H ≥ θ_int ⟺ the uniform scheme's float comparison s·k_H ≥ θ fires (≈ ⌈θ·Q/α⌉).
+    let integerThreshold (n: Neuron) (mq: MembraneQuant) =
+        let s = membraneStep mq
+        let fires (k: int) = s * float32 k - n.Threshold >= 0.0f
+        let mutable k = int (Math.Ceiling(float n.Threshold / float s))
+
+        while fires (k - 1) do
+            k <- k - 1
+
+        while not (fires k) do
+            k <- k + 1
+
+        k
+
+    /// The post-reset leak as a right shift: ρ = 2^−k gives k (MINT's λ = 0.5 is a shift by 1; IF and
+    /// λ = 1 give 0). Other dynamics or leaks raise a SnnSpecException.
+    let leakShift (n: Neuron) =
+        let rho =
+            match n.Dynamics with
+            | Dynamics.Mint lambda -> lambda
+            | Dynamics.If -> 1.0f
+            | d ->
+                Errors.invalidArg
+                    "Neuron.leakShift"
+                    "Dynamics"
+                    d
+                    "Dynamics.Mint λ or Dynamics.If (H = V + I, the leak applied after the reset)"
+
+        match [ 0..15 ] |> List.tryFind (fun k -> rho = MathF.Pow(2.0f, float32 -k)) with
+        | Some k -> k
+        | None -> Errors.invalidArg "Neuron.leakShift" "lambda" rho "a leak λ = 2^−k, k = 0…15"
+
+    /// Integer round half to even of x / 2^k: the shift of the integer datapath.
+    let shiftRound (k: int) (x: int) =
+        if k = 0 then
+            x
+        else
+            let q = x >>> k
+            let rem = x - (q <<< k)
+            let half = 1 <<< (k - 1)
+
+            if rem > half then q + 1
+            elif rem = half then q + (q &&& 1)
+            else q

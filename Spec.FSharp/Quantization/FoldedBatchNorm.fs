@@ -33,6 +33,23 @@ module FoldedBatchNorm =
 
         w', beta + scale * centred
 
+    /// The eval-mode folded weight and bias (running statistics), computed exactly as
+    /// <c>conv2d</c> does in eval mode: the form an exported model's integer weights are taken from.
+    let foldEval
+        (cfg: BatchNormConfig)
+        (weight: Tensor)
+        (bias: Tensor option)
+        (gamma: Tensor)
+        (beta: Tensor)
+        (running: BatchNormState)
+        =
+        let mu =
+            match bias with
+            | Some b -> running.Mean - Diff.detach b
+            | None -> running.Mean
+
+        fold cfg.Eps weight None gamma beta mu running.Var
+
     /// conv → BN with the BN folded into the conv, the folded weight and bias passed through
     /// <c>quantizeWeight</c> and <c>quantizeBias</c> (identity for full precision). Returns the output and
     /// the (possibly updated) running statistics.

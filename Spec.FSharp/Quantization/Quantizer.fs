@@ -33,7 +33,8 @@ module Quantizer =
             Errors.invalidArg op "bits" b "a bit width in 1…16, or Bits.FullPrecision"
         | _ -> ()
 
-    let private checkScale (op: string) (s: Tensor) =
+    /// Raises a SnnSpecException unless every value of the scale is positive and finite.
+    let validateScale (op: string) (s: Tensor) =
         let values = (Diff.detach s).ToArray()
 
         if values |> Array.exists (fun v -> not (v > 0.0f) || Single.IsInfinity v) then
@@ -61,7 +62,7 @@ module Quantizer =
     /// by 1/√(numel(w)·Q) as MINT does.
     let mint (bits: Bits) (alpha: Tensor) (w: Tensor) =
         validateBits "Quantizer.mint" bits
-        checkScale "Quantizer.mint" alpha
+        validateScale "Quantizer.mint" alpha
 
         match bits with
         | Bits.FullPrecision -> w
@@ -86,7 +87,7 @@ module Quantizer =
     /// s is a one-element tensor (per tensor) or broadcastable to x (per channel, e.g. [C, 1, 1, 1]).
     let symmetric (bits: Bits) (step: Tensor) (x: Tensor) =
         validateBits "Quantizer.symmetric" bits
-        checkScale "Quantizer.symmetric" step
+        validateScale "Quantizer.symmetric" step
 
         match bits with
         | Bits.FullPrecision -> x
@@ -99,7 +100,7 @@ module Quantizer =
     /// q = s·(round(clamp(x/s + z, 0, 2^b − 1)) − z).
     let asymmetric (bits: Bits) (step: Tensor) (zeroPoint: Tensor) (x: Tensor) =
         validateBits "Quantizer.asymmetric" bits
-        checkScale "Quantizer.asymmetric" step
+        validateScale "Quantizer.asymmetric" step
 
         match bits with
         | Bits.FullPrecision -> x
