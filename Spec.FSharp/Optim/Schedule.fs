@@ -85,7 +85,8 @@ module Schedule =
                 let f = float (min step span) / float span
                 minLr + (baseLr - minLr) * float32 (0.5 * (1.0 + Math.Cos(Math.PI * f)))
             | LrSchedule.Step(every, gamma) -> baseLr * pown gamma (epoch / every)
-            | LrSchedule.MultiStep(ms, gamma) -> baseLr * pown gamma (ms |> List.filter (fun m -> m <= epoch) |> List.length)
+            | LrSchedule.MultiStep(ms, gamma) ->
+                baseLr * pown gamma (ms |> List.filter (fun m -> m <= epoch) |> List.length)
             | LrSchedule.Warmup(epochs, inner) ->
                 let w = int (Math.Round(epochs * float stepsPerEpoch))
 

@@ -247,7 +247,15 @@ module DistillationSpec =
             | ExecutionMode.Snn _ -> true
             | _ -> false
 
-        let lacks (term: string) (side: string) (kind: string) (name: string) (modelName: string) (known: Set<string>) (fix: string) =
+        let lacks
+            (term: string)
+            (side: string)
+            (kind: string)
+            (name: string)
+            (modelName: string)
+            (known: Set<string>)
+            (fix: string)
+            =
             err
                 "loss term '%s' reads %s %s '%s', which %s lacks; available: %s. Fix: name one of these%s."
                 term

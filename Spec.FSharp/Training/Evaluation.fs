@@ -66,8 +66,7 @@ module Histogram =
 
         {
             Edges =
-                Array.init (spec.Bins + 1) (fun i ->
-                    spec.Min + (spec.Max - spec.Min) * float32 i / float32 spec.Bins)
+                Array.init (spec.Bins + 1) (fun i -> spec.Min + (spec.Max - spec.Min) * float32 i / float32 spec.Bins)
             Counts = Array.zeroCreate spec.Bins
             Below = 0L
             Above = 0L
@@ -114,13 +113,22 @@ module Evaluation =
                 FiringRates = cfg.FiringRates
             }
 
-        let tProbes = { ProbeRequest.None with Membranes = names }
+        let tProbes =
+            { ProbeRequest.None with
+                Membranes = names
+            }
+
         let tSteps = steps student
         let correct = Array.zeroCreate<int64> tSteps
         let mutable teacherCorrect = 0L
         let mutable samples = 0
         let rateSums = Collections.Generic.Dictionary<string, float>()
-        let mutable sHist = cfg.Membranes |> List.map (fun n -> n, Histogram.empty cfg.Histogram) |> Map.ofList
+
+        let mutable sHist =
+            cfg.Membranes
+            |> List.map (fun n -> n, Histogram.empty cfg.Histogram)
+            |> Map.ofList
+
         let mutable tHist = sHist |> Map.map (fun _ _ -> Histogram.empty cfg.Histogram)
 
         for batch in batcher.Epoch 0 do
@@ -142,10 +150,11 @@ module Evaluation =
                     correct[t] <- correct[t] + int64 c[t]
 
                 for KeyValue(n, r) in out.FiringRates do
-                    rateSums[n] <- (match rateSums.TryGetValue n with
-                                    | true, v -> v
-                                    | _ -> 0.0)
-                                   + float r * float b
+                    rateSums[n] <-
+                        (match rateSums.TryGetValue n with
+                         | true, v -> v
+                         | _ -> 0.0)
+                        + float r * float b
 
                 for KeyValue(n, h) in out.Membranes do
                     sHist <- sHist.Add(n, Histogram.add (h.ToArray()) sHist[n])
@@ -177,7 +186,11 @@ module Evaluation =
         {
             Samples = samples
             AccuracyPerStep = perStep
-            Accuracy = (if perStep.Length = 0 then 0.0 else perStep[perStep.Length - 1])
+            Accuracy =
+                (if perStep.Length = 0 then
+                     0.0
+                 else
+                     perStep[perStep.Length - 1])
             FiringRates =
                 rateSums
                 |> Seq.map (fun kv -> kv.Key, (if samples = 0 then 0.0 else kv.Value / float samples))

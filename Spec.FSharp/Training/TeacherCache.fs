@@ -54,7 +54,8 @@ type TeacherCache =
             | Bits a -> int64 a.Length * 8L
 
         size c.Logits
-        + (Seq.concat [ c.Membranes.Values; c.Spikes.Values; c.Taps.Values ] |> Seq.sumBy size)
+        + (Seq.concat [ c.Membranes.Values; c.Spikes.Values; c.Taps.Values ]
+           |> Seq.sumBy size)
 
 module TeacherCache =
     let private hex (b: byte[]) = Convert.ToHexString b
@@ -163,10 +164,7 @@ module TeacherCache =
         let sampleShape = source.SampleShape
         let sampleSize = Shape.numel sampleShape
 
-        let probes =
-            { probes with
-                FiringRates = false
-            }
+        let probes = { probes with FiringRates = false }
 
         let ctx =
             { ForwardContext.Eval with

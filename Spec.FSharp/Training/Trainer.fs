@@ -318,7 +318,10 @@ module Trainer =
 
                             c
                         | TeacherCacheMode.Build precision ->
-                            teacherMacs <- teacherMacs + int64 train.Source.Count * Flops.forwardMacs tm.Architecture tm.Mode
+                            teacherMacs <-
+                                teacherMacs
+                                + int64 train.Source.Count * Flops.forwardMacs tm.Architecture tm.Mode
+
                             TeacherCache.build precision bs tm tProbes train.Source
                         | TeacherCacheMode.Off -> failwith "unreachable"
 
@@ -328,12 +331,16 @@ module Trainer =
             let teacherOutputs (order: int[]) (batch: Batch) : KdOutputs =
                 match teacher, cache with
                 | None, _ ->
-                    KdOutputs.ofLogits (Tensor.zeros [| 1; batch.Labels.Length; (students[0]).Model.Architecture.Classes |])
+                    KdOutputs.ofLogits (
+                        Tensor.zeros [| 1; batch.Labels.Length; (students[0]).Model.Architecture.Classes |]
+                    )
                 | Some _, Some c ->
                     let start = batch.Index * bs
                     TeacherCache.lookup c order[start .. start + batch.Labels.Length - 1]
                 | Some tm, None ->
-                    teacherMacs <- teacherMacs + int64 batch.Labels.Length * Flops.forwardMacs tm.Architecture tm.Mode
+                    teacherMacs <-
+                        teacherMacs
+                        + int64 batch.Labels.Length * Flops.forwardMacs tm.Architecture tm.Mode
 
                     Diff.noGrad (fun () ->
                         let out =
@@ -363,7 +370,9 @@ module Trainer =
                 try
                     let loss (ps: Parameters) =
                         let out = Model.apply ctx model ps batch.Inputs
-                        let total, parts = LossTerm.totalWithParts terms tOut (KdOutputs.ofForward out) labels
+
+                        let total, parts =
+                            LossTerm.totalWithParts terms tOut (KdOutputs.ofForward out) labels
 
                         total,
                         Array.concat
@@ -444,7 +453,10 @@ module Trainer =
 
                     let logits = aux[nTerms]
                     let buffers' = Parameters.withValues st.Buffers aux[nTerms + 1 ..]
-                    let correct = Array.map2 (fun p y -> if p = y then 1 else 0) (Readout.predict logits) labels |> Array.sum
+
+                    let correct =
+                        Array.map2 (fun p y -> if p = y then 1 else 0) (Readout.predict logits) labels
+                        |> Array.sum
 
                     let kept = Array.concat [ tensorsOf ps'; stateTensors opt'; tensorsOf buffers' ]
                     let keptSet = HashSet<Storage>(HashIdentity.Reference)
@@ -473,7 +485,10 @@ module Trainer =
                     st.Correct <- st.Correct + int64 correct
                     st.Seen <- st.Seen + int64 labels.Length
                     st.Batches <- st.Batches + 1
-                    studentMacs <- studentMacs + int64 labels.Length * Flops.trainingMacs st.Model.Architecture st.Model.Mode
+
+                    studentMacs <-
+                        studentMacs
+                        + int64 labels.Length * Flops.trainingMacs st.Model.Architecture st.Model.Mode
 
                     cfg.Progress
                         {
@@ -521,8 +536,16 @@ module Trainer =
                         Stage = stage.Index
                         Student = st.Index
                         Epoch = epoch
-                        TrainLoss = (if st.Batches = 0 then 0.0 else st.LossSum / float st.Batches)
-                        TrainAccuracy = (if st.Seen = 0L then 0.0 else float st.Correct / float st.Seen)
+                        TrainLoss =
+                            (if st.Batches = 0 then
+                                 0.0
+                             else
+                                 st.LossSum / float st.Batches)
+                        TrainAccuracy =
+                            (if st.Seen = 0L then
+                                 0.0
+                             else
+                                 float st.Correct / float st.Seen)
                         Validation = validationReport
                         IsBest = isBest
                         Elapsed = clock.Elapsed
@@ -591,7 +614,7 @@ module Trainer =
                     stage.Teacher
                 else
                     // The previous stage's (single) student, trained and frozen.
-                    Some (results[stage.Index - 1].Students.Head.Best)
+                    Some(results[stage.Index - 1].Students.Head.Best)
 
             results.Add(runStage stage teacher)
 

@@ -52,7 +52,8 @@ let quietConfig =
         Schedule = LrSchedule.Constant
     }
 
-let contains (fragment: string, message: string) = Assert.That(message, Does.Contain fragment)
+let contains (fragment: string, message: string) =
+    Assert.That(message, Does.Contain fragment)
 
 let bits (ps: Parameters) =
     Parameters.values ps
@@ -92,7 +93,8 @@ let ``weight decay skips batch-norm parameters and biases by name`` () =
     let decays = Optimizer.decays WeightDecayRule.SkipNormAndBias norms
 
     for kind in [ OptimizerKind.Sgd(0.0f, false); OptimizerKind.AdamWDefault ] do
-        let ps, _ = Optimizer.step kind 0.5f 0.1f decays OptimizerState.Empty m.Parameters zeroGrads
+        let ps, _ =
+            Optimizer.step kind 0.5f 0.1f decays OptimizerState.Empty m.Parameters zeroGrads
 
         for n in m.Parameters.Names do
             let before, after = m.Parameters[n].ToArray(), ps[n].ToArray()
@@ -103,11 +105,18 @@ let ``weight decay skips batch-norm parameters and biases by name`` () =
             else
                 assertArraysClose (sprintf "%A %s" kind n) 1e-6 1e-7 (before |> Array.map (fun w -> w * 0.95f)) after
 
-    Assert.That(decays "conv1.weight" && decays "fc1.weight" && not (decays "bn1.weight") && not (decays "fc.bias"))
+    Assert.That(
+        decays "conv1.weight"
+        && decays "fc1.weight"
+        && not (decays "bn1.weight")
+        && not (decays "fc.bias")
+    )
 
 [<Test>]
 let ``clipping bounds the global gradient norm and keeps its direction`` () =
-    let g = Parameters.ofList [ "a", randn 1 [| 10 |] * 5.0f; "b", randn 2 [| 3; 4 |] * 5.0f ]
+    let g =
+        Parameters.ofList [ "a", randn 1 [| 10 |] * 5.0f; "b", randn 2 [| 3; 4 |] * 5.0f ]
+
     let before = Optimizer.globalNorm g
     Assert.That(before, Is.GreaterThan 1.0)
     let c, n = Optimizer.clipByGlobalNorm 1.0f g
@@ -122,6 +131,7 @@ let ``clipping bounds the global gradient norm and keeps its direction`` () =
 [<Test>]
 let ``the same seed gives bit-identical parameters after training`` () =
     let data = templates 3 4 64 0.2
+
     let student =
         Model.init 5 (ExecutionMode.Snn 2) (Zoo.mlp { cfg8 4 with Dropout = 0.3f } [ 16 ])
 
@@ -167,9 +177,9 @@ let ``a NaN loss stops training with the step and the term named`` () =
 
     Assert.That(ex.Step, Is.EqualTo 3)
     Assert.That(ex.Term, Is.EqualTo "boom")
-    contains("step 3", ex.Message)
-    contains("'boom'", ex.Message)
-    contains("ce = ", ex.Message)
+    contains ("step 3", ex.Message)
+    contains ("'boom'", ex.Message)
+    contains ("ce = ", ex.Message)
 
 [<Test>]
 let ``progress is reported per step and cancellation stops between steps`` () =
@@ -191,7 +201,11 @@ let ``progress is reported per step and cancellation stops between steps`` () =
         }
 
     Assert.Throws<OperationCanceledException>(fun () ->
-        Trainer.fit cfg (DistillationSpec.alone [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ]) (batcher 16 false 1 data) None
+        Trainer.fit
+            cfg
+            (DistillationSpec.alone [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ])
+            (batcher 16 false 1 data)
+            None
         |> ignore)
     |> ignore
 
@@ -237,58 +251,84 @@ let ``membrane taps of different shapes without an adapter are refused naming bo
     let msg =
         validationMessage (DistillationSpec.create teacher [ student ] [ SpecTerm.membrane Prefix [ "lif1" ] 1.0f ])
 
-    for fragment in [ "teacher membrane 'lif1' [4, 2, 16]"; "student membrane 'lif1' [4, 2, 8]"; "Fix" ] do
-        contains(fragment, msg)
+    for fragment in
+        [
+            "teacher membrane 'lif1' [4, 2, 16]"
+            "student membrane 'lif1' [4, 2, 8]"
+            "Fix"
+        ] do
+        contains (fragment, msg)
 
 [<Test>]
 let ``feature taps of different widths need an adapter`` () =
     let teacher = Model.init 0 (ExecutionMode.Snn 2) (Zoo.convNet (cfg8 4))
-    let student = Model.init 1 (ExecutionMode.Snn 2) (Zoo.convNet { cfg8 4 with Width = 0.5f })
+
+    let student =
+        Model.init 1 (ExecutionMode.Snn 2) (Zoo.convNet { cfg8 4 with Width = 0.5f })
+
     let noAdapter = SpecTerm.feature (Parameters.ofList []) "feature" "feature" 1.0f
-    let msg = validationMessage (DistillationSpec.create teacher [ student ] [ noAdapter ])
-    contains("teacher tap 'feature' [2, 2, 256]", msg)
-    contains("student tap 'feature' [2, 2, 128]", msg)
-    contains("adapter", msg)
+
+    let msg =
+        validationMessage (DistillationSpec.create teacher [ student ] [ noAdapter ])
+
+    contains ("teacher tap 'feature' [2, 2, 256]", msg)
+    contains ("student tap 'feature' [2, 2, 128]", msg)
+    contains ("adapter", msg)
 
 [<Test>]
-let ``different class counts, a longer student under prefix alignment, unknown taps and negative weights are refused`` () =
+let ``different class counts, a longer student under prefix alignment, unknown taps and negative weights are refused``
+    ()
+    =
     let teacher = mlp 1.0f [ 16 ] 2 0
 
     let tenClasses =
         Model.init 1 (ExecutionMode.Snn 2) (Zoo.mlp { cfg8 4 with Classes = 10 } [ 16 ])
 
-    let m1 = validationMessage (DistillationSpec.create teacher [ tenClasses ] [ SpecTerm.logitKd 4.0f 1.0f ])
-    contains("predicts 4 classes", m1)
-    contains("predicts 10", m1)
+    let m1 =
+        validationMessage (DistillationSpec.create teacher [ tenClasses ] [ SpecTerm.logitKd 4.0f 1.0f ])
+
+    contains ("predicts 4 classes", m1)
+    contains ("predicts 10", m1)
 
     let longer = mlp 1.0f [ 16 ] 4 1
 
     let m2 =
         validationMessage (DistillationSpec.create teacher [ longer ] [ SpecTerm.membrane Prefix [ "lif1" ] 1.0f ])
 
-    contains("t_S = 4", m2)
-    contains("T_T = 2", m2)
-    contains("TimeMean", m2)
-    DistillationSpec.validate (DistillationSpec.create teacher [ longer ] [ SpecTerm.membrane TimeMean [ "lif1" ] 1.0f ])
+    contains ("t_S = 4", m2)
+    contains ("T_T = 2", m2)
+    contains ("TimeMean", m2)
+
+    DistillationSpec.validate (
+        DistillationSpec.create teacher [ longer ] [ SpecTerm.membrane TimeMean [ "lif1" ] 1.0f ]
+    )
 
     let m3 =
-        validationMessage (DistillationSpec.create teacher [ mlp 1.0f [ 16 ] 2 1 ] [ SpecTerm.spikes SpikeKd.defaults "lif9" 1.0f ])
+        validationMessage (
+            DistillationSpec.create teacher [ mlp 1.0f [ 16 ] 2 1 ] [ SpecTerm.spikes SpikeKd.defaults "lif9" 1.0f ]
+        )
 
-    contains("'lif9'", m3)
-    contains("available: lif1", m3)
+    contains ("'lif9'", m3)
+    contains ("available: lif1", m3)
 
     let negative =
-        SpecTerm.ofTerm [] { (LossTerm.crossEntropy 0.0f 1.0f) with Weight = -1.0f }
+        SpecTerm.ofTerm
+            []
+            { (LossTerm.crossEntropy 0.0f 1.0f) with
+                Weight = -1.0f
+            }
 
     let m4 = validationMessage (DistillationSpec.alone [ teacher ] [ negative ])
-    contains("weight -1", m4)
+    contains ("weight -1", m4)
 
     let ann = Model.asAnn teacher
 
     let m5 =
-        validationMessage (DistillationSpec.create ann [ mlp 1.0f [ 16 ] 2 1 ] [ SpecTerm.membrane Prefix [ "lif1" ] 1.0f ])
+        validationMessage (
+            DistillationSpec.create ann [ mlp 1.0f [ 16 ] 2 1 ] [ SpecTerm.membrane Prefix [ "lif1" ] 1.0f ]
+        )
 
-    contains("is an ANN", m5)
+    contains ("is an ANN", m5)
 
 // ---------------------------------------------------------------- multi-stage and versatile
 
@@ -358,9 +398,20 @@ let ``a versatile teacher shares one forward per batch and saves training MACs a
 
     // MD-SNN's setting: MS-ResNet-18 teacher at T = 4, same-topology students at t = 1…4.
     let arch = Zoo.msResnet18 ZooConfig.Cifar100
-    let cost reuse = VersatileCost.compute reuse 2 2 arch 4 arch [ 1; 2; 3; 4 ]
+
+    let cost reuse =
+        VersatileCost.compute reuse 2 2 arch 4 arch [ 1; 2; 3; 4 ]
+
     let perBatch = cost TeacherReuse.PerBatch
-    TestContext.Progress.WriteLine(sprintf "versatile-teacher MAC saving: per batch %.1f%%, per student %.1f%%, cached %.1f%%" (100.0 * perBatch.Saving) (100.0 * (cost TeacherReuse.PerStudent).Saving) (100.0 * (cost TeacherReuse.Cached).Saving))
+
+    TestContext.Progress.WriteLine(
+        sprintf
+            "versatile-teacher MAC saving: per batch %.1f%%, per student %.1f%%, cached %.1f%%"
+            (100.0 * perBatch.Saving)
+            (100.0 * (cost TeacherReuse.PerStudent).Saving)
+            (100.0 * (cost TeacherReuse.Cached).Saving)
+    )
+
     Assert.That(perBatch.Saving, Is.EqualTo(24.0 / 70.0).Within(1e-3))
     Assert.That((cost TeacherReuse.PerStudent).Saving, Is.LessThan perBatch.Saving)
     Assert.That((cost TeacherReuse.Cached).Saving, Is.GreaterThan perBatch.Saving)
@@ -371,6 +422,7 @@ let ``a versatile teacher shares one forward per batch and saves training MACs a
 let ``full-range evaluation equals separate t-step runs and histograms count every membrane value`` () =
     let data = templates 3 4 64 0.2
     let arch = Zoo.convNet (cfg8 4)
+
     let trained =
         (Trainer.fitOne
             { quietConfig with Epochs = 1 }
@@ -391,7 +443,9 @@ let ``full-range evaluation equals separate t-step runs and histograms count eve
     Assert.That(r.AccuracyPerStep.Length, Is.EqualTo 4)
 
     for t in 1..4 do
-        let separate = Evaluation.accuracyPerStep (Model.withSteps t trained) (batcher 20 false 0 data)
+        let separate =
+            Evaluation.accuracyPerStep (Model.withSteps t trained) (batcher 20 false 0 data)
+
         Assert.That(r.AccuracyPerStep[t - 1], Is.EqualTo separate[t - 1], sprintf "t = %d" t)
 
     // lif1: [T, B, 32, 8, 8] per batch.
@@ -448,7 +502,9 @@ let ``the teacher cache returns the recomputed outputs and invalidates when the 
 
     let changedTeacher =
         { teacher with
-            Parameters = teacher.Parameters |> Parameters.map (fun n t -> if n = "fc.bias" then Tensor.ofArray t.Shape w else t)
+            Parameters =
+                teacher.Parameters
+                |> Parameters.map (fun n t -> if n = "fc.bias" then Tensor.ofArray t.Shape w else t)
         }
 
     Assert.That(TeacherCache.isValidFor changedTeacher probes data full, Is.False)
@@ -456,10 +512,26 @@ let ``the teacher cache returns the recomputed outputs and invalidates when the 
     px[100] <- px[100] + 1uy
     let changedData = { data with Pixels = px }
     Assert.That(TeacherCache.isValidFor teacher probes changedData full, Is.False)
-    Assert.That(TeacherCache.isValidFor teacher probes { data with Labels = Array.rev data.Labels } full, Is.False)
-    let rebuilt = TeacherCache.getOrBuild CachePrecision.Float32 16 (Some full) teacher probes changedData
+
+    Assert.That(
+        TeacherCache.isValidFor
+            teacher
+            probes
+            { data with
+                Labels = Array.rev data.Labels
+            }
+            full,
+        Is.False
+    )
+
+    let rebuilt =
+        TeacherCache.getOrBuild CachePrecision.Float32 16 (Some full) teacher probes changedData
+
     Assert.That(rebuilt.DataFingerprint, Is.Not.EqualTo full.DataFingerprint)
-    Assert.That(Object.ReferenceEquals(TeacherCache.getOrBuild CachePrecision.Float32 16 (Some full) teacher probes data, full))
+
+    Assert.That(
+        Object.ReferenceEquals(TeacherCache.getOrBuild CachePrecision.Float32 16 (Some full) teacher probes data, full)
+    )
 
 [<Test>]
 let ``training from the teacher cache matches training with the live teacher`` () =
@@ -471,9 +543,14 @@ let ``training from the teacher cache matches training with the live teacher`` (
         DistillationSpec.create
             teacher
             [ student ]
-            [ SpecTerm.crossEntropy 0.0f 1.0f; SpecTerm.logitKd 2.0f 1.0f; SpecTerm.membrane Prefix [ "lif1" ] 0.5f ]
+            [
+                SpecTerm.crossEntropy 0.0f 1.0f
+                SpecTerm.logitKd 2.0f 1.0f
+                SpecTerm.membrane Prefix [ "lif1" ] 0.5f
+            ]
 
-    let live = Trainer.fit { quietConfig with Epochs = 2 } spec (batcher 16 true 1 data) None
+    let live =
+        Trainer.fit { quietConfig with Epochs = 2 } spec (batcher 16 true 1 data) None
 
     let cached =
         Trainer.fit
@@ -485,7 +562,8 @@ let ``training from the teacher cache matches training with the live teacher`` (
             (batcher 16 true 1 data)
             None
 
-    let a, b = live.Students.Head.Final.Parameters, cached.Students.Head.Final.Parameters
+    let a, b =
+        live.Students.Head.Final.Parameters, cached.Students.Head.Final.Parameters
 
     for n in a.Names do
         assertClose n 1e-4 1e-5 a[n] b[n]
@@ -516,7 +594,13 @@ let ``training from the teacher cache matches training with the live teacher`` (
 
     let ex =
         Assert.Throws<SnnSpecException>(fun () ->
-            Trainer.fit { quietConfig with TeacherCache = TeacherCacheMode.Use cached.TeacherCache.Value } spec augmented None
+            Trainer.fit
+                { quietConfig with
+                    TeacherCache = TeacherCacheMode.Use cached.TeacherCache.Value
+                }
+                spec
+                augmented
+                None
             |> ignore)
 
-    contains("random transform", ex.Message)
+    contains ("random transform", ex.Message)
