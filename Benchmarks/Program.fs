@@ -14,6 +14,7 @@ let main argv =
                 NeuronBenchmarks.types
                 TrainingBenchmarks.types
                 DataBenchmarks.types
+                TrainerBenchmarks.types
             ]
 
     BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore

@@ -103,6 +103,13 @@ type Batcher(source: ISampleSource, options: BatchOptions) =
 
     /// Batches per epoch.
     member _.BatchesPerEpoch = batches
+    /// The source the batches are drawn from.
+    member _.Source = source
+    /// The options the batcher was made with.
+    member _.Options = options
+
+    /// The sample indices of one epoch in batch order: batch b holds entries b·BatchSize onwards.
+    member _.SampleOrder(epoch: int) : int[] = fst (order epoch)
     /// The shape of Inputs for a full batch.
     member _.BatchShape = Array.append [| bs |] sampleShape
 
