@@ -256,7 +256,8 @@ public sealed class DistillationSpecBuilder
 
     /// <summary>
     /// Membrane-potential KD (MD-SNN) on the student's populations at a granularity; the teacher must
-    /// have populations of the same names (same topology, any width).
+    /// have populations of the same names and shapes (MD-SNN distils a quantized student of the
+    /// teacher's own architecture and width).
     /// </summary>
     /// <param name="weight">Weight ≥ 0.</param>
     /// <param name="level">Conv-, block- or stage-wise probes.</param>
