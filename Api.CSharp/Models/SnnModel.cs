@@ -1,0 +1,313 @@
+using Microsoft.FSharp.Collections;
+using SnnSpec.Facade;
+
+namespace SnnSpec.Models;
+
+/// <summary>What a forward run records besides the logits.</summary>
+public sealed record ForwardOptions
+{
+    /// <summary>Training mode: batch statistics in batch norm, dropout active.</summary>
+    public bool Training { get; init; }
+
+    /// <summary>Seed of the dropout masks (training mode only).</summary>
+    public int Seed { get; init; }
+
+    /// <summary>Spiking populations whose membrane potentials ([T, B, …]) are returned.</summary>
+    public IReadOnlyList<string> Membranes { get; init; } = Array.Empty<string>();
+
+    /// <summary>Spiking populations whose spikes ([T, B, …]) are returned.</summary>
+    public IReadOnlyList<string> Spikes { get; init; } = Array.Empty<string>();
+
+    /// <summary>Tap layers (e.g. "feature") whose values ([T, B, …]) are returned.</summary>
+    public IReadOnlyList<string> Taps { get; init; } = Array.Empty<string>();
+
+    /// <summary>Compute every population's firing rate (mean spikes per neuron per step).</summary>
+    public bool FiringRates { get; init; }
+
+    /// <summary>Evaluation mode, logits only.</summary>
+    public static ForwardOptions Eval => new();
+
+    internal ForwardContext ToFSharp()
+    {
+        var probes = new ProbeRequest(
+            Interop.ToFSharpSet(Check.NotNull(Membranes, nameof(Membranes))),
+            Interop.ToFSharpSet(Check.NotNull(Spikes, nameof(Spikes))),
+            Interop.ToFSharpSet(Check.NotNull(Taps, nameof(Taps))),
+            FiringRates
+        );
+        return new ForwardContext(Training, RngModule.create(Seed), probes);
+    }
+}
+
+/// <summary>The result of a forward run.</summary>
+public sealed class ForwardResult
+{
+    internal ForwardResult(ForwardOutput output)
+    {
+        Output = output;
+        Membranes = Interop.ToDictionary(output.Membranes);
+        Spikes = Interop.ToDictionary(output.Spikes);
+        Taps = Interop.ToDictionary(output.Taps);
+        FiringRates = Interop.ToDictionary(output.FiringRates);
+    }
+
+    internal ForwardOutput Output { get; }
+
+    /// <summary>Per-step logits [T, B, K] (an ANN twin: [1, B, K]).</summary>
+    public Tensor Logits => Output.Logits;
+
+    /// <summary>Recorded membrane potentials by population name, each [T, B, …].</summary>
+    public IReadOnlyDictionary<string, Tensor> Membranes { get; }
+
+    /// <summary>Recorded spikes by population name, each [T, B, …].</summary>
+    public IReadOnlyDictionary<string, Tensor> Spikes { get; }
+
+    /// <summary>Recorded taps by name, each [T, B, …].</summary>
+    public IReadOnlyDictionary<string, Tensor> Taps { get; }
+
+    /// <summary>Firing rates by population name (when requested).</summary>
+    public IReadOnlyDictionary<string, float> FiringRates { get; }
+
+    /// <summary>The per-step logits as a [T, B, K] array.</summary>
+    public float[,,] LogitsPerStep() => SnnSpec.Tensors.TensorOps.ToArray3D(Output.Logits);
+
+    /// <summary>Predicted class of every sample: the arg-max of the time-mean logits.</summary>
+    public int[] Predictions() => Readout.predict(Output.Logits);
+}
+
+/// <summary>
+/// An SNN (or its ANN twin) from the model zoo: architecture, time steps, parameters and batch-norm
+/// statistics. Values are immutable: <see cref="WithSteps"/>, <see cref="AsAnn"/> and training return new models.
+/// </summary>
+public sealed class SnnModel
+{
+    internal SnnModel(Model model) => Inner = model;
+
+    internal Model Inner { get; }
+
+    /// <summary>Builds a freshly initialised zoo model.</summary>
+    /// <param name="kind">The architecture.</param>
+    /// <param name="options">Width, steps, input geometry, neuron and seed; null uses the MNIST defaults.</param>
+    /// <returns>The model; the same options give the same parameter values.</returns>
+    /// <exception cref="ArgumentException">An option is outside its range (the message names it).</exception>
+    public static SnnModel Create(ModelKind kind, ZooOptions? options = null)
+    {
+        var o = options ?? new ZooOptions();
+        var cfg = o.ToFSharp();
+        Architecture arch = kind switch
+        {
+            ModelKind.Mlp => Zoo.mlp(cfg, ValidatedHidden(o.Hidden)),
+            ModelKind.ConvNet => Zoo.convNet(WithMinSize(cfg, 4, kind)),
+            ModelKind.Vgg9 => Zoo.vgg9(WithMinSize(cfg, 8, kind)),
+            ModelKind.Vgg11 => Zoo.vgg11(WithMinSize(cfg, 16, kind)),
+            ModelKind.ResNet18 => Zoo.resnet18(WithMinSize(cfg, 8, kind)),
+            ModelKind.ResNet19 => Zoo.resnet19(WithMinSize(cfg, 4, kind)),
+            ModelKind.MsResNet18 => Zoo.msResnet18(WithMinSize(cfg, 8, kind)),
+            ModelKind.SewResNet18Add => Zoo.sewResnet18(
+                WithMinSize(cfg, 8, kind),
+                ResidualKind.SewAdd
+            ),
+            ModelKind.SewResNet18IAnd => Zoo.sewResnet18(
+                WithMinSize(cfg, 8, kind),
+                ResidualKind.SewIAnd
+            ),
+            _ => throw new ArgumentOutOfRangeException(
+                nameof(kind),
+                kind,
+                $"kind must be one of {string.Join(", ", Enum.GetNames<ModelKind>())}."
+            ),
+        };
+        return new SnnModel(ModelModule.init(o.Seed, o.Mode, arch));
+    }
+
+    private static FSharpList<int> ValidatedHidden(IReadOnlyList<int>? hidden)
+    {
+        if (hidden is null || hidden.Count == 0 || hidden.Any(h => h < 1))
+        {
+            throw new ArgumentException(
+                $"ZooOptions.Hidden must list at least one positive layer size for ModelKind.Mlp (got [{string.Join(", ", hidden ?? Array.Empty<int>())}]).",
+                nameof(ZooOptions.Hidden)
+            );
+        }
+        return Interop.ToFSharpList(hidden);
+    }
+
+    private static ZooConfig WithMinSize(ZooConfig cfg, int min, ModelKind kind)
+    {
+        if (cfg.InputSize < min)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(ZooOptions.InputSize),
+                cfg.InputSize,
+                $"ZooOptions.InputSize must be at least {min} for {kind} (its downsampling stack needs it); got {cfg.InputSize}."
+            );
+        }
+        return cfg;
+    }
+
+    /// <summary>The architecture's name, e.g. "convnet" or "vgg9 (width 0.5)".</summary>
+    public string Name => Inner.Architecture.Name;
+
+    /// <summary>Time steps T of the SNN (1 for the ANN twin).</summary>
+    public int Steps => Inner.Mode is ExecutionMode.Snn s ? s.steps : 1;
+
+    /// <summary>True for the ANN twin (spiking layers replaced by ReLU).</summary>
+    public bool IsAnn => Inner.Mode.IsAnn;
+
+    /// <summary>The per-sample input shape, e.g. [1, 28, 28].</summary>
+    public int[] InputShape => (int[])Inner.Architecture.InputShape.Clone();
+
+    /// <summary>Number of classes K.</summary>
+    public int Classes => Inner.Architecture.Classes;
+
+    /// <summary>Total number of trainable scalars.</summary>
+    public long ParameterCount => ModelModule.parameterCount(Inner);
+
+    /// <summary>Names of the parameter tensors in order ("conv1.weight", "fc.bias", …).</summary>
+    public IReadOnlyList<string> ParameterNames => Inner.Parameters.Names;
+
+    /// <summary>Names of the spiking populations in forward order (valid membrane and spike probes).</summary>
+    public IReadOnlyList<string> SpikingLayerNames =>
+        ArchitectureModule.spikingNames(Inner.Architecture).ToArray();
+
+    /// <summary>The parameter tensor of a name.</summary>
+    /// <param name="name">A name from <see cref="ParameterNames"/>.</param>
+    public Tensor GetParameter(string name)
+    {
+        Check.Name(name, nameof(name));
+        return Inner.Parameters.TryFind(name) is { } t
+            ? t.Value
+            : throw new ArgumentException(
+                $"The model has no parameter '{name}'; expected one of: {string.Join(", ", Inner.Parameters.Names)}.",
+                nameof(name)
+            );
+    }
+
+    /// <summary>The populations probed at a granularity (for membrane distillation).</summary>
+    /// <param name="level">Conv-, block- or stage-wise.</param>
+    public IReadOnlyList<string> ProbeNames(ProbeLevel level) =>
+        Probes.names(ToFSharp(level), Inner.Architecture).ToArray();
+
+    internal static ProbeGranularity ToFSharp(ProbeLevel level) =>
+        level switch
+        {
+            ProbeLevel.ConvWise => ProbeGranularity.ConvWise,
+            ProbeLevel.BlockWise => ProbeGranularity.BlockWise,
+            ProbeLevel.StageWise => ProbeGranularity.StageWise,
+            _ => throw new ArgumentOutOfRangeException(
+                nameof(level),
+                level,
+                "level must be ConvWise, BlockWise or StageWise."
+            ),
+        };
+
+    /// <summary>A one-screen table: layer, kind, detail and parameter count.</summary>
+    public string Summary() => ModelModule.summary(Inner);
+
+    /// <summary>The same parameters run at another number of time steps.</summary>
+    /// <param name="steps">T ≥ 1.</param>
+    public SnnModel WithSteps(int steps)
+    {
+        Check.Positive(steps, nameof(steps), "steps (the number of time steps T)");
+        return new SnnModel(ModelModule.withSteps(steps, Inner));
+    }
+
+    /// <summary>The ANN twin with the same parameters.</summary>
+    public SnnModel AsAnn() => new(ModelModule.asAnn(Inner));
+
+    /// <summary>
+    /// The model with every conv and linear weight fake-quantized to <see cref="QuantizationOptions.WeightBits"/>
+    /// (MINT's tanh-mapped symmetric grid with α = max|tanh w|); full precision returns this model.
+    /// </summary>
+    /// <param name="options">The bit widths.</param>
+    public SnnModel QuantizeWeights(QuantizationOptions options)
+    {
+        Check.NotNull(options, nameof(options));
+        options.Validate();
+        if (options.WeightBits is null)
+        {
+            return this;
+        }
+        var weights = new HashSet<string>(
+            ArchitectureModule
+                .layers(Inner.Architecture)
+                .Where(p => p.Item2.IsConv2d || p.Item2.IsLinear)
+                .Select(p => p.Item1 + ".weight"),
+            StringComparer.Ordinal
+        );
+        var bits = options.WeightBitsFSharp;
+        var tensors = Inner
+            .Parameters.Names.Select(n =>
+                weights.Contains(n)
+                    ? Quantizer.mintMax(bits, Inner.Parameters[n])
+                    : Inner.Parameters[n]
+            )
+            .ToArray();
+        var ps = ParametersModule.withValues(Inner.Parameters, tensors);
+        return new SnnModel(new Model(Inner.Architecture, Inner.Mode, ps, Inner.Buffers));
+    }
+
+    /// <summary>Runs the model on a batch.</summary>
+    /// <param name="input">A static batch [B, …InputShape] (repeated over T) or a sequence [T, B, …InputShape].</param>
+    /// <param name="options">Mode and probes; null is evaluation mode with logits only.</param>
+    /// <returns>Per-step logits [T, B, K] and the requested probes.</returns>
+    public ForwardResult Forward(Tensor input, ForwardOptions? options = null)
+    {
+        Check.NotNull(input, nameof(input));
+        CheckInput(input);
+        var ctx = (options ?? ForwardOptions.Eval).ToFSharp();
+        return new ForwardResult(
+            Diff.noGrad(
+                Microsoft.FSharp.Core.FuncConvert.FromFunc(() =>
+                    ModelModule.forward(ctx, Inner, input)
+                )
+            )
+        );
+    }
+
+    /// <summary>Runs the model on a batch given as a flat row-major array.</summary>
+    /// <param name="input">B × ∏InputShape values, row-major.</param>
+    /// <param name="batchSize">B ≥ 1.</param>
+    /// <returns>The per-step logits [T, B, K].</returns>
+    public float[,,] Forward(float[] input, int batchSize)
+    {
+        Check.NotNull(input, nameof(input));
+        Check.Positive(batchSize, nameof(batchSize), "batchSize");
+        var shape = new[] { batchSize }.Concat(Inner.Architecture.InputShape).ToArray();
+        long expected = shape.Aggregate(1L, (a, d) => a * d);
+        if (input.LongLength != expected)
+        {
+            throw new ArgumentException(
+                $"input has {input.Length} values but a batch of {batchSize} samples of shape [{string.Join(", ", Inner.Architecture.InputShape)}] needs {expected}.",
+                nameof(input)
+            );
+        }
+        return Forward(Tensors.TensorOps.FromArray(input, shape)).LogitsPerStep();
+    }
+
+    internal void CheckInput(Tensor input)
+    {
+        var inShape = Inner.Architecture.InputShape;
+        var s = input.Shape;
+        bool batch = s.Length == inShape.Length + 1;
+        bool seq = s.Length == inShape.Length + 2;
+        if ((!batch && !seq) || !s.Skip(s.Length - inShape.Length).SequenceEqual(inShape))
+        {
+            throw new ArgumentException(
+                $"input has shape [{string.Join(", ", s)}]; {Name} takes a batch [B, {string.Join(", ", inShape)}] or a sequence [T, B, {string.Join(", ", inShape)}].",
+                nameof(input)
+            );
+        }
+        if (seq && !IsAnn && s[0] != Steps)
+        {
+            throw new ArgumentException(
+                $"input is a sequence of {s[0]} steps but the model runs T = {Steps}; use WithSteps({s[0]}) or pass a static batch.",
+                nameof(input)
+            );
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() =>
+        $"{Name} ({(IsAnn ? "ANN" : $"SNN, T = {Steps}")}, {ParameterCount} parameters)";
+}
