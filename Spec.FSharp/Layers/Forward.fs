@@ -252,6 +252,15 @@ module Forward =
                 Tensor.relu x
             else
                 let name = full prefix n
+                // A PLIF's learnable w is a parameter: read it from the parameters being run, not the tree.
+                let neuron =
+                    match neuron.Dynamics with
+                    | Dynamics.Plif(_, decayInput) ->
+                        { neuron with
+                            Dynamics = Dynamics.Plif(r.Params[name + ".w"], decayInput)
+                        }
+                    | _ -> neuron
+
                 let seq = unflatten r.Steps x
                 let v0 = Neuron.initState neuron seq.Shape[1..]
                 let run = Neuron.runWith (membraneQuant r name) neuron v0 seq

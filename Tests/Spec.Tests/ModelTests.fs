@@ -218,3 +218,41 @@ let ``gradients through a whole small SNN match finite differences of its smooth
                     ps
             ))
         (used |> Array.map (fun i -> ps[i]))
+
+[<Test>]
+let ``a PLIF population's w is read from the parameters being run and receives a gradient`` () =
+    let plif =
+        { tinyNeuron with
+            Dynamics = Dynamics.Plif(Tensor.scalar 0.0f, true)
+        }
+
+    let arch =
+        { tiny with
+            Layers =
+                tiny.Layers
+                |> List.map (fun l ->
+                    match l with
+                    | Spiking(n, _) -> Spiking(n, plif)
+                    | other -> other)
+        }
+
+    let m = Model.init 1 (ExecutionMode.Snn 3) arch
+    let x = randn 5 [| 4; 1; 6; 6 |]
+
+    let ctx =
+        { ForwardContext.Eval with
+            Probes =
+                { ProbeRequest.None with
+                    Membranes = set [ "lif" ]
+                }
+        }
+
+    let h (ps: Parameters) =
+        (Model.apply ctx m ps x).Membranes["lif"]
+
+    let changed =
+        Parameters.map (fun n t -> if n = "lif.w" then Tensor.scalar 2.0f else t) m.Parameters
+
+    Assert.That(h m.Parameters = h changed, Is.False, "changing lif.w must change the membranes")
+    let g = Parameters.grad (fun ps -> Tensor.mean (h ps)) m.Parameters
+    Assert.That(g["lif.w"].ToScalar(), Is.Not.EqualTo 0.0f)
