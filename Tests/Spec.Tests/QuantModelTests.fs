@@ -517,3 +517,68 @@ let ``bad input raises errors naming the layer, the value and what is allowed`` 
 
     assertRaises<SnnSpecException> [ "conv2 bits"; "12"; "≤ 8" ] (fun () ->
         box ((IntegerExport.export wide).Layer("conv2").WeightsInt8()))
+
+/// Quantization-aware training with the distillation losses: an FP teacher at T = 4 supervises its
+/// 4-bit twin at T = 2 through temporal-wise KD and membrane KD (prefix alignment) on every
+/// population the two share; gradients reach the student's weights and scales and never the teacher.
+[<Test>]
+let ``quantization-aware training works with temporal-wise and membrane distillation`` () =
+    let teacher = convNet 41 4
+    let student = convNet 41 2 |> Model.quantize (QuantConfig.Mint 4)
+    let x = images 42 8
+    let labels = [| 0; 1; 2; 3; 4; 5; 6; 7 |]
+    let probes = Probes.convWise teacher.Architecture
+
+    let request =
+        { ProbeRequest.None with
+            Membranes = Set.ofList probes
+        }
+
+    let ctx =
+        { ForwardContext.Train(Rng.create 6) with
+            Probes = request
+        }
+
+    let terms =
+        [
+            SnnSpec.Distillation.LossTerm.temporal SnnSpec.Distillation.TemporalKd.defaults
+            SnnSpec.Distillation.LossTerm.membrane SnnSpec.Distillation.Alignment.Prefix probes 1.0f
+        ]
+
+    let loss (teacherPs: Parameters) (ps: Parameters) =
+        let t = Model.apply ctx teacher teacherPs x
+        let s = Model.apply ctx student ps x
+
+        SnnSpec.Distillation.LossTerm.total
+            terms
+            (SnnSpec.Distillation.KdOutputs.ofForward t)
+            (SnnSpec.Distillation.KdOutputs.ofForward s)
+            labels
+
+    let first, g = Parameters.valueAndGrad (loss teacher.Parameters) student.Parameters
+
+    for name in [ "conv2.weight"; "conv2.alpha"; "fc.alpha" ] do
+        Assert.That((Tensor.sum (Tensor.abs g[name])).ToScalar(), Is.GreaterThan 0.0f, name)
+
+    // The teacher's parameters receive no gradient through any term.
+    let gTeacher =
+        Parameters.grad (fun tps -> loss tps student.Parameters) teacher.Parameters
+
+    for name in gTeacher.Names do
+        Assert.That((Tensor.sum (Tensor.abs gTeacher[name])).ToScalar(), Is.EqualTo 0.0f, name)
+
+    let cfg =
+        { AdamConfig.Default with
+            LearningRate = 1e-2f
+        }
+
+    let mutable ps = student.Parameters
+    let mutable state = OptimizerState.Empty
+
+    for _ in 1..15 do
+        let _, g = Parameters.valueAndGrad (loss teacher.Parameters) ps
+        let ps', state' = Optim.adam cfg state ps g
+        ps <- ps'
+        state <- state'
+
+    Assert.That((loss teacher.Parameters ps).ToScalar(), Is.LessThan(first.ToScalar() * 0.9f))
