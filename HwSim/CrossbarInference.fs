@@ -173,10 +173,15 @@ module CrossbarInference =
             Crossbars: Map<string, ProgrammedCrossbar[]>
         }
 
-    /// Exports the quantized model and programs every integer pair's weights; raises
-    /// SnnSpecException naming a bad option (Crossbar.validate) or an unquantized model.
-    let prepare (o: CrossbarOptions) (m: Model) : Programmed =
-        let exported = IntegerExport.export m
+    /// Programs every integer pair of an exported model (IntegerExport.export m) onto crossbars;
+    /// raises SnnSpecException naming a bad option (Crossbar.validate).
+    let prepareWith (o: CrossbarOptions) (exported: IntegerModel) (m: Model) : Programmed =
+        if exported.Architecture <> m.Architecture.Name then
+            Errors.invalidArg
+                "CrossbarInference.prepareWith"
+                "exported.Architecture"
+                exported.Architecture
+                (sprintf "the export of the model run (%s)" m.Architecture.Name)
 
         let crossbars =
             exported.Layers
@@ -185,7 +190,7 @@ module CrossbarInference =
             |> List.map (fun (i, l) -> l.Name, program o i l)
             |> Map.ofList
 
-        if crossbars.IsEmpty then
+        if crossbars.IsEmpty && not exported.Layers.IsEmpty then
             Crossbar.validate (config o 0 exported.Layers.Head)
 
         {
@@ -194,6 +199,11 @@ module CrossbarInference =
             Exported = exported
             Crossbars = crossbars
         }
+
+    /// Exports the quantized model and programs every integer pair's weights; raises
+    /// SnnSpecException naming a bad option (Crossbar.validate) or an unquantized model.
+    let prepare (o: CrossbarOptions) (m: Model) : Programmed =
+        prepareWith o (IntegerExport.export m) m
 
     /// The integer path with the programmed crossbars: the forward output (with the requested probes)
     /// and the weight layers that ran on crossbars.
@@ -257,3 +267,7 @@ module CrossbarInference =
             Samples = samples
             CrossbarLayers = ran
         }
+
+    /// accuracy over one epoch (0) of a batcher.
+    let accuracyOn (o: CrossbarOptions) (m: Model) (batcher: SnnSpec.Data.Batcher) : CrossbarAccuracy =
+        accuracy o m (batcher.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))

@@ -269,3 +269,66 @@ let ``bad options and unquantized models are named`` () =
         |> ignore)
 
     raisesNaming [ "testBatches" ] (fun () -> CrossbarInference.accuracy CrossbarOptions.Ideal m [] |> ignore)
+
+[<Test>]
+let ``accuracy over a batcher epoch equals accuracy over the same batches`` () =
+    let _, m = models.Force().Head
+    let rng = Random 6
+    let n = 10
+    let pixels = Array.init (n * 64) (fun _ -> byte (rng.Next 256))
+    let labels = Array.init n (fun i -> i % 10)
+    let set = SnnSpec.Data.ImageSet.create "synthetic" pixels labels 1 8 8 10
+
+    let batcher =
+        SnnSpec.Data.Batching.create
+            {
+                BatchSize = 4
+                Shuffle = false
+                DropLast = false
+                Prefetch = 0
+                Transform = None
+                Key = Rng.create 0
+            }
+            set
+
+    let batches =
+        [
+            for s in 0..4 .. n - 1 ->
+                let k = min 4 (n - s)
+
+                let xs =
+                    pixels[s * 64 .. (s + k) * 64 - 1] |> Array.map (fun b -> float32 b / 255.0f)
+
+                Tensor.ofArray [| k; 1; 8; 8 |] xs, labels[s .. s + k - 1]
+        ]
+
+    let o =
+        { CrossbarOptions.Ideal with
+            Adc = Adc.Quantized(8, None)
+        }
+
+    let a = CrossbarInference.accuracyOn o m batcher
+    let b = CrossbarInference.accuracy o m batches
+    Assert.That(a, Is.EqualTo b)
+    Assert.That(a.Samples, Is.EqualTo n)
+
+[<Test>]
+let ``a pre-exported model runs as the model it was exported from`` () =
+    let _, m = models.Force().Head
+    let x = images 35 3
+
+    let p =
+        CrossbarInference.prepareWith CrossbarOptions.Ideal (IntegerExport.export m) m
+
+    let a = signature (fst (CrossbarInference.runProgrammed p probes x))
+    let b = signature (fst (crossbarRun CrossbarOptions.Ideal m x))
+    same "pre-exported" b a
+
+    raisesNaming [ "exported.Architecture" ] (fun () ->
+        CrossbarInference.prepareWith
+            CrossbarOptions.Ideal
+            { IntegerExport.export m with
+                Architecture = "other"
+            }
+            m
+        |> ignore)
