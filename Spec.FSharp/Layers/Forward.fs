@@ -79,6 +79,8 @@ module Forward =
             Plan: QuantPlan
             /// Layers whose (weight → population) pair runs in the integer datapath.
             Integer: Map<string, IntegerLayer>
+            /// The integer product Σ code·x of an integer pair's weight layer (exactProduct by default).
+            Product: IntegerLayer -> int[] -> int[] -> int[] * int[]
             IntegerRan: ResizeArray<string>
         }
 
@@ -133,8 +135,10 @@ module Forward =
                 }
         | _ -> None
 
-    /// Integer accumulation of a conv or linear layer over a binary input [N, …]: acc = Σ code·x + bias code.
-    let private accumulate (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
+    /// The exact integer product of a conv or linear layer's weight codes with a binary input [N, …]
+    /// (flat 0/1 codes and the input's shape): Σ code·x without the bias, and the output shape
+    /// ([N, O] or [N, O, H_o, W_o]). The default product of the integer datapath.
+    let exactProduct (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
         let o = il.Shape[0]
 
         let acc, outShape =
@@ -182,6 +186,13 @@ module Forward =
 
                 acc, [| n; o; ho; wo |]
 
+        acc, outShape
+
+    /// Integer accumulation of a conv or linear layer over a binary input [N, …]: acc = r.Product + bias code.
+    let private accumulate (r: Run) (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
+        let o = il.Shape[0]
+        let acc, outShape = r.Product il x inShape
+
         match il.Bias with
         | Some b ->
             let per = acc.Length / outShape[0] / o
@@ -196,7 +207,7 @@ module Forward =
     /// on a binary [T·B, …] input; returns the spikes [T·B, …] as floats.
     let private integerPair (r: Run) (il: IntegerLayer) (nq: IntegerNeuron) (x: Tensor) =
         let codes = Diff.noGrad (fun () -> x.ToArray()) |> Array.map int
-        let acc, outShape = accumulate il codes x.Shape
+        let acc, outShape = accumulate r il codes x.Shape
         let per = acc.Length / r.Steps
         let u = Array.zeroCreate per
         let h = Array.zeroCreate acc.Length
@@ -370,6 +381,7 @@ module Forward =
         | None, layer :: rest -> applyList r prefix (apply r prefix x layer) rest
 
     let private runCore
+        (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
         (integer: Map<string, IntegerLayer>)
         (arch: Architecture)
         (mode: ExecutionMode)
@@ -404,6 +416,7 @@ module Forward =
                 DropoutIndex = 0
                 Plan = QuantPlan.read arch buffers
                 Integer = integer
+                Product = product
                 IntegerRan = ResizeArray()
             }
 
@@ -531,7 +544,7 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        fst (runCore Map.empty arch mode ctx ps buffers x)
+        fst (runCore exactProduct Map.empty arch mode ctx ps buffers x)
 
     /// <c>run</c> with the given exported (weight → population) pairs in the integer datapath where
     /// their input is binary; also returns the names of the weight layers that ran in integers.
@@ -544,4 +557,19 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        runCore integer arch mode ctx ps buffers x
+        runCore exactProduct integer arch mode ctx ps buffers x
+
+    /// <c>runInteger</c> with the integer pairs' product Σ code·x computed by <c>product</c> (given
+    /// the layer, the flat binary input codes and the input shape [N, …]; returns the accumulations
+    /// without the bias and the output shape, as <c>exactProduct</c>) — e.g. a crossbar datapath.
+    let runIntegerWith
+        (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
+        (integer: Map<string, IntegerLayer>)
+        (arch: Architecture)
+        (mode: ExecutionMode)
+        (ctx: ForwardContext)
+        (ps: Parameters)
+        (buffers: Parameters)
+        (x: Tensor)
+        =
+        runCore product integer arch mode ctx ps buffers x

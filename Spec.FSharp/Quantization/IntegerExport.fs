@@ -171,10 +171,15 @@ module IntegerExport =
                 Layers = layers
             })
 
-    /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
-    /// in float as in the fake-quantized model. Returns the forward output and the weight layers that
-    /// ran in integers.
-    let run (exported: IntegerModel) (probes: ProbeRequest) (m: Model) (x: Tensor) : ForwardOutput * string list =
+    /// <c>run</c> with the integer pairs' product Σ code·x computed by <c>product</c> (see
+    /// Forward.runIntegerWith; Forward.exactProduct gives <c>run</c>).
+    let runWith
+        (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
+        (exported: IntegerModel)
+        (probes: ProbeRequest)
+        (m: Model)
+        (x: Tensor)
+        : ForwardOutput * string list =
         let pairs =
             exported.Layers
             |> List.filter (fun l -> l.Neuron.IsSome)
@@ -182,7 +187,8 @@ module IntegerExport =
             |> Map.ofList
 
         Diff.noGrad (fun () ->
-            Forward.runInteger
+            Forward.runIntegerWith
+                product
                 pairs
                 m.Architecture
                 m.Mode
@@ -192,6 +198,12 @@ module IntegerExport =
                 m.Parameters
                 m.Buffers
                 x)
+
+    /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
+    /// in float as in the fake-quantized model. Returns the forward output and the weight layers that
+    /// ran in integers.
+    let run (exported: IntegerModel) (probes: ProbeRequest) (m: Model) (x: Tensor) : ForwardOutput * string list =
+        runWith Forward.exactProduct exported probes m x
 
     /// The fraction of equal spikes between the integer path and the fake-quantized model over every
     /// population fed by an integer pair (1 = identical).

@@ -1,0 +1,273 @@
+namespace SnnSpec.HwSim
+
+open System
+open System.Collections.Concurrent
+open System.Threading.Tasks
+open SnnSpec
+
+/// The crossbar datapath used for every integer (weight → population) pair of a model. The weight
+/// bits of each crossbar are the layer's exported bit width.
+type CrossbarOptions =
+    {
+        /// Rows per crossbar X.
+        Rows: int
+        /// Bits per cell b_cell.
+        BitsPerCell: int
+        Adc: Adc
+        /// Per-cell conductance variation; each layer (and each kernel tap of a conv) draws its cells
+        /// from its own seed derived from this one, so a run is deterministic for a seed.
+        Variation: Variation option
+    }
+
+    /// 64-row crossbars, 4-bit cells, an ideal ADC and no variation: reproduces the integer path.
+    static member Ideal =
+        {
+            Rows = 64
+            BitsPerCell = 4
+            Adc = Adc.Ideal
+            Variation = None
+        }
+
+/// Accuracies of one test set through the crossbar, the integer path and the fake-quantized float model.
+type CrossbarAccuracy =
+    {
+        /// Crossbar datapath (integer pairs through Crossbar, everything else as the integer path).
+        Crossbar: float
+        /// Integer-arithmetic inference (IntegerExport.run).
+        Integer: float
+        /// The fake-quantized float model (Model.forward, eval).
+        Float: float
+        Samples: int
+        /// The weight layers that ran on crossbars.
+        CrossbarLayers: string list
+    }
+
+/// Functional crossbar inference of an integer-exported quantized SNN (issue 7, part 5): exactly the
+/// integer inference path (IntegerExport.run), except that every integer pair's product Σ code·spike —
+/// a conv or linear layer whose input is binary spikes and whose weights are integer codes — is read
+/// through the crossbar datapath (Crossbar.program / forward: offset-encoded codes sliced over cells,
+/// per-tile column partial sums, ADC, shift-add and subtractors; convs kernel-wise mapped as in
+/// Crossbar.conv2d). The digital result is rounded to the nearest integer (half away from zero) before
+/// the bias code is added and the integer neuron runs; with an ideal ADC (or one whose step is one
+/// level and whose full scale covers every partial sum) and no variation it equals the integer path
+/// exactly. Layers outside the integer pairs (e.g. MINT's digital first layer and classifier) run as
+/// in the integer path.
+module CrossbarInference =
+    /// The crossbar configuration of one exported layer (its index in the exported model seeds variation).
+    let config (o: CrossbarOptions) (index: int) (il: IntegerLayer) : CrossbarConfig =
+        {
+            Rows = o.Rows
+            WeightBits = max 2 il.Bits
+            BitsPerCell = o.BitsPerCell
+            Adc = o.Adc
+            Variation =
+                o.Variation
+                |> Option.map (fun v ->
+                    { v with
+                        Seed = v.Seed + 7919 * (index + 1)
+                    })
+        }
+
+    /// Programs a layer: one crossbar [inputs, outputs] for a linear layer; one per kernel tap
+    /// (kh, kw), row-major, each [C_in, C_out], for a conv (the seeds of Crossbar.conv2d).
+    let program (o: CrossbarOptions) (index: int) (il: IntegerLayer) : ProgrammedCrossbar[] =
+        let c = config o index il
+
+        if il.Kind = "linear" then
+            let outs, fin = il.Shape[0], il.Shape[1]
+
+            [|
+                Crossbar.program c (Array2D.init fin outs (fun i j -> il.Weights[j * fin + i]))
+            |]
+        else
+            let outs, cin, k = il.Shape[0], il.Shape[1], il.Shape[2]
+
+            Array.init (k * k) (fun t ->
+                let kh, kw = t / k, t % k
+
+                Crossbar.program
+                    { c with
+                        Variation = c.Variation |> Option.map (fun v -> { v with Seed = v.Seed + kh * k + kw })
+                    }
+                    (Array2D.init cin outs (fun i oc -> il.Weights[((oc * cin + i) * k + kh) * k + kw])))
+
+    let private toInt (v: float) =
+        int (Math.Round(v, MidpointRounding.AwayFromZero))
+
+    /// The product Σ code·x of a layer's programmed crossbars with a binary input [N, …] (flat 0/1
+    /// codes and shape), rounded to integers: the product hook of IntegerExport.runWith.
+    let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
+        let o = il.Shape[0]
+
+        if il.Kind = "linear" then
+            let n, fin = inShape[0], inShape[1]
+            let acc = Array.zeroCreate (n * o)
+
+            Parallel.For(
+                0,
+                n,
+                fun i ->
+                    let r = Crossbar.forward xbars[0] (Array.init fin (fun k -> x[i * fin + k] <> 0))
+
+                    for j in 0 .. o - 1 do
+                        acc[i * o + j] <- toInt r[j]
+            )
+            |> ignore
+
+            acc, [| n; o |]
+        else
+            let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
+            let k, st, p = il.Shape[2], il.Stride, il.Padding
+            let ho = (h + 2 * p - k) / st + 1
+            let wo = (w + 2 * p - k) / st + 1
+            let acc = Array.zeroCreate (n * o * ho * wo)
+
+            Parallel.For(
+                0,
+                n,
+                fun i ->
+                    let sum = Array.zeroCreate (o * ho * wo)
+                    let column = Array.zeroCreate c
+
+                    for kh in 0 .. k - 1 do
+                        for kw in 0 .. k - 1 do
+                            let tap = xbars[kh * k + kw]
+
+                            for oy in 0 .. ho - 1 do
+                                for ox in 0 .. wo - 1 do
+                                    let y = oy * st - p + kh
+                                    let xx = ox * st - p + kw
+
+                                    // Outside the input (zero padding) no row is active: the read is 0.
+                                    if y >= 0 && y < h && xx >= 0 && xx < w then
+                                        let mutable any = false
+
+                                        for ci in 0 .. c - 1 do
+                                            let s = x[((i * c + ci) * h + y) * w + xx] <> 0
+                                            column[ci] <- s
+                                            any <- any || s
+
+                                        if any then
+                                            let r = Crossbar.forward tap column
+
+                                            for oc in 0 .. o - 1 do
+                                                let ai = (oc * ho + oy) * wo + ox
+                                                sum[ai] <- sum[ai] + r[oc]
+
+                    let b = i * o * ho * wo
+
+                    for ai in 0 .. sum.Length - 1 do
+                        acc[b + ai] <- toInt sum[ai]
+            )
+            |> ignore
+
+            acc, [| n; o; ho; wo |]
+
+    /// An exported model with its integer pairs programmed onto crossbars (a programmed chip): reuse
+    /// it across batches so that variation is drawn once.
+    type Programmed =
+        {
+            Options: CrossbarOptions
+            Model: Model
+            Exported: IntegerModel
+            Crossbars: Map<string, ProgrammedCrossbar[]>
+        }
+
+    /// Programs every integer pair of an exported model (IntegerExport.export m) onto crossbars;
+    /// raises SnnSpecException naming a bad option (Crossbar.validate).
+    let prepareWith (o: CrossbarOptions) (exported: IntegerModel) (m: Model) : Programmed =
+        if exported.Architecture <> m.Architecture.Name then
+            Errors.invalidArg
+                "CrossbarInference.prepareWith"
+                "exported.Architecture"
+                exported.Architecture
+                (sprintf "the export of the model run (%s)" m.Architecture.Name)
+
+        let crossbars =
+            exported.Layers
+            |> List.indexed
+            |> List.filter (fun (_, l) -> l.Neuron.IsSome)
+            |> List.map (fun (i, l) -> l.Name, program o i l)
+            |> Map.ofList
+
+        if crossbars.IsEmpty && not exported.Layers.IsEmpty then
+            Crossbar.validate (config o 0 exported.Layers.Head)
+
+        {
+            Options = o
+            Model = m
+            Exported = exported
+            Crossbars = crossbars
+        }
+
+    /// Exports the quantized model and programs every integer pair's weights; raises
+    /// SnnSpecException naming a bad option (Crossbar.validate) or an unquantized model.
+    let prepare (o: CrossbarOptions) (m: Model) : Programmed =
+        prepareWith o (IntegerExport.export m) m
+
+    /// The integer path with the programmed crossbars: the forward output (with the requested probes)
+    /// and the weight layers that ran on crossbars.
+    let runProgrammed (p: Programmed) (probes: ProbeRequest) (x: Tensor) : ForwardOutput * string list =
+        let hook (il: IntegerLayer) (codes: int[]) (shape: int[]) =
+            match p.Crossbars.TryFind il.Name with
+            | Some xbars -> product il xbars codes shape
+            | None -> Forward.exactProduct il codes shape
+
+        IntegerExport.runWith hook p.Exported probes p.Model x
+
+    /// Logits [T, B, K] of the quantized model run through the crossbar datapath.
+    let run (o: CrossbarOptions) (m: Model) (x: Tensor) : Tensor =
+        (fst (runProgrammed (prepare o m) ProbeRequest.None x)).Logits
+
+    /// Accuracy (time-mean arg-max, Readout.predict) over test batches (inputs, labels) through the
+    /// crossbar, beside the integer path's and the fake-quantized float model's.
+    let accuracy (o: CrossbarOptions) (m: Model) (testBatches: seq<Tensor * int[]>) : CrossbarAccuracy =
+        let p = prepare o m
+        let mutable xbar = 0
+        let mutable integer = 0
+        let mutable flt = 0
+        let mutable samples = 0
+        let mutable ran = []
+
+        let hits (logits: Tensor) (labels: int[]) =
+            let pred = Readout.predict logits
+
+            if pred.Length <> labels.Length then
+                Errors.shapeMismatch
+                    "CrossbarInference.accuracy"
+                    [ logits.Shape; [| labels.Length |] ]
+                    "one label per sample"
+
+            Array.fold2 (fun acc a b -> if a = b then acc + 1 else acc) 0 pred labels
+
+        for x, labels in testBatches do
+            let out, r = runProgrammed p ProbeRequest.None x
+            ran <- r
+            xbar <- xbar + hits out.Logits labels
+
+            integer <-
+                integer
+                + hits (fst (IntegerExport.run p.Exported ProbeRequest.None m x)).Logits labels
+
+            flt <-
+                flt
+                + hits (Diff.noGrad (fun () -> (Model.forward ForwardContext.Eval m x).Logits)) labels
+
+            samples <- samples + labels.Length
+
+        if samples = 0 then
+            Errors.invalidArg "CrossbarInference.accuracy" "testBatches" 0 "at least one sample"
+
+        let frac n = float n / float samples
+
+        {
+            Crossbar = frac xbar
+            Integer = frac integer
+            Float = frac flt
+            Samples = samples
+            CrossbarLayers = ran
+        }
+
+    /// accuracy over one epoch (0) of a batcher.
+    let accuracyOn (o: CrossbarOptions) (m: Model) (batcher: SnnSpec.Data.Batcher) : CrossbarAccuracy =
+        accuracy o m (batcher.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))

@@ -1,0 +1,334 @@
+/// Functional crossbar inference of an integer-exported quantized SNN against the integer path.
+module SnnSpec.HwSim.Tests.CrossbarInferenceTests
+
+open System
+open NUnit.Framework
+open SnnSpec
+open SnnSpec.HwSim
+open SnnSpec.HwSim.Tests.Helpers
+
+// As the quantization tests build it: θ = 0.25, α = max|tanh W| so that the deeper layers fire, and
+// running statistics from training passes so that the folded weights are non-trivial.
+let private tinyCfg =
+    { ZooConfig.Mnist with
+        InputSize = 8
+        Width = 0.25f
+        Neuron = { Neuron.mint with Threshold = 0.25f }
+    }
+
+let private images seed n =
+    Tensor.uniform (Rng.create seed) 0.0f 1.0f [| n; 1; 8; 8 |]
+
+let private quantModel (bits: int) =
+    let m =
+        Model.init 31 (ExecutionMode.Snn 3) (Zoo.convNet tinyCfg)
+        |> Model.quantize (QuantConfig.Integer bits)
+
+    let mutable m =
+        { m with
+            Parameters =
+                m.Parameters
+                |> Parameters.map (fun n t ->
+                    if n.EndsWith ".alpha" then
+                        let w = m.Parameters[n.Replace(".alpha", ".weight")]
+                        Tensor.max (Tensor.abs (Tensor.tanh w))
+                    else
+                        t)
+        }
+
+    let x = images 32 6
+
+    for i in 1..20 do
+        m <-
+            { m with
+                Buffers = (Model.forward (ForwardContext.Train(Rng.create i)) m x).Buffers
+            }
+
+    m
+
+let private models = lazy ([ 4; 8 ] |> List.map (fun b -> b, quantModel b))
+
+let private probes =
+    { ProbeRequest.None with
+        Spikes = set [ "lif2"; "lif_fc1" ]
+        Membranes = set [ "lif2"; "lif_fc1" ]
+    }
+
+let private same (what: string) (expected: 'T[]) (actual: 'T[]) =
+    if expected.Length <> actual.Length then
+        Assert.Fail(sprintf "%s: %d values, expected %d" what actual.Length expected.Length)
+
+    match Array.tryFindIndex id (Array.map2 (fun a b -> a <> b) expected actual) with
+    | Some i -> Assert.Fail(sprintf "%s: index %d is %A, expected %A" what i actual[i] expected[i])
+    | None -> ()
+
+let private crossbarRun (o: CrossbarOptions) (m: Model) (x: Tensor) =
+    CrossbarInference.runProgrammed (CrossbarInference.prepare o m) probes x
+
+/// Logits and the probed spikes, concatenated, for comparisons.
+let private signature (out: ForwardOutput) =
+    Array.concat
+        [
+            out.Logits.ToArray()
+            out.Spikes["lif2"].ToArray()
+            out.Spikes["lif_fc1"].ToArray()
+        ]
+
+[<Test>]
+let ``an ideal ADC without variation reproduces the integer model exactly`` () =
+    let x = images 33 5
+
+    for bits, m in models.Force() do
+        let exported = IntegerExport.export m
+        let reference, refRan = IntegerExport.run exported probes m x
+
+        for n in [ "lif2"; "lif_fc1" ] do
+            Assert.That((Tensor.sum reference.Spikes[n]).ToScalar(), Is.GreaterThan 0.0f, sprintf "%s fires" n)
+
+        let options =
+            [
+                "ideal, 64 rows, 4-bit cells", CrossbarOptions.Ideal
+                // Multi-tile reads and 2-bit cells (several slices per weight).
+                "ideal, 16 rows, 2-bit cells",
+                { CrossbarOptions.Ideal with
+                    Rows = 16
+                    BitsPerCell = 2
+                }
+                // A 10-bit ADC with a one-level step (full scale 1023 ≥ 64·15): no clipping, no rounding.
+                "10-bit ADC, step 1",
+                { CrossbarOptions.Ideal with
+                    Adc = Adc.Quantized(10, Some 1023.0)
+                }
+                // Zero spread: variation drawn but without effect.
+                "σ = 0",
+                { CrossbarOptions.Ideal with
+                    Variation = Some { Sigma = 0.0; Seed = 5 }
+                }
+            ]
+
+        for what, o in options do
+            let out, ran = crossbarRun o m x
+            let tag = sprintf "%d bits, %s" bits what
+            same (tag + ": crossbar layers") (Array.ofList refRan) (Array.ofList ran)
+            same (tag + ": crossbar layers") [| "conv2"; "fc1" |] (Array.ofList ran)
+            same (tag + ": logits") (reference.Logits.ToArray()) (out.Logits.ToArray())
+
+            for n in [ "lif2"; "lif_fc1" ] do
+                same (sprintf "%s: spikes of %s" tag n) (reference.Spikes[n].ToArray()) (out.Spikes[n].ToArray())
+                same (sprintf "%s: H of %s" tag n) (reference.Membranes[n].ToArray()) (out.Membranes[n].ToArray())
+
+            same (tag + ": run") (reference.Logits.ToArray()) ((CrossbarInference.run o m x).ToArray())
+
+[<Test>]
+let ``low-resolution ADCs and conductance variation change the outputs deterministically for a seed`` () =
+    let x = images 34 5
+
+    for bits, m in models.Force() do
+        let integer =
+            signature (fst (IntegerExport.run (IntegerExport.export m) probes m x))
+
+        let variation seed =
+            { CrossbarOptions.Ideal with
+                Variation = Some { Sigma = 0.2; Seed = seed }
+            }
+
+        let cases =
+            [
+                "4-bit ADC",
+                { CrossbarOptions.Ideal with
+                    Adc = Adc.Quantized(4, None)
+                }
+                "8-bit ADC",
+                { CrossbarOptions.Ideal with
+                    Adc = Adc.Quantized(8, None)
+                }
+                "σ = 0.2", variation 1
+                "8-bit ADC and σ = 0.1",
+                { CrossbarOptions.Ideal with
+                    Adc = Adc.Quantized(8, None)
+                    Variation = Some { Sigma = 0.1; Seed = 2 }
+                }
+            ]
+
+        for what, o in cases do
+            let tag = sprintf "%d bits, %s" bits what
+            let a = signature (fst (crossbarRun o m x))
+            let b = signature (fst (crossbarRun o m x))
+            same (tag + ": repeated run") a b
+            Assert.That(a, Is.Not.EqualTo integer, tag + ": differs from the integer model")
+
+        let s1 = signature (fst (crossbarRun (variation 1) m x))
+        let s2 = signature (fst (crossbarRun (variation 2) m x))
+        Assert.That(s1, Is.Not.EqualTo s2, sprintf "%d bits: another seed draws other conductances" bits)
+
+[<Test>]
+let ``a programmed conv layer reads as Crossbar.conv2d sample by sample`` () =
+    let _, m = models.Force().Head
+    let exported = IntegerExport.export m
+    let index = exported.Layers |> List.findIndex (fun l -> l.Name = "conv2")
+    let il = exported.Layers[index]
+
+    let o =
+        { CrossbarOptions.Ideal with
+            Rows = 8
+            Adc = Adc.Quantized(6, None)
+            Variation = Some { Sigma = 0.15; Seed = 9 }
+        }
+
+    let cout, cin, k = il.Shape[0], il.Shape[1], il.Shape[2]
+    let n, h, w = 3, 6, 5
+    let rng = Random 4
+
+    let codes =
+        Array.init (n * cin * h * w) (fun _ -> if rng.NextDouble() < 0.3 then 1 else 0)
+
+    let acc, shape =
+        CrossbarInference.product il (CrossbarInference.program o index il) codes [| n; cin; h; w |]
+
+    let weights =
+        Array4D.init cout cin k k (fun a b c d -> il.Weights[((a * cin + b) * k + c) * k + d])
+
+    for i in 0 .. n - 1 do
+        let spikes =
+            Array3D.init cin h w (fun c y xx -> codes[((i * cin + c) * h + y) * w + xx] = 1)
+
+        let r =
+            Crossbar.conv2d (CrossbarInference.config o index il) weights il.Stride il.Padding spikes
+
+        let ho, wo = Array3D.length2 r, Array3D.length3 r
+        same "shape" [| n; cout; ho; wo |] shape
+
+        for c in 0 .. cout - 1 do
+            for y in 0 .. ho - 1 do
+                for xx in 0 .. wo - 1 do
+                    let expected = int (Math.Round(r[c, y, xx], MidpointRounding.AwayFromZero))
+                    Assert.That(acc[((i * cout + c) * ho + y) * wo + xx], Is.EqualTo expected)
+
+[<Test>]
+let ``accuracy reports the crossbar beside the integer path and the float model`` () =
+    let _, m = models.Force().Head
+    // A tiny synthetic test set labelled by the integer model's own predictions.
+    let batches =
+        [
+            for seed in [ 40; 41 ] ->
+                let x = images seed 4
+
+                let labels =
+                    Readout.predict (fst (IntegerExport.run (IntegerExport.export m) ProbeRequest.None m x)).Logits
+
+                x, labels
+        ]
+
+    let ideal = CrossbarInference.accuracy CrossbarOptions.Ideal m batches
+    Assert.That(ideal.Samples, Is.EqualTo 8)
+    Assert.That(ideal.Integer, Is.EqualTo 1.0)
+    Assert.That(ideal.Crossbar, Is.EqualTo 1.0)
+    same "crossbar layers" [| "conv2"; "fc1" |] (Array.ofList ideal.CrossbarLayers)
+
+    // The uniform scheme: the integer path and the fake-quantized model agree on these predictions.
+    let floatHits =
+        batches
+        |> List.sumBy (fun (x, labels) ->
+            Array.fold2
+                (fun acc a b -> if a = b then acc + 1 else acc)
+                0
+                (Readout.predict (Model.forward ForwardContext.Eval m x).Logits)
+                labels)
+
+    Assert.That(ideal.Float, Is.EqualTo(float floatHits / 8.0))
+
+    let coarse =
+        CrossbarInference.accuracy
+            { CrossbarOptions.Ideal with
+                Adc = Adc.Quantized(4, None)
+            }
+            m
+            batches
+
+    Assert.That(coarse.Integer, Is.EqualTo 1.0)
+    Assert.That(coarse.Float, Is.EqualTo ideal.Float)
+    Assert.That(coarse.Crossbar, Is.InRange(0.0, 1.0))
+    TestContext.Out.WriteLine(sprintf "accuracy: ideal %A, 4-bit ADC %A" ideal coarse)
+
+[<Test>]
+let ``bad options and unquantized models are named`` () =
+    let _, m = models.Force().Head
+
+    raisesNaming [ "Rows" ] (fun () -> CrossbarInference.prepare { CrossbarOptions.Ideal with Rows = 0 } m |> ignore)
+
+    raisesNaming [ "Adc bits" ] (fun () ->
+        CrossbarInference.prepare
+            { CrossbarOptions.Ideal with
+                Adc = Adc.Quantized(0, None)
+            }
+            m
+        |> ignore)
+
+    raisesNaming [ "weight bits" ] (fun () ->
+        CrossbarInference.prepare CrossbarOptions.Ideal (Model.init 1 (ExecutionMode.Snn 2) (Zoo.convNet tinyCfg))
+        |> ignore)
+
+    raisesNaming [ "testBatches" ] (fun () -> CrossbarInference.accuracy CrossbarOptions.Ideal m [] |> ignore)
+
+[<Test>]
+let ``accuracy over a batcher epoch equals accuracy over the same batches`` () =
+    let _, m = models.Force().Head
+    let rng = Random 6
+    let n = 10
+    let pixels = Array.init (n * 64) (fun _ -> byte (rng.Next 256))
+    let labels = Array.init n (fun i -> i % 10)
+    let set = SnnSpec.Data.ImageSet.create "synthetic" pixels labels 1 8 8 10
+
+    let batcher =
+        SnnSpec.Data.Batching.create
+            {
+                BatchSize = 4
+                Shuffle = false
+                DropLast = false
+                Prefetch = 0
+                Transform = None
+                Key = Rng.create 0
+            }
+            set
+
+    let batches =
+        [
+            for s in 0..4 .. n - 1 ->
+                let k = min 4 (n - s)
+
+                let xs =
+                    pixels[s * 64 .. (s + k) * 64 - 1] |> Array.map (fun b -> float32 b / 255.0f)
+
+                Tensor.ofArray [| k; 1; 8; 8 |] xs, labels[s .. s + k - 1]
+        ]
+
+    let o =
+        { CrossbarOptions.Ideal with
+            Adc = Adc.Quantized(8, None)
+        }
+
+    let a = CrossbarInference.accuracyOn o m batcher
+    let b = CrossbarInference.accuracy o m batches
+    Assert.That(a, Is.EqualTo b)
+    Assert.That(a.Samples, Is.EqualTo n)
+
+[<Test>]
+let ``a pre-exported model runs as the model it was exported from`` () =
+    let _, m = models.Force().Head
+    let x = images 35 3
+
+    let p =
+        CrossbarInference.prepareWith CrossbarOptions.Ideal (IntegerExport.export m) m
+
+    let a = signature (fst (CrossbarInference.runProgrammed p probes x))
+    let b = signature (fst (crossbarRun CrossbarOptions.Ideal m x))
+    same "pre-exported" b a
+
+    raisesNaming [ "exported.Architecture" ] (fun () ->
+        CrossbarInference.prepareWith
+            CrossbarOptions.Ideal
+            { IntegerExport.export m with
+                Architecture = "other"
+            }
+            m
+        |> ignore)
