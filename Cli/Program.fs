@@ -10,4 +10,5 @@ let main argv =
 
     root.Subcommands.Add(DataCommands.command ())
     root.Subcommands.Add(SimulateCommand.command ())
+    root.Subcommands.Add(Demo.command ())
     root.Parse(argv).Invoke()

@@ -1,0 +1,755 @@
+/// `snnspec demo`: the main job end to end. MNIST → SNN teacher (T = 4) → a 4-bit student
+/// distilled with membrane KD (prefix-aligned, per spiking population) and temporal-wise KD at
+/// every T = 1…4 from that one teacher (a versatile teacher), the same student trained alone as
+/// the baseline, accuracy at every t, crossbar cost of FP32 teacher vs quantized student, and a
+/// self-contained HTML/CSV/JSON report.
+module SnnSpec.Cli.Demo
+
+open System
+open System.IO
+open System.Threading
+open System.CommandLine
+open Spectre.Console
+open SnnSpec
+open SnnSpec.Data
+open SnnSpec.Distillation
+open SnnSpec.Training
+open SnnSpec.IO
+open SnnSpec.Reports
+open SnnSpec.HwSim
+
+/// The sizes and settings of one demo run.
+type DemoSettings =
+    {
+        /// Training images used (the last ValidationCount of them are held out for model selection).
+        TrainCount: int
+        ValidationCount: int
+        TestCount: int
+        Epochs: int
+        BatchSize: int
+        /// Timesteps of the teacher and the longest student.
+        Steps: int
+        StudentWidth: float32
+        Bits: int
+        Seed: int
+        Out: string
+    }
+
+    /// ~2 minutes on 2 cores: 2000 training images (200 held out), 500 test images, 1 epoch.
+    static member Quick =
+        {
+            TrainCount = 2000
+            ValidationCount = 200
+            TestCount = 500
+            Epochs = 1
+            BatchSize = 64
+            Steps = 4
+            StudentWidth = 1.0f
+            Bits = 4
+            Seed = 0
+            Out = "snnspec-demo"
+        }
+
+    /// ≤ 15 minutes on 2 cores.
+    static member Full =
+        { DemoSettings.Quick with
+            TrainCount = 12000
+            ValidationCount = 1000
+            TestCount = 2000
+            Epochs = 1
+        }
+
+    /// The key stored in checkpoints: a checkpoint is reused only for the same key.
+    member s.Key(role: string) =
+        sprintf
+            "%s|train=%d|val=%d|epochs=%d|batch=%d|T=%d|width=%g|bits=%d|seed=%d"
+            role
+            s.TrainCount
+            s.ValidationCount
+            s.Epochs
+            s.BatchSize
+            s.Steps
+            s.StudentWidth
+            s.Bits
+            s.Seed
+
+/// What the demo found (also written to the report).
+type DemoSummary =
+    {
+        /// Accuracy at t = 1…T, index t − 1, per model name.
+        Accuracy: (string * float[]) list
+        ReportFiles: string list
+        Checkpoints: string list
+        /// Models whose checkpoint was reused instead of trained.
+        Reused: string list
+        Hardware: Comparison
+        Elapsed: TimeSpan
+    }
+
+let private configKey = "demo_config"
+
+let private log (fmt: Printf.StringFormat<'a, unit>) =
+    Printf.kprintf (fun s -> AnsiConsole.MarkupLine("{0}", Markup.Escape s)) fmt
+
+/// A reusable checkpoint of this config, or None (missing, other config, or unreadable).
+let private tryLoad (expected: Model) (key: string) (path: string) =
+    if not (File.Exists path) then
+        None
+    else
+        try
+            let c = Checkpoint.loadInto expected path
+
+            match c.Metadata.TryFind configKey with
+            | Some k when k = key -> Some c.Model
+            | _ ->
+                log "%s was written for another configuration; retraining." (Path.GetFileName path)
+                None
+        with :? SnnSpecException as e ->
+            log "%s cannot be reused (%s); retraining." (Path.GetFileName path) e.Message
+            None
+
+let private save (key: string) (path: string) (m: Model) =
+    Checkpoint.save
+        path
+        { Checkpoint.ofModel m with
+            Metadata = Map.ofList [ configKey, key ]
+        }
+
+let private stepsOf (m: Model) =
+    match m.Mode with
+    | ExecutionMode.Snn t -> t
+    | ExecutionMode.Ann -> 1
+
+/// Training with a Spectre progress bar (epoch, step, loss terms, accuracy, ETA); loss curves are
+/// collected per student. Each epoch's model is saved to <name>.epoch<i>.safetensors so a Ctrl-C
+/// leaves the last finished epoch behind.
+let private train
+    (settings: DemoSettings)
+    (ct: CancellationToken)
+    (label: string)
+    (names: string list)
+    (spec: DistillationSpec)
+    (trainB: Batcher)
+    (valB: Batcher)
+    =
+    let students = spec.Students.Length
+
+    let quantized =
+        spec.Students
+        |> List.exists (fun m -> not (Map.isEmpty (Model.quantPlan m).Weights))
+
+    let total = settings.Epochs * trainB.BatchesPerEpoch * students
+
+    let curves =
+        Array.init students (fun _ -> ResizeArray<int * (string * float32) list>())
+
+    let mutable result = None
+
+    AnsiConsole
+        .Progress()
+        .Columns(
+            TaskDescriptionColumn(Alignment = Justify.Left),
+            ProgressBarColumn(),
+            PercentageColumn(),
+            ElapsedTimeColumn(),
+            RemainingTimeColumn()
+        )
+        .Start(fun ctx ->
+            let task = ctx.AddTask(Markup.Escape label, true, float total)
+
+            let progress (p: TrainProgress) =
+                curves[p.Student].Add((p.Step, p.Losses))
+                task.Increment 1.0
+
+                let losses =
+                    String.Join(" ", p.Losses |> List.map (fun (n, v) -> sprintf "%s=%.3f" n v))
+
+                task.Description <-
+                    Markup.Escape(
+                        sprintf
+                            "%s  epoch %d/%d step %d/%d  %s  %s  acc %.2f"
+                            label
+                            (p.Epoch + 1)
+                            settings.Epochs
+                            (p.Batch + 1)
+                            trainB.BatchesPerEpoch
+                            names[p.Student]
+                            losses
+                            p.Accuracy
+                    )
+
+            let onEpoch (r: EpochReport) (m: Model) =
+                match r.Validation with
+                | Some v ->
+                    log
+                        "%s epoch %d: train loss %.3f, train acc %.3f, validation acc %.3f"
+                        names[r.Student]
+                        (r.Epoch + 1)
+                        r.TrainLoss
+                        r.TrainAccuracy
+                        v.Accuracy
+                | None -> ()
+
+                save
+                    (settings.Key names[r.Student] + "|partial")
+                    (Path.Combine(settings.Out, sprintf "%s.epoch%d.safetensors" names[r.Student] (r.Epoch + 1)))
+                    m
+
+            let cfg =
+                { TrainConfig.Default with
+                    Epochs = settings.Epochs
+                    // Adam for the full-precision teacher; SGD for the quantized students, whose
+                    // learnable MINT scales α are ~1e-3 and would be pushed negative by Adam's
+                    // per-parameter step of about the learning rate.
+                    Optimizer =
+                        (if quantized then
+                             TrainConfig.Default.Optimizer
+                         else
+                             OptimizerKind.AdamDefault)
+                    LearningRate = (if quantized then 0.01f else 5e-3f)
+                    WeightDecay = (if quantized then 1e-4f else 0.0f)
+                    Seed = settings.Seed
+                    ClipNorm = Some 5.0f
+                    Progress = progress
+                    OnEpoch = onEpoch
+                    Cancellation = ct
+                }
+
+            result <- Some(Trainer.fit cfg spec trainB (Some valB))
+            task.Value <- float total)
+
+    let r = result.Value
+
+    let runs =
+        r.Students
+        |> List.mapi (fun i _ ->
+            let points = curves[i]
+
+            let terms =
+                if points.Count = 0 then
+                    [||]
+                else
+                    (snd points[0])
+                    |> List.map fst
+                    |> List.mapi (fun k term ->
+                        {
+                            Term = term
+                            Steps = points |> Seq.map (fun (s, _) -> float s) |> Array.ofSeq
+                            Values = points |> Seq.map (fun (_, ls) -> float (snd ls[k])) |> Array.ofSeq
+                        })
+                    |> Array.ofList
+
+            { Name = names[i]; Terms = terms })
+
+    r.Students |> List.map (fun s -> s.Best), runs
+
+let private toReportHistogram (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.Histogram =
+    {
+        Edges = h.Edges |> Array.map float
+        Counts = h.Counts |> Array.map float
+    }
+
+let private hardwareEntry (name: string) (r: SnnSpec.HwSim.Report) : HardwareEntry =
+    let pj (x: float<pJ>) = float x * 1e-12
+    let um2 (x: float<um2>) = float x * 1e-6
+    let e = r.Energy.Components
+    let a = r.Area.Components
+
+    {
+        Name = name
+        Energy =
+            [|
+                "crossbar", pj e.Crossbar
+                "ADC", pj e.Adc
+                "mux", pj e.Mux
+                "subtractor", pj e.Subtractor
+                "buffers", pj (e.TempBuffer + e.TileBuffer)
+                "H-tree", pj e.HTree
+                "memory", pj e.MemoryFetch
+                "neuron", pj e.Neuron
+                "shift-add", pj e.ShiftAdd
+            |]
+            |> Array.map (fun (c, v) -> { Component = c; Value = v })
+        Latency =
+            r.Latency.Layers
+            |> List.map (fun l ->
+                {
+                    Component = l.Layer
+                    Value = float l.Latency * 1e-9
+                })
+            |> Array.ofList
+        Area =
+            [|
+                "crossbars", um2 a.Crossbars
+                "ADCs", um2 a.Adcs
+                "muxes", um2 a.Muxes
+                "subtractors", um2 a.Subtractors
+                "buffers", um2 (a.TempBuffers + a.TileBuffers)
+                "H-tree", um2 a.HTree
+                "input memory", um2 a.InputMemory
+                "membrane memory", um2 a.MembraneMemory
+            |]
+            |> Array.map (fun (c, v) -> { Component = c; Value = v })
+        Edap = r.Edap
+        TopsPerWatt = r.TopsPerWatt
+        TopsPerMm2 = r.TopsPerMm2
+    }
+
+/// Runs the demo on the given training and test images (MNIST-shaped: 1×28×28, 10 classes).
+let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) (testSet: ImageSet) : DemoSummary =
+    let clock = Diagnostics.Stopwatch.StartNew()
+    Directory.CreateDirectory settings.Out |> ignore
+    let T = settings.Steps
+
+    let take (n: int) (s: ImageSet) =
+        if n >= s.Count then
+            s
+        else
+            ImageSet.subset s [| 0 .. n - 1 |]
+
+    let nTrain = min settings.TrainCount trainSet.Count
+
+    if settings.ValidationCount < 1 || settings.ValidationCount >= nTrain then
+        Errors.invalidArg
+            "demo"
+            "validation count"
+            settings.ValidationCount
+            (sprintf "between 1 and the training images used - 1 (%d)" (nTrain - 1))
+
+    let fitSet =
+        ImageSet.subset trainSet [| 0 .. nTrain - settings.ValidationCount - 1 |]
+
+    let valSet =
+        ImageSet.subset trainSet [| nTrain - settings.ValidationCount .. nTrain - 1 |]
+
+    let testSet = take settings.TestCount testSet
+
+    let batcher (shuffle: bool) (s: ImageSet) =
+        Batching.create
+            { Batching.options settings.BatchSize settings.Seed with
+                Shuffle = shuffle
+            }
+            s
+
+    let trainB = batcher true fitSet
+    let valB = batcher false valSet
+    let testB = batcher false testSet
+
+    log
+        "data: %d training, %d validation, %d test images; T = %d; %d epoch(s)"
+        fitSet.Count
+        valSet.Count
+        testSet.Count
+        T
+        settings.Epochs
+
+    let zoo = ZooConfig.Mnist
+    // A fully connected SNN (no batch norm, so training and evaluation run the same network).
+    let hidden = [ 400; 200 ]
+    let teacherArch = Zoo.mlp zoo hidden
+
+    let studentArch =
+        Zoo.mlp
+            { zoo with
+                Width = settings.StudentWidth
+            }
+            hidden
+
+    let reused = ResizeArray<string>()
+    let checkpoints = ResizeArray<string>()
+
+    let ckpt name =
+        Path.Combine(settings.Out, name + ".safetensors")
+
+    // The teacher.
+    let teacher0 = Model.init settings.Seed (ExecutionMode.Snn T) teacherArch
+    let tKey = settings.Key "teacher"
+
+    let teacher, teacherRuns =
+        match tryLoad teacher0 tKey (ckpt "teacher") with
+        | Some m ->
+            reused.Add "teacher"
+            log "teacher: reusing %s" (ckpt "teacher")
+            m, []
+        | None ->
+            let spec = DistillationSpec.alone [ teacher0 ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
+            let models, runs = train settings ct "teacher" [ "teacher" ] spec trainB valB
+            save tKey (ckpt "teacher") models.Head
+            models.Head, runs
+
+    checkpoints.Add(ckpt "teacher")
+
+    // The 4-bit student, initialised once; every trained copy starts from these values.
+    // 4-bit weights and biases (MINT quantizer, first layer kept FP); membranes stay full precision.
+    let quant =
+        { QuantConfig.Mint settings.Bits with
+            Membrane = Bits.FullPrecision
+        }
+
+    let student0 =
+        Model.init (settings.Seed + 1) (ExecutionMode.Snn T) studentArch
+        |> Model.quantize quant
+
+    // Membrane KD on every spiking population the two models share in shape (conv-wise lif1,
+    // lif2 and the hidden fc population when the student has the teacher's width).
+    let membraneNames =
+        let shapes (m: Model) =
+            Diff.noGrad (fun () ->
+                use _ = TensorScope.Begin()
+
+                let out =
+                    Model.forward
+                        { ForwardContext.Eval with
+                            Probes =
+                                { ProbeRequest.None with
+                                    Membranes = Set.ofList (Architecture.spikingNames m.Architecture)
+                                }
+                        }
+                        m
+                        (Tensor.zeros (Array.append [| 1 |] m.Architecture.InputShape))
+
+                out.Membranes |> Map.map (fun _ t -> t.Shape[1..]))
+
+        let ts, ss = shapes teacher, shapes student0
+
+        Architecture.spikingNames studentArch
+        |> List.filter (fun n -> ts.ContainsKey n && ss.ContainsKey n && ts[n] = ss[n])
+
+    if membraneNames.IsEmpty then
+        log
+            "note: no spiking population has the same shape in teacher and student (width %g); membrane KD is left out, temporal-wise KD remains."
+            settings.StudentWidth
+
+    let stepsList = [ 1..T ]
+    let distilledNames = stepsList |> List.map (sprintf "distilled T=%d")
+
+    let terms =
+        [
+            SpecTerm.temporal TemporalKd.defaults
+            if not membraneNames.IsEmpty then
+                SpecTerm.membrane Alignment.Prefix membraneNames 1.0f
+        ]
+
+    let loadAll (names: string list) (models: Model list) =
+        List.map2 (fun n m -> tryLoad m (settings.Key n) (ckpt n)) names models
+
+    // Distilled students at T = 1…4 from the one teacher.
+    let distilled, distilledRuns =
+        let expected = stepsList |> List.map (fun t -> Model.withSteps t student0)
+
+        match loadAll distilledNames expected with
+        | loaded when loaded |> List.forall Option.isSome ->
+            reused.AddRange distilledNames
+            log "distilled students: reusing their checkpoints"
+            loaded |> List.map Option.get, []
+        | _ ->
+            let spec = DistillationSpec.versatile teacher student0 stepsList terms
+
+            let models, runs = train settings ct "distil T=1..4" distilledNames spec trainB valB
+
+            List.iter2 (fun n m -> save (settings.Key n) (ckpt n) m) distilledNames models
+            models, runs
+
+    checkpoints.AddRange(distilledNames |> List.map ckpt)
+
+    // The baseline: the same student at T, trained alone.
+    let baseline, baselineRuns =
+        let name = "baseline"
+
+        match tryLoad student0 (settings.Key name) (ckpt name) with
+        | Some m ->
+            reused.Add name
+            log "baseline: reusing %s" (ckpt name)
+            m, []
+        | None ->
+            let spec = DistillationSpec.alone [ student0 ] [ SpecTerm.perStepCrossEntropy 1.0f ]
+
+            let models, runs = train settings ct "baseline" [ name ] spec trainB valB
+            save (settings.Key name) (ckpt name) models.Head
+            models.Head, runs
+
+    checkpoints.Add(ckpt "baseline")
+
+    // Accuracy at every t on the test split.
+    log "evaluating on %d test images" testSet.Count
+
+    let evalCfg =
+        { EvaluationConfig.Default with
+            FiringRates = false
+            Membranes = membraneNames
+        }
+
+    let teacherEval = Evaluation.run evalCfg None teacher testB
+    let baselineEval = Evaluation.run evalCfg (Some teacher) baseline testB
+
+    let distilledEvals =
+        distilled |> List.map (fun m -> Evaluation.run evalCfg (Some teacher) m testB)
+
+    let longest = List.last distilledEvals
+
+    let accuracy =
+        [
+            "teacher (FP32)", teacherEval.AccuracyPerStep
+            sprintf "baseline %d-bit (T=%d run, read at t)" settings.Bits T, baselineEval.AccuracyPerStep
+            sprintf "distilled %d-bit (one student per t)" settings.Bits,
+            distilledEvals |> List.map (fun r -> r.Accuracy) |> Array.ofList
+            sprintf "distilled %d-bit T=%d (read at t)" settings.Bits T, longest.AccuracyPerStep
+        ]
+
+    // Crossbar cost: FP32 teacher vs quantized student.
+    let hw (precision: Precision) (arch: Architecture) =
+        Metrics.evaluate
+            T
+            (Mapping.ofArchitecture
+                { Accelerator.spikeSim with
+                    Precision = precision
+                }
+                arch)
+
+    let cellBits = 4
+    let teacherHw = hw (Precision.fp32 cellBits) teacherArch
+    let studentHw = hw (Precision.quantized settings.Bits cellBits) studentArch
+    let comparison = Metrics.compare teacherHw studentHw
+
+    let membranes =
+        membraneNames
+        |> List.choose (fun n ->
+            match
+                longest.TeacherHistograms.TryFind n,
+                baselineEval.StudentHistograms.TryFind n,
+                longest.StudentHistograms.TryFind n
+            with
+            | Some t, Some b, Some a ->
+                Some
+                    {
+                        Probe = n
+                        Threshold = 1.0
+                        Teacher = toReportHistogram t
+                        StudentBefore = toReportHistogram b
+                        StudentAfter = toReportHistogram a
+                    }
+            | _ -> None)
+        |> Array.ofList
+
+    let pct (x: float) = sprintf "%.1f %%" (100.0 * x)
+
+    let data: ReportData =
+        {
+            Title = "SnnSpec demo: MNIST, versatile-teacher distillation of a 4-bit SNN student"
+            Subtitle =
+                sprintf
+                    "MLP 784-400-200-10 teacher (FP32, T = %d) → %d-bit MLP student (width %g) with membrane KD (%s, prefix alignment) + temporal-wise KD at T = 1…%d; %d training / %d validation / %d test images, %d epoch(s), seed %d"
+                    T
+                    settings.Bits
+                    settings.StudentWidth
+                    (if membraneNames.IsEmpty then
+                         "none"
+                     else
+                         String.Join(", ", membraneNames))
+                    T
+                    fitSet.Count
+                    valSet.Count
+                    testSet.Count
+                    settings.Epochs
+                    settings.Seed
+            Summary =
+                [|
+                    {
+                        Label = sprintf "teacher, T = %d" T
+                        Value = pct teacherEval.Accuracy
+                    }
+                    {
+                        Label = sprintf "baseline student, T = %d" T
+                        Value = pct baselineEval.Accuracy
+                    }
+                    {
+                        Label = sprintf "distilled student, T = %d" T
+                        Value = pct longest.Accuracy
+                    }
+                    {
+                        Label = "distilled student, T = 1"
+                        Value = pct distilledEvals.Head.Accuracy
+                    }
+                    {
+                        Label = "energy (FP32 / 4-bit)"
+                        Value = sprintf "%.2f×" comparison.Energy
+                    }
+                    {
+                        Label = "EDAP (FP32 / 4-bit)"
+                        Value = sprintf "%.2f×" comparison.Edap
+                    }
+                |]
+            Accuracy =
+                accuracy
+                |> List.mapi (fun i (name, acc) ->
+                    {
+                        Name = name
+                        Role =
+                            (match i with
+                             | 0 -> "teacher"
+                             | 1 -> "baseline"
+                             | _ -> "distilled")
+                        Timesteps = Array.init acc.Length (fun t -> t + 1)
+                        Accuracy = acc
+                    })
+                |> Array.ofList
+            Training = teacherRuns @ distilledRuns @ baselineRuns |> Array.ofList
+            Membranes = membranes
+            Hardware =
+                [|
+                    hardwareEntry "teacher FP32" teacherHw
+                    hardwareEntry (sprintf "student %d-bit" settings.Bits) studentHw
+                |]
+        }
+
+    let html, csv, json = Report.write settings.Out "report" data
+
+    {
+        Accuracy = accuracy
+        ReportFiles = [ html; csv; json ]
+        Checkpoints = List.ofSeq checkpoints
+        Reused = List.ofSeq reused
+        Hardware = comparison
+        Elapsed = clock.Elapsed
+    }
+
+/// Prints the summary table.
+let printSummary (s: DemoSummary) =
+    let steps = s.Accuracy |> List.map (snd >> Array.length) |> List.max
+
+    let table =
+        Table().AddColumns(Array.append [| "model" |] (Array.init steps (fun t -> sprintf "t = %d" (t + 1))))
+
+    for name, acc in s.Accuracy do
+        table.AddRow(
+            Array.append
+                [| Markup.Escape name |]
+                (Array.init steps (fun t ->
+                    if t < acc.Length then
+                        sprintf "%.1f %%" (100.0 * acc[t])
+                    else
+                        ""))
+        )
+        |> ignore
+
+    AnsiConsole.Write table
+    let c = s.Hardware
+
+    AnsiConsole.MarkupLine(
+        "crossbar, FP32 teacher vs quantized student: energy {0:0.00}× lower, latency {1:0.00}×, area {2:0.00}×, EDAP {3:0.00}×, TOPS/W {4:0.00}× higher",
+        c.Energy,
+        c.Latency,
+        c.Area,
+        c.Edap,
+        c.TopsPerWatt
+    )
+
+    AnsiConsole.MarkupLine("report: [link]{0}[/]", Markup.Escape s.ReportFiles.Head)
+    AnsiConsole.MarkupLine("finished in {0:0.0} s", s.Elapsed.TotalSeconds)
+
+/// Loads MNIST (fetched and verified, cached after the first run) and runs the demo.
+let run (settings: DemoSettings) (ct: CancellationToken) =
+    let options =
+        { Fetch.defaults with
+            Log = fun line -> AnsiConsole.MarkupLine("  {0}", Markup.Escape line)
+        }
+
+    let trainSet = Datasets.mnist options true
+    let testSet = Datasets.mnist options false
+    runOn settings ct trainSet testSet
+
+/// Runs a body with Ctrl-C wired to a cancellation token: the first Ctrl-C asks the trainer to stop
+/// after the current step.
+let withCtrlC (body: CancellationToken -> int) =
+    use cts = new CancellationTokenSource()
+
+    let handler =
+        ConsoleCancelEventHandler(fun _ e ->
+            e.Cancel <- true
+            AnsiConsole.MarkupLine("[yellow]stopping after the current step…[/]")
+            cts.Cancel())
+
+    System.Console.CancelKeyPress.AddHandler handler
+
+    try
+        body cts.Token
+    finally
+        System.Console.CancelKeyPress.RemoveHandler handler
+
+/// The `demo` command.
+let command () =
+    let cmd =
+        Command(
+            "demo",
+            "The main job: MNIST, an SNN teacher, a 4-bit student distilled at T = 1…4 with membrane + temporal-wise KD, the baseline student, accuracy at every t, crossbar cost, and an HTML/CSV/JSON report."
+        )
+
+    let quickOpt =
+        Option<bool>("--quick", Description = "A subset (2000 training / 500 test images, 1 epoch): about 2 minutes.")
+
+    let outOpt =
+        Option<string>(
+            "--out",
+            DefaultValueFactory = (fun _ -> "snnspec-demo"),
+            Description = "Directory for the report and the checkpoints (reused by the next run)."
+        )
+
+    let seedOpt =
+        Option<int>("--seed", DefaultValueFactory = (fun _ -> 0), Description = "Seed of initialisation and shuffling.")
+
+    let widthOpt =
+        Option<float32>(
+            "--student-width",
+            DefaultValueFactory = (fun _ -> 1.0f),
+            Description =
+                "Channel width of the student (membrane KD needs populations of the teacher's shape, so < 1 keeps temporal-wise KD only)."
+        )
+
+    let bitsOpt =
+        Option<int>("--bits", DefaultValueFactory = (fun _ -> 4), Description = "Student weight and membrane bits.")
+
+    for o in [ quickOpt :> Option; outOpt; seedOpt; widthOpt; bitsOpt ] do
+        cmd.Options.Add o
+
+    cmd.SetAction(fun (r: ParseResult) ->
+        let baseSettings =
+            if r.GetValue quickOpt then
+                DemoSettings.Quick
+            else
+                DemoSettings.Full
+
+        let settings =
+            { baseSettings with
+                Out = r.GetValue outOpt
+                Seed = r.GetValue seedOpt
+                StudentWidth = r.GetValue widthOpt
+                Bits = r.GetValue bitsOpt
+            }
+
+        if settings.Bits < 2 || settings.Bits > 8 then
+            Console.error (sprintf "--bits %d is out of range. Fix: give 2 to 8." settings.Bits)
+            Console.Usage
+        elif not (settings.StudentWidth > 0.0f && settings.StudentWidth <= 1.0f) then
+            Console.error (
+                sprintf "--student-width %g is out of range. Fix: give a width in (0, 1]." settings.StudentWidth
+            )
+
+            Console.Usage
+        else
+            withCtrlC (fun ct ->
+                Console.guard (fun () ->
+                    try
+                        let summary = run settings ct
+                        printSummary summary
+                        Console.Success
+                    with :? OperationCanceledException ->
+                        Console.error (
+                            sprintf
+                                "stopped by Ctrl-C. The last finished epoch of each model is in %s/*.epoch<N>.safetensors and finished models in %s/*.safetensors. Fix: run the same command again; finished models are reused."
+                                settings.Out
+                                settings.Out
+                        )
+
+                        Console.Failure)))
+
+    cmd
