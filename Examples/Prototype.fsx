@@ -29,7 +29,10 @@ let timeWeightedKl (tau: float32) (teacher: Tensor) (student: Tensor) : Tensor =
     let kl = Tensor.sumDims [| 2 |] false (Tensor.exp logPt * (logPt - logPs)) // [T, B]
     let perStep = Tensor.meanDims [| 1 |] false kl // [T]
     let total = float32 (steps * (steps + 1) / 2)
-    let w = Tensor.ofArray [| steps |] (Array.init steps (fun s -> float32 (s + 1) / total))
+
+    let w =
+        Tensor.ofArray [| steps |] (Array.init steps (fun s -> float32 (s + 1) / total))
+
     Tensor.sum (w * perStep) * (tau * tau)
 
 // 1. The laws, on random logits of 4 steps, a batch of 6 and 10 classes.
@@ -54,15 +57,11 @@ printfn "  %O" (LawResult.all results)
 
 // 2. The same function as a loss term: it reads the per-step logits of both runs.
 let term =
-    LossTerm.custom "tw-kl" 1.0f (fun (t: KdOutputs) (s: KdOutputs) (_: int[]) ->
-        timeWeightedKl 2.0f t.Logits s.Logits)
+    LossTerm.custom "tw-kl" 1.0f (fun (t: KdOutputs) (s: KdOutputs) (_: int[]) -> timeWeightedKl 2.0f t.Logits s.Logits)
 
 // 3. A tiny distillation run: an MLP teacher and a narrower MLP student at T = 4 on synthetic
 //    12×12 images (one epoch; the teacher is untrained, which is fine for a smoke test).
-let cfg =
-    { ZooConfig.Mnist with
-        InputSize = 12
-    }
+let cfg = { ZooConfig.Mnist with InputSize = 12 }
 
 let teacherModel = Model.init 0 (ExecutionMode.Snn 4) (Zoo.mlp cfg [ 64 ])
 let studentModel = Model.init 1 (ExecutionMode.Snn 4) (Zoo.mlp cfg [ 16 ])
@@ -79,7 +78,10 @@ let spec =
 let rng = System.Random 0
 let n = 64
 let labels = Array.init n (fun i -> i % 10)
-let pixels = Array.init (n * 144) (fun i -> byte ((labels[i / 144] * 25 + rng.Next 40) % 256))
+
+let pixels =
+    Array.init (n * 144) (fun i -> byte ((labels[i / 144] * 25 + rng.Next 40) % 256))
+
 let images = ImageSet.create "synthetic" pixels labels 1 12 12 10
 
 let batcher =
