@@ -2,6 +2,7 @@ using Microsoft.FSharp.Collections;
 using SnnSpec.Distillation;
 using SnnSpec.Facade;
 using SnnSpec.Models;
+using SnnSpec.Training;
 
 namespace SnnSpec.KnowledgeDistillation;
 
@@ -62,6 +63,7 @@ public sealed class DistillationSpec
         SnnModel? teacher,
         SnnModel student,
         FSharpList<LossTerm> terms,
+        FSharpList<TapUse> uses,
         IReadOnlyList<LossTermInfo> infos,
         ForwardOptions teacherProbes,
         ForwardOptions studentProbes
@@ -70,12 +72,28 @@ public sealed class DistillationSpec
         Teacher = teacher;
         Student = student;
         FsTerms = terms;
+        FsUses = uses;
         Terms = infos;
         TeacherProbes = teacherProbes;
         StudentProbes = studentProbes;
     }
 
     internal FSharpList<LossTerm> FsTerms { get; }
+
+    /// <summary>What the terms read, as the core's tap uses (all attached to the first term).</summary>
+    internal FSharpList<TapUse> FsUses { get; }
+
+    /// <summary>The core's spec for <paramref name="student"/> (this spec's student or a copy of it).</summary>
+    internal SnnSpec.Training.DistillationSpec ToFSharp(Model student)
+    {
+        var terms = FsTerms
+            .Select((t, i) => SpecTermModule.ofTerm(i == 0 ? FsUses : FSharpList<TapUse>.Empty, t))
+            .ToArray();
+        var students = Interop.ToFSharpList(new[] { student });
+        return Teacher is null
+            ? DistillationSpecModule.alone(students, Interop.ToFSharpList(terms))
+            : DistillationSpecModule.create(Teacher.Inner, students, Interop.ToFSharpList(terms));
+    }
 
     /// <summary>The teacher, or null when every term reads the student only.</summary>
     public SnnModel? Teacher { get; }

@@ -2,6 +2,7 @@ using Microsoft.FSharp.Core;
 using SnnSpec.Distillation;
 using SnnSpec.Facade;
 using SnnSpec.Models;
+using SnnSpec.Training;
 
 namespace SnnSpec.KnowledgeDistillation;
 
@@ -116,6 +117,9 @@ public sealed class DistillationSpecBuilder
         public readonly SortedSet<string> StudentSpikes = new(StringComparer.Ordinal);
         public readonly SortedSet<string> TeacherTaps = new(StringComparer.Ordinal);
         public readonly SortedSet<string> StudentTaps = new(StringComparer.Ordinal);
+
+        /// <summary>The same reads as the core's tap uses (probes and validation of the F# trainer).</summary>
+        public readonly List<TapUse> Uses = new();
     }
 
     /// <summary>Sets the teacher (frozen; run in eval mode).</summary>
@@ -286,6 +290,7 @@ public sealed class DistillationSpecBuilder
                 }
                 p.TeacherMembranes.UnionWith(names);
                 p.StudentMembranes.UnionWith(names);
+                p.Uses.AddRange(names.Select(n => TapUse.NewMembrane(n, n, a)));
             }
         );
         return Add(
@@ -322,6 +327,7 @@ public sealed class DistillationSpecBuilder
                 RequirePopulations(s, list.Select(x => x.Student), "student", nameof(pairs));
                 p.TeacherMembranes.UnionWith(list.Select(x => x.Teacher));
                 p.StudentMembranes.UnionWith(list.Select(x => x.Student));
+                p.Uses.AddRange(list.Select(x => TapUse.NewMembrane(x.Teacher, x.Student, a)));
             }
         );
         var fs = Interop.ToFSharpList(list.Select(x => Tuple.Create(x.Teacher, x.Student)));
@@ -367,6 +373,7 @@ public sealed class DistillationSpecBuilder
                 RequirePopulations(s, new[] { population }, "student", nameof(population));
                 p.TeacherSpikes.Add(population);
                 p.StudentSpikes.Add(population);
+                p.Uses.Add(TapUse.NewSpikes(population, population));
             }
         );
         return Add(
@@ -422,6 +429,13 @@ public sealed class DistillationSpecBuilder
             {
                 p.TeacherTaps.Add(teacherTap);
                 p.StudentTaps.Add(studentTap);
+                p.Uses.Add(
+                    TapUse.NewFeature(
+                        teacherTap,
+                        studentTap,
+                        ps.TryFind("adapter.weight") is not null
+                    )
+                );
             }
         );
         return Add(
@@ -460,6 +474,7 @@ public sealed class DistillationSpecBuilder
             {
                 p.TeacherTaps.Add(Probes.features);
                 p.StudentTaps.Add(Probes.features);
+                p.Uses.Add(TapUse.NewFeature(Probes.features, Probes.features, true));
             }
         );
         return Add(
@@ -520,6 +535,13 @@ public sealed class DistillationSpecBuilder
                 }
                 RequirePopulations(s, populations, "student", nameof(populations));
                 p.StudentMembranes.UnionWith(populations);
+                p.Uses.AddRange(
+                    populations.Select(n =>
+                        t is null
+                            ? TapUse.NewStudentMembrane(n)
+                            : TapUse.NewMembrane(n, n, Alignment.TimeMean)
+                    )
+                );
             }
         );
         return this;
@@ -566,10 +588,15 @@ public sealed class DistillationSpecBuilder
             a(teacher, s, probes);
         }
         var terms = pending.Select(p => p.Make(teacher, s)).ToArray();
+        if (pending.Any(p => p.UsesTeacher))
+        {
+            probes.Uses.Insert(0, TapUse.TeacherLogits);
+        }
         return new DistillationSpec(
             teacher,
             s,
             Interop.ToFSharpList(terms),
+            Interop.ToFSharpList(probes.Uses),
             pending.Select(p => new LossTermInfo(p.Name, p.Weight, p.UsesTeacher)).ToArray(),
             new ForwardOptions
             {

@@ -1,10 +1,13 @@
-using System.Diagnostics;
 using Microsoft.FSharp.Core;
+using SnnSpec.Data;
 using SnnSpec.Datasets;
 using SnnSpec.Distillation;
 using SnnSpec.Facade;
 using SnnSpec.KnowledgeDistillation;
 using SnnSpec.Models;
+using SnnSpec.Training;
+using DistillationSpec = SnnSpec.KnowledgeDistillation.DistillationSpec;
+using Trainer_ = SnnSpec.Training.Trainer;
 
 namespace SnnSpec.Learning;
 
@@ -21,6 +24,19 @@ public enum OptimizerKind
     Sgd,
 }
 
+/// <summary>How the learning rate changes over a training run.</summary>
+public enum LearningRateSchedule
+{
+    /// <summary>The base rate throughout.</summary>
+    Constant,
+
+    /// <summary>Cosine annealing per step from the base rate to <see cref="TrainingOptions.MinLearningRate"/>.</summary>
+    Cosine,
+
+    /// <summary>The base rate times <see cref="TrainingOptions.StepGamma"/> every <see cref="TrainingOptions.StepEveryEpochs"/> epochs.</summary>
+    Step,
+}
+
 /// <summary>Settings of <see cref="Trainer.TrainAsync"/>.</summary>
 public sealed record TrainingOptions
 {
@@ -33,20 +49,56 @@ public sealed record TrainingOptions
     /// <summary>The optimizer.</summary>
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.Adam;
 
-    /// <summary>Learning rate &gt; 0.</summary>
+    /// <summary>Learning rate &gt; 0 (the base rate of the schedule).</summary>
     public float LearningRate { get; init; } = 1e-3f;
 
     /// <summary>SGD momentum in [0, 1).</summary>
     public float Momentum { get; init; } = 0.9f;
 
+    /// <summary>Nesterov momentum for SGD.</summary>
+    public bool Nesterov { get; init; }
+
     /// <summary>Weight decay ≥ 0.</summary>
     public float WeightDecay { get; init; }
+
+    /// <summary>
+    /// Whether weight decay also applies to biases and normalisation γ/β (false, the default, skips
+    /// them as the usual "no decay on BN and bias" recipes do).
+    /// </summary>
+    public bool DecayNormAndBias { get; init; }
+
+    /// <summary>The learning-rate schedule.</summary>
+    public LearningRateSchedule Schedule { get; init; } = LearningRateSchedule.Constant;
+
+    /// <summary>The rate cosine annealing reaches at the end ≥ 0.</summary>
+    public float MinLearningRate { get; init; }
+
+    /// <summary>Epochs between decays of the step schedule ≥ 1.</summary>
+    public int StepEveryEpochs { get; init; } = 30;
+
+    /// <summary>Factor of each decay of the step schedule &gt; 0.</summary>
+    public float StepGamma { get; init; } = 0.1f;
+
+    /// <summary>Epochs (may be fractional) of a linear warm-up before the schedule ≥ 0.</summary>
+    public double WarmupEpochs { get; init; }
+
+    /// <summary>Clip the gradient to this global L2 norm &gt; 0 (null = no clipping).</summary>
+    public float? ClipNorm { get; init; }
 
     /// <summary>Seed of the shuffling order and dropout masks.</summary>
     public int Seed { get; init; }
 
-    /// <summary>Stop each epoch after this many steps (null = the whole epoch).</summary>
+    /// <summary>
+    /// Train each epoch on at most this many batches (null = the whole set): the run then uses a
+    /// fixed, seeded subset of <c>MaxStepsPerEpoch × BatchSize</c> samples, reshuffled every epoch.
+    /// </summary>
     public int? MaxStepsPerEpoch { get; init; }
+
+    /// <summary>
+    /// A validation set evaluated after every epoch; the result's student is then the epoch with the
+    /// best validation accuracy at the full T (null: the last epoch).
+    /// </summary>
+    public ImageDataset? Validation { get; init; }
 
     internal void Validate()
     {
@@ -55,6 +107,25 @@ public sealed record TrainingOptions
         Check.PositiveFinite(LearningRate, nameof(LearningRate), "TrainingOptions.LearningRate");
         Check.Fraction(Momentum, false, nameof(Momentum), "TrainingOptions.Momentum");
         Check.NonNegativeFinite(WeightDecay, nameof(WeightDecay), "TrainingOptions.WeightDecay");
+        Check.NonNegativeFinite(
+            MinLearningRate,
+            nameof(MinLearningRate),
+            "TrainingOptions.MinLearningRate"
+        );
+        Check.Positive(StepEveryEpochs, nameof(StepEveryEpochs), "TrainingOptions.StepEveryEpochs");
+        Check.PositiveFinite(StepGamma, nameof(StepGamma), "TrainingOptions.StepGamma");
+        if (!(WarmupEpochs >= 0) || double.IsInfinity(WarmupEpochs))
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(WarmupEpochs),
+                WarmupEpochs,
+                $"TrainingOptions.WarmupEpochs must be a finite number >= 0 (got {WarmupEpochs})."
+            );
+        }
+        if (ClipNorm is { } c)
+        {
+            Check.PositiveFinite(c, nameof(ClipNorm), "TrainingOptions.ClipNorm");
+        }
         if (MaxStepsPerEpoch is { } m)
         {
             Check.Positive(m, nameof(MaxStepsPerEpoch), "TrainingOptions.MaxStepsPerEpoch");
@@ -67,6 +138,54 @@ public sealed record TrainingOptions
                 "TrainingOptions.Optimizer must be Adam, AdamW or Sgd."
             );
         }
+        if (!Enum.IsDefined(Schedule))
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(Schedule),
+                Schedule,
+                "TrainingOptions.Schedule must be Constant, Cosine or Step."
+            );
+        }
+    }
+
+    internal TrainConfig ToFSharp(
+        Action<TrainProgress> progress,
+        Action<EpochReport, Model> onEpoch,
+        CancellationToken ct
+    )
+    {
+        SnnSpec.OptimizerKind optimizer = Optimizer switch
+        {
+            OptimizerKind.Sgd => SnnSpec.OptimizerKind.NewSgd(Momentum, Nesterov),
+            OptimizerKind.AdamW => SnnSpec.OptimizerKind.NewAdamW(0.9f, 0.999f, 1e-8f),
+            _ => SnnSpec.OptimizerKind.NewAdam(0.9f, 0.999f, 1e-8f),
+        };
+        LrSchedule schedule = Schedule switch
+        {
+            LearningRateSchedule.Cosine => LrSchedule.NewCosine(MinLearningRate),
+            LearningRateSchedule.Step => LrSchedule.NewStep(StepEveryEpochs, StepGamma),
+            _ => LrSchedule.Constant,
+        };
+        if (WarmupEpochs > 0)
+        {
+            schedule = LrSchedule.NewWarmup(WarmupEpochs, schedule);
+        }
+        var d = TrainConfig.Default;
+        return new TrainConfig(
+            Epochs,
+            optimizer,
+            LearningRate,
+            WeightDecay,
+            DecayNormAndBias ? WeightDecayRule.All : WeightDecayRule.SkipNormAndBias,
+            schedule,
+            ClipNorm is { } c ? Interop.Some(c) : Interop.None<float>(),
+            Seed,
+            StudentOrder.Interleaved,
+            TeacherCacheMode.Off,
+            FuncConvert.FromAction(progress),
+            FuncConvert.FromAction(onEpoch),
+            ct
+        );
     }
 }
 
@@ -96,6 +215,12 @@ public sealed record TrainingProgress
 
     /// <summary>Wall time since the run started.</summary>
     public required TimeSpan Elapsed { get; init; }
+
+    /// <summary>The learning rate of the step (after the schedule).</summary>
+    public float LearningRate { get; init; }
+
+    /// <summary>The global gradient L2 norm before clipping.</summary>
+    public double GradientNorm { get; init; }
 }
 
 /// <summary>The outcome of a training run.</summary>
@@ -110,23 +235,35 @@ public sealed record TrainingResult
     /// <summary>The last step's loss (NaN when no step ran).</summary>
     public required float FinalLoss { get; init; }
 
-    /// <summary>True when the run stopped early on cancellation (the student is as trained so far).</summary>
+    /// <summary>
+    /// True when the run stopped early on cancellation; the student is then the model at the end of
+    /// the last completed epoch (the initial student when no epoch completed).
+    /// </summary>
     public required bool Cancelled { get; init; }
+
+    /// <summary>The 0-based epoch the student comes from (-1: no epoch completed).</summary>
+    public int Epoch { get; init; } = -1;
+
+    /// <summary>The student's validation accuracy at the full T, when a validation set was given.</summary>
+    public double? ValidationAccuracy { get; init; }
 }
 
 /// <summary>
-/// Trains the student of a <see cref="DistillationSpec"/>: per batch, the frozen teacher's outputs
-/// (eval mode, with the spec's probes), the student's forward run in training mode, the weighted
-/// terms' gradient by reverse-mode differentiation and one optimizer step.
+/// Trains the student of a <see cref="DistillationSpec"/> with the core's distillation trainer: per
+/// batch, the frozen teacher's outputs (eval mode, with the spec's probes), the student's forward
+/// run in training mode, the weighted terms' gradient by reverse-mode differentiation, optional
+/// clipping and one optimizer step at the scheduled rate. Training stops with an error naming the
+/// term when a loss or gradient becomes NaN or infinite.
 /// </summary>
 public static class Trainer
 {
     /// <summary>Runs the training loop on a worker thread.</summary>
     /// <param name="spec">Student, teacher and loss terms.</param>
     /// <param name="data">The training set (samples shaped like the student's input).</param>
-    /// <param name="options">Epochs, batch size, optimizer; null uses the defaults.</param>
+    /// <param name="options">Epochs, batch size, optimizer, schedule; null uses the defaults.</param>
     /// <param name="progress">Receives a report after every step; may be null.</param>
     /// <param name="cancellationToken">Stops after the current step; the result then has <see cref="TrainingResult.Cancelled"/> set.</param>
+    /// <exception cref="SnnSpec.Training.TrainingDivergedException">A loss term or gradient became NaN or infinite (the task faults with it).</exception>
     public static Task<TrainingResult> TrainAsync(
         DistillationSpec spec,
         ImageDataset data,
@@ -139,25 +276,63 @@ public static class Trainer
         Check.NotNull(data, nameof(data));
         var o = options ?? new TrainingOptions();
         o.Validate();
-        if (!data.SampleShape.SequenceEqual(spec.Student.InputShape))
+        CheckData(spec, data, nameof(data));
+        if (o.Validation is { } v)
         {
-            throw new ArgumentException(
-                $"data holds samples of shape [{string.Join(", ", data.SampleShape)}] but the student {spec.Student.Name} takes [{string.Join(", ", spec.Student.InputShape)}].",
-                nameof(data)
-            );
-        }
-        if (data.Classes > spec.Student.Classes)
-        {
-            throw new ArgumentException(
-                $"data has {data.Classes} classes but the student predicts {spec.Student.Classes}.",
-                nameof(data)
-            );
+            CheckData(spec, v, nameof(options));
         }
         return Task.Run(
             () => Run(spec, data, o, progress, cancellationToken),
             CancellationToken.None
         );
     }
+
+    private static void CheckData(DistillationSpec spec, ImageDataset data, string param)
+    {
+        if (!data.SampleShape.SequenceEqual(spec.Student.InputShape))
+        {
+            throw new ArgumentException(
+                $"{(param == "data" ? "data" : "options.Validation")} holds samples of shape [{string.Join(", ", data.SampleShape)}] but the student {spec.Student.Name} takes [{string.Join(", ", spec.Student.InputShape)}].",
+                param
+            );
+        }
+        if (data.Classes > spec.Student.Classes)
+        {
+            throw new ArgumentException(
+                $"{(param == "data" ? "data" : "options.Validation")} has {data.Classes} classes but the student predicts {spec.Student.Classes}.",
+                param
+            );
+        }
+    }
+
+    private static ImageDataset Limit(ImageDataset data, TrainingOptions o)
+    {
+        if (o.MaxStepsPerEpoch is not { } m || (long)m * o.BatchSize >= data.Count)
+        {
+            return data;
+        }
+        var order = Enumerable.Range(0, data.Count).ToArray();
+        new Random(o.Seed).Shuffle(order);
+        return data.Subset(order.Take(m * o.BatchSize).Order());
+    }
+
+    private static Model Copy(Model m) =>
+        new(
+            m.Architecture,
+            m.Mode,
+            ParametersModule.map(
+                FuncConvert.FromFunc<string, Tensor, Tensor>(
+                    (_, t) => Tensors.TensorOps.FromArray(t.ToArray(), t.Shape)
+                ),
+                m.Parameters
+            ),
+            ParametersModule.map(
+                FuncConvert.FromFunc<string, Tensor, Tensor>(
+                    (_, t) => Tensors.TensorOps.FromArray(t.ToArray(), t.Shape)
+                ),
+                m.Buffers
+            )
+        );
 
     private static TrainingResult Run(
         DistillationSpec spec,
@@ -167,137 +342,108 @@ public static class Trainer
         CancellationToken ct
     )
     {
-        var watch = Stopwatch.StartNew();
-        var loader = data.Batches(
-            new BatchingOptions
-            {
-                BatchSize = o.BatchSize,
-                Shuffle = true,
-                Seed = o.Seed,
-                Prefetch = 1,
-            }
-        );
-        int perEpoch = Math.Min(loader.BatchesPerEpoch, o.MaxStepsPerEpoch ?? int.MaxValue);
-        var model = spec.Student.Inner;
-        var state = OptimizerState.Empty;
-        var rng = RngModule.create(o.Seed);
-        var teacherCtx = spec.TeacherProbes.ToFSharp();
-        var studentProbes = spec.StudentProbes.ToFSharp().Probes;
-        var teacher = spec.UsesTeacher ? spec.Teacher : null;
-        int global = 0;
+        var train = Limit(data, o);
+        var batchOptions = new BatchingOptions
+        {
+            BatchSize = o.BatchSize,
+            Shuffle = true,
+            Seed = o.Seed,
+            Prefetch = 1,
+        }.ToFSharp();
+        var trainBatcher = Batching.create(batchOptions, train.Inner);
+        var validation = o.Validation is { } v
+            ? Interop.Some(
+                Batching.create(
+                    new BatchingOptions
+                    {
+                        BatchSize = o.BatchSize,
+                        Shuffle = false,
+                        Prefetch = 1,
+                    }.ToFSharp(),
+                    v.Inner
+                )
+            )
+            : Interop.None<Batcher>();
+        int perEpoch = trainBatcher.BatchesPerEpoch;
+        int steps = 0;
         float last = float.NaN;
-        for (int epoch = 0; epoch < o.Epochs; epoch++)
-        {
-            int step = 0;
-            foreach (var batch in loader.Epoch(epoch))
+        // The last completed epoch's model, copied out of the trainer's recycled buffers.
+        Model kept = spec.Student.Inner;
+        int keptEpoch = -1;
+        double? keptAccuracy = null;
+        var cfg = o.ToFSharp(
+            p =>
             {
-                if (step >= perEpoch)
+                steps = p.Step;
+                last = p.Total;
+                if (progress is null)
                 {
-                    break;
+                    return;
                 }
-                if (ct.IsCancellationRequested)
+                var terms = new Dictionary<string, float>(StringComparer.Ordinal);
+                foreach (var (name, value) in p.Losses.Select(x => (x.Item1, x.Item2)))
                 {
-                    return Result(model, global, last, true);
+                    terms[name] = terms.GetValueOrDefault(name) + value;
                 }
-                var x = batch.Inputs;
-                var labels = (int[])batch.Labels.Clone();
-                KdOutputs teacherOut = teacher is null
-                    ? KdOutputsModule.ofLogits(TensorOpsScalarZero)
-                    : Diff.noGrad(
-                        FuncConvert.FromFunc(() =>
-                            KdOutputsModule.ofForward(
-                                ModelModule.forward(teacherCtx, teacher.Inner, x)
-                            )
-                        )
-                    );
-                var ctx = new ForwardContext(true, RngModule.fold(global, rng), studentProbes);
-                int nBuffers = model.Buffers.Count;
-                var current = model;
-                var result = ParametersModule.valueAndGradAux(
-                    FuncConvert.FromFunc<Parameters, Tuple<Tensor, Tensor[]>>(ps =>
+                progress.Report(
+                    new TrainingProgress
                     {
-                        var output = ModelModule.apply(ctx, current, ps, x);
-                        var total = LossTermModule.totalWithParts(
-                            spec.FsTerms,
-                            teacherOut,
-                            KdOutputsModule.ofForward(output),
-                            labels
-                        );
-                        var aux = ParametersModule
-                            .values(output.Buffers)
-                            .Concat(total.Item2.Select(p => p.Item2))
-                            .Append(Diff.detach(output.Logits))
-                            .ToArray();
-                        return Tuple.Create(total.Item1, aux);
-                    }),
-                    model.Parameters
-                );
-                var (loss, grads, auxOut) = (result.Item1, result.Item2, result.Item3);
-                var stepped = o.Optimizer switch
-                {
-                    OptimizerKind.Sgd => Optim.sgd(
-                        new SgdConfig(o.LearningRate, o.Momentum, false, o.WeightDecay),
-                        state,
-                        model.Parameters,
-                        grads
-                    ),
-                    _ => Optim.adam(
-                        new AdamConfig(
-                            o.LearningRate,
-                            0.9f,
-                            0.999f,
-                            1e-8f,
-                            o.WeightDecay,
-                            o.Optimizer == OptimizerKind.AdamW
-                        ),
-                        state,
-                        model.Parameters,
-                        grads
-                    ),
-                };
-                state = stepped.Item2;
-                var buffers = ParametersModule.withValues(model.Buffers, auxOut[..nBuffers]);
-                model = new Model(model.Architecture, model.Mode, stepped.Item1, buffers);
-                last = loss.ToScalar();
-                step++;
-                global++;
-                if (progress is not null)
-                {
-                    var terms = new Dictionary<string, float>(StringComparer.Ordinal);
-                    int i = nBuffers;
-                    foreach (var info in spec.Terms)
-                    {
-                        terms[info.Name] =
-                            terms.GetValueOrDefault(info.Name) + auxOut[i++].ToScalar();
+                        Epoch = p.Epoch,
+                        Step = p.Batch + 1,
+                        StepsPerEpoch = perEpoch,
+                        GlobalStep = p.Step,
+                        Loss = p.Total,
+                        Terms = terms,
+                        BatchAccuracy = p.Accuracy,
+                        Elapsed = p.Elapsed,
+                        LearningRate = p.LearningRate,
+                        GradientNorm = p.GradNorm,
                     }
-                    var correct = Readout.correctPerStep(auxOut[^1], labels);
-                    progress.Report(
-                        new TrainingProgress
-                        {
-                            Epoch = epoch,
-                            Step = step,
-                            StepsPerEpoch = perEpoch,
-                            GlobalStep = global,
-                            Loss = last,
-                            Terms = terms,
-                            BatchAccuracy = (double)correct[^1] / labels.Length,
-                            Elapsed = watch.Elapsed,
-                        }
-                    );
+                );
+            },
+            (report, model) =>
+            {
+                // Without validation every epoch is the best so far (the last one wins).
+                if (report.IsBest)
+                {
+                    kept = Copy(model);
+                    keptEpoch = report.Epoch;
+                    keptAccuracy = report.Validation is null
+                        ? null
+                        : report.Validation.Value.Accuracy;
                 }
-            }
-        }
-        return Result(model, global, last, false);
-    }
-
-    private static readonly Tensor TensorOpsScalarZero = Tensors.TensorOps.Zeros(1, 1, 1);
-
-    private static TrainingResult Result(Model model, int steps, float loss, bool cancelled) =>
-        new()
+            },
+            ct
+        );
+        try
         {
-            Student = new SnnModel(model),
-            Steps = steps,
-            FinalLoss = loss,
-            Cancelled = cancelled,
-        };
+            var result = Trainer_.fitOne(
+                cfg,
+                spec.ToFSharp(spec.Student.Inner),
+                trainBatcher,
+                validation
+            );
+            return new TrainingResult
+            {
+                Student = new SnnModel(result.Best),
+                Steps = steps,
+                FinalLoss = last,
+                Cancelled = false,
+                Epoch = result.BestEpoch,
+                ValidationAccuracy = result.BestAccuracy is null ? null : result.BestAccuracy.Value,
+            };
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        {
+            return new TrainingResult
+            {
+                Student = new SnnModel(kept),
+                Steps = steps,
+                FinalLoss = last,
+                Cancelled = true,
+                Epoch = keptEpoch,
+                ValidationAccuracy = keptAccuracy,
+            };
+        }
+    }
 }

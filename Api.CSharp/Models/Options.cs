@@ -343,6 +343,34 @@ public sealed record QuantizationOptions
     /// <summary>True when both widths are full precision.</summary>
     public bool IsFullPrecision => WeightBits is null && MembraneBits is null;
 
+    /// <summary>
+    /// Quantization-aware training (<see cref="SnnModel.Quantize"/>): a Conv2d directly followed by batch
+    /// norm runs folded (W' = W·γ/σ, b' = β + γ·(b − μ)/σ) and the folded weight and bias are quantized.
+    /// Default true (MINT's recipe).
+    /// </summary>
+    public bool FoldBatchNorm { get; init; } = true;
+
+    /// <summary>
+    /// Quantization-aware training: keep the first weight layer (the direct-encoding conv) and the
+    /// population it feeds in full precision. Default true (MINT's recipe).
+    /// </summary>
+    public bool KeepFirstLayerFullPrecision { get; init; } = true;
+
+    /// <summary>
+    /// Quantization-aware training: quantize membranes on a uniform grid (integer-exportable) instead
+    /// of MINT's tanh-mapped grid. Default false.
+    /// </summary>
+    public bool UniformMembraneGrid { get; init; }
+
+    /// <summary>
+    /// Quantization-aware training: a population's membrane shares the scale α of the weight layer
+    /// feeding it (true, MINT's share mode) or learns its own (false).
+    /// </summary>
+    public bool ShareMembraneScale { get; init; } = true;
+
+    /// <summary>Quantization-aware training: Conv2d, Linear or spiking layers (full names) left in full precision.</summary>
+    public IReadOnlyList<string> FullPrecisionLayers { get; init; } = Array.Empty<string>();
+
     internal void Validate()
     {
         if (WeightBits is { } w)
@@ -353,6 +381,40 @@ public sealed record QuantizationOptions
         {
             Check.Range(m, 1, 32, nameof(MembraneBits), "QuantizationOptions.MembraneBits");
         }
+    }
+
+    internal QuantConfig ToQuantConfig()
+    {
+        if (MembraneBits is > 16)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(MembraneBits),
+                MembraneBits,
+                $"quantization-aware training takes QuantizationOptions.MembraneBits in 1…16 or null (got {MembraneBits})."
+            );
+        }
+        if (FullPrecisionLayers is null || FullPrecisionLayers.Any(string.IsNullOrWhiteSpace))
+        {
+            throw new ArgumentException(
+                "QuantizationOptions.FullPrecisionLayers must be a list of non-empty layer names.",
+                nameof(FullPrecisionLayers)
+            );
+        }
+        var membrane = MembraneBits is { } m
+            ? SnnSpec.Bits.NewFixed(m)
+            : SnnSpec.Bits.FullPrecision;
+        var fp = QuantConfig.FullPrecision;
+        return new QuantConfig(
+            WeightBitsFSharp,
+            membrane,
+            WeightBitsFSharp,
+            UniformMembraneGrid ? MembraneScheme.Uniform : MembraneScheme.Mint,
+            ShareMembraneScale,
+            FoldBatchNorm,
+            KeepFirstLayerFullPrecision,
+            Interop.ToFSharpSet(FullPrecisionLayers),
+            fp.PerLayer
+        );
     }
 
     internal Bits WeightBitsFSharp =>

@@ -247,6 +247,43 @@ public sealed class SnnModel
         return new SnnModel(new Model(Inner.Architecture, Inner.Mode, ps, Inner.Buffers));
     }
 
+    /// <summary>
+    /// The quantization-aware twin of this model for training: every Conv2d/Linear weight (and its
+    /// bias) runs through MINT's quantizer with a new learnable scale "&lt;layer&gt;.alpha", batch norm
+    /// optionally folded into the conv before it, and each population's membrane quantized after every
+    /// update. The plan travels with the model (its buffers), so training, checkpoints and
+    /// <see cref="WithSteps"/> keep it. Unlike <see cref="QuantizeWeights"/> (post-training rounding of
+    /// the weights alone) the quantizers sit in the forward pass and are trained through straight-through
+    /// gradients. Full precision with <see cref="QuantizationOptions.FoldBatchNorm"/> false computes the
+    /// original model.
+    /// </summary>
+    /// <param name="options">Bit widths (membrane bits in 1…16) and the recipe switches.</param>
+    /// <exception cref="ArgumentException">The model already carries a quantization plan, or a named layer does not exist.</exception>
+    public SnnModel Quantize(QuantizationOptions options)
+    {
+        Check.NotNull(options, nameof(options));
+        options.Validate();
+        if (IsQuantized)
+        {
+            throw new ArgumentException(
+                $"the model {Name} is already quantized; call Quantize on the full-precision model.",
+                nameof(options)
+            );
+        }
+        var cfg = options.ToQuantConfig();
+        try
+        {
+            return new SnnModel(ModelModule.quantize(cfg, Inner));
+        }
+        catch (SnnSpecException e)
+        {
+            throw new ArgumentException(e.Message, nameof(options), e);
+        }
+    }
+
+    /// <summary>True when the model carries a quantization-aware training plan (see <see cref="Quantize"/>).</summary>
+    public bool IsQuantized => ModelModule.quantPlan(Inner).IsQuantized;
+
     /// <summary>Runs the model on a batch.</summary>
     /// <param name="input">A static batch [B, …InputShape] (repeated over T) or a sequence [T, B, …InputShape].</param>
     /// <param name="options">Mode and probes; null is evaluation mode with logits only.</param>
