@@ -136,8 +136,23 @@ module Optimizer =
         else
             grads, n
 
-    /// One step at rate lr with weight decay wd on the names <c>decayed</c> accepts.
-    let step
+    /// Smallest value a learnable quantizer scale (a parameter named "….alpha") keeps after a step.
+    [<Literal>]
+    let ScaleFloor = 1e-6f
+
+    /// Projects learnable quantizer scales back to ≥ ScaleFloor: an optimizer step (Adam moves every
+    /// parameter by about the learning rate) must not make a scale zero or negative, which the
+    /// quantizers reject. LSQ and MINT implementations clamp their scales the same way.
+    let projectScales (ps: Parameters) =
+        Parameters.map
+            (fun n w ->
+                if n.EndsWith ".alpha" then
+                    Tensor.maximum w (Tensor.scalar ScaleFloor)
+                else
+                    w)
+            ps
+
+    let private rawStep
         (kind: OptimizerKind)
         (lr: float32)
         (wd: float32)
@@ -196,3 +211,17 @@ module Optimizer =
                 state
                 decayedPs
                 grads
+
+    /// One step at rate lr with weight decay wd on the names <c>decayed</c> accepts; learnable
+    /// quantizer scales are then projected to stay positive (see projectScales).
+    let step
+        (kind: OptimizerKind)
+        (lr: float32)
+        (wd: float32)
+        (decayed: string -> bool)
+        (state: OptimizerState)
+        (ps: Parameters)
+        (grads: Parameters)
+        =
+        let ps', state' = rawStep kind lr wd decayed state ps grads
+        projectScales ps', state'

@@ -604,3 +604,27 @@ let ``training from the teacher cache matches training with the live teacher`` (
             |> ignore)
 
     contains ("random transform", ex.Message)
+
+[<Test>]
+let ``optimizer steps keep learnable quantizer scales positive`` () =
+    // Adam moves every parameter by about the learning rate per step, so a scale α ≈ 0.01 would be
+    // pushed below zero within a few steps without the projection.
+    let ps =
+        Parameters.ofList [ "fc.weight", Tensor.ones [| 2; 2 |]; "fc.alpha", Tensor.scalar 0.01f ]
+
+    let grads =
+        Parameters.ofList [ "fc.weight", Tensor.ones [| 2; 2 |]; "fc.alpha", Tensor.scalar 1.0f ]
+
+    let mutable p = ps
+    let mutable state = OptimizerState.Empty
+
+    for _ in 1..30 do
+        let p', s' =
+            Optimizer.step OptimizerKind.AdamDefault 0.05f 0.0f (fun _ -> true) state p grads
+
+        p <- p'
+        state <- s'
+
+    Assert.That(p["fc.alpha"].ToScalar(), Is.EqualTo Optimizer.ScaleFloor)
+    // Other parameters are not projected.
+    Assert.That(p["fc.weight"].ToArray() |> Array.forall (fun v -> v < 0.0f), Is.True)
