@@ -371,13 +371,14 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     checkpoints.Add(ckpt "teacher")
 
     // The 4-bit student, initialised once; every trained copy starts from these values.
-    // MINT quantization: weights, biases and membranes at the same bit width with the membrane
-    // sharing its conv's scale, first layer kept FP, batch norm kept in float after the quantized
-    // conv (folding BN into the conv initialises α from the unfolded weight, which silences the
-    // folded layers at the start of training).
+    // MINT quantization of weights and biases (first layer kept FP), batch norm kept in float after
+    // the quantized conv, membranes in full precision. Folding BN initialises α from the unfolded
+    // weight, which silences the folded layers at the start of training; share-mode membranes are
+    // clamped to ±α, which makes membrane KD against an FP teacher diverge. Both are open issues.
     let quant =
         { QuantConfig.Mint settings.Bits with
             FoldBatchNorm = false
+            Membrane = Bits.FullPrecision
         }
 
     let student0 =
