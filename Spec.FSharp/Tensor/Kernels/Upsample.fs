@@ -3,19 +3,9 @@ namespace SnnSpec.Kernels
 open System
 open SnnSpec
 
-/// Geometry of 2-D resampling over NCHW data: input [N, C, H, W] to output [N, C, Ho, Wo].
-type Upsample2dGeometry =
-    {
-        N: int
-        C: int
-        H: int
-        W: int
-        Ho: int
-        Wo: int
-    }
-
-    member g.XLength = g.N * g.C * g.H * g.W
-    member g.YLength = g.N * g.C * g.Ho * g.Wo
+/// Geometry of 2-D resampling over NCHW data: input [N, C, H, W] to output [N, C, Ho, Wo] (the same
+/// record as adaptive pooling's).
+type Upsample2dGeometry = AdaptivePool2dGeometry
 
 /// Raw nearest and bilinear resampling kernels with PyTorch's F.interpolate(size = (Ho, Wo)) semantics, over
 /// float32 arrays with element offsets. Forward passes overwrite y; backward passes overwrite dx unless
