@@ -533,7 +533,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             Title = "SnnSpec demo: MNIST, versatile-teacher distillation of a 4-bit SNN student"
             Subtitle =
                 sprintf
-                    "MLP 784-400-200-10 teacher (FP32, T = %d) → %d-bit MLP student (width %g) with membrane KD (%s, prefix alignment) + temporal-wise KD at T = 1…%d; %d training / %d validation / %d test images, %d epoch(s), seed %d"
+                    "ConvNet teacher (FP32, T = %d) → %d-bit ConvNet student (width %g) with membrane KD (%s, prefix alignment) + temporal-wise KD at T = 1…%d; %d training / %d validation / %d test images, %d epoch(s), seed %d"
                     T
                     settings.Bits
                     settings.StudentWidth
