@@ -371,19 +371,18 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     checkpoints.Add(ckpt "teacher")
 
     // The 4-bit student, initialised once; every trained copy starts from these values.
-    // MINT quantization of weights and biases (first layer kept FP), batch norm kept in float after
-    // the quantized conv, membranes in full precision. Folding BN initialises α from the unfolded
-    // weight, which silences the folded layers at the start of training; share-mode membranes are
-    // clamped to ±α, which makes membrane KD against an FP teacher diverge. Both are open issues.
-    let quant =
-        { QuantConfig.Mint settings.Bits with
-            FoldBatchNorm = false
-            Membrane = Bits.FullPrecision
-        }
+    // MINT quantization (MS-N): weights, biases and membranes at N bits with batch norm folded into
+    // the conv and the membrane sharing its conv's scale; first layer kept FP; scales calibrated on a
+    // training batch (LSQ's first-batch initialisation, needed for the folded weights).
+    let quant = QuantConfig.Mint settings.Bits
+
+    let calibration =
+        ImageSet.toTensor fitSet [| 0 .. min fitSet.Count settings.BatchSize - 1 |]
 
     let student0 =
         Model.init (settings.Seed + 1) (ExecutionMode.Snn T) studentArch
         |> Model.quantize quant
+        |> Model.calibrateScales calibration
 
     // Membrane KD on every spiking population the two models share in shape (conv-wise lif1,
     // lif2 and the hidden fc population when the student has the teacher's width).

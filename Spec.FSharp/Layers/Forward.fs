@@ -82,6 +82,9 @@ module Forward =
             /// The integer product Σ code·x of an integer pair's weight layer (exactProduct by default).
             Product: IntegerLayer -> int[] -> int[] -> int[] * int[]
             IntegerRan: ResizeArray<string>
+            /// When not null, a calibration run: quantizers pass weights through unquantized and
+            /// record, per weight layer, the tensor they would quantize (the folded weight for a fold).
+            Capture: Dictionary<string, Tensor>
         }
 
     let private full (prefix: string) (n: string) =
@@ -114,6 +117,11 @@ module Forward =
     /// bias), identity where the plan leaves them in full precision.
     let private quantizers (r: Run) (name: string) : (Tensor -> Tensor) * (Tensor -> Tensor) =
         match r.Plan.Weights.TryFind name with
+        | Some wq when wq.Weight <> Bits.FullPrecision && not (isNull r.Capture) ->
+            (fun w ->
+                r.Capture[name] <- Diff.detach w
+                w),
+            id
         | Some wq when wq.Weight <> Bits.FullPrecision ->
             let alpha = r.Params[name + ".alpha"]
 
@@ -126,7 +134,7 @@ module Forward =
 
     let private membraneQuant (r: Run) (name: string) : MembraneQuant option =
         match r.Plan.Membranes.TryFind name with
-        | Some mp when mp.Bits <> Bits.FullPrecision ->
+        | Some mp when mp.Bits <> Bits.FullPrecision && isNull r.Capture ->
             Some
                 {
                     Bits = mp.Bits
@@ -381,6 +389,7 @@ module Forward =
         | None, layer :: rest -> applyList r prefix (apply r prefix x layer) rest
 
     let private runCore
+        (capture: Dictionary<string, Tensor>)
         (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
         (integer: Map<string, IntegerLayer>)
         (arch: Architecture)
@@ -418,6 +427,7 @@ module Forward =
                 Integer = integer
                 Product = product
                 IntegerRan = ResizeArray()
+                Capture = capture
             }
 
         let sequence = x.Rank = inRank + 2
@@ -544,7 +554,7 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        fst (runCore exactProduct Map.empty arch mode ctx ps buffers x)
+        fst (runCore null exactProduct Map.empty arch mode ctx ps buffers x)
 
     /// <c>run</c> with the given exported (weight → population) pairs in the integer datapath where
     /// their input is binary; also returns the names of the weight layers that ran in integers.
@@ -557,7 +567,7 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        runCore exactProduct integer arch mode ctx ps buffers x
+        runCore null exactProduct integer arch mode ctx ps buffers x
 
     /// <c>runInteger</c> with the integer pairs' product Σ code·x computed by <c>product</c> (given
     /// the layer, the flat binary input codes and the input shape [N, …]; returns the accumulations
@@ -572,4 +582,19 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        runCore product integer arch mode ctx ps buffers x
+        runCore null product integer arch mode ctx ps buffers x
+
+    /// A calibration run of a quantized model in full precision: for every quantized weight layer,
+    /// the tensor its weight quantizer would receive on this batch — the weight itself, or the
+    /// BN-folded weight W·γ/σ_B under this batch's statistics when the plan folds a Norm.
+    let quantizerInputs
+        (arch: Architecture)
+        (mode: ExecutionMode)
+        (ctx: ForwardContext)
+        (ps: Parameters)
+        (buffers: Parameters)
+        (x: Tensor)
+        : Map<string, Tensor> =
+        let capture = Dictionary<string, Tensor>()
+        runCore capture exactProduct Map.empty arch mode ctx ps buffers x |> ignore
+        capture |> Seq.map (fun kv -> kv.Key, kv.Value) |> Map.ofSeq

@@ -218,3 +218,39 @@ module Model =
             Parameters = Parameters.concat [ m.Parameters; Parameters.ofList (List.ofSeq ps) ]
             Buffers = Parameters.concat [ m.Buffers; Parameters.ofList (List.ofSeq bs) ]
         }
+
+    /// LSQ-style first-batch initialisation of a quantized model's weight scales: every
+    /// "<layer>.alpha" becomes mintInitAlpha b W_q, where W_q is what that layer's quantizer sees on
+    /// batch x — the weight, or for a folded conv→BN the folded weight W·γ/σ_B under x's batch
+    /// statistics. At Model.quantize time only the unfolded W is known; the folded weight is larger
+    /// by γ/σ_B (often ×10 or more at initialisation), so without this pass every folded weight clips
+    /// to ±α and the layers fed by it stay silent. Call once on a training batch before training.
+    let calibrateScales (x: Tensor) (m: Model) : Model =
+        let plan = quantPlan m
+
+        if plan.Weights.IsEmpty then
+            Errors.invalidArg "Model.calibrateScales" "model" m.Architecture.Name "a model made by Model.quantize"
+
+        let inputs =
+            Diff.noGrad (fun () ->
+                Forward.quantizerInputs
+                    m.Architecture
+                    m.Mode
+                    (ForwardContext.Train(Rng.create 0))
+                    m.Parameters
+                    m.Buffers
+                    x)
+
+        let ps =
+            m.Parameters
+            |> Parameters.map (fun n t ->
+                if n.EndsWith ".alpha" then
+                    let layer = n.Substring(0, n.Length - ".alpha".Length)
+
+                    match plan.Weights.TryFind layer, inputs.TryFind layer with
+                    | Some { Weight = Bits.Fixed b }, Some w -> Quantizer.mintInitAlpha b w
+                    | _ -> t
+                else
+                    t)
+
+        { m with Parameters = ps }

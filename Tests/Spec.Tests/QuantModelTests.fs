@@ -582,3 +582,50 @@ let ``quantization-aware training works with temporal-wise and membrane distilla
         state <- state'
 
     Assert.That((loss teacher.Parameters ps).ToScalar(), Is.LessThan(first.ToScalar() * 0.9f))
+
+[<Test>]
+let ``calibrating scales sets each alpha from the tensor its quantizer sees, folded weights included`` () =
+    let cfg =
+        { ZooConfig.Mnist with
+            InputSize = 8
+            Width = 0.5f
+        }
+
+    let m =
+        Model.init 3 (ExecutionMode.Snn 2) (Zoo.convNet cfg)
+        |> Model.quantize (QuantConfig.Mint 4)
+
+    let x = images 4 16
+    let c = Model.calibrateScales x m
+
+    let seen =
+        Forward.quantizerInputs m.Architecture m.Mode (ForwardContext.Train(Rng.create 0)) m.Parameters m.Buffers x
+
+    let plan = Model.quantPlan m
+    Assert.That(seen.Count, Is.GreaterThan 0)
+
+    for KeyValue(layer, w) in seen do
+        let expected = Quantizer.mintInitAlpha 4 w
+        Assert.That(c.Parameters[layer + ".alpha"].ToScalar(), Is.EqualTo(expected.ToScalar()), layer)
+
+        match plan.Weights[layer].FoldedNorm with
+        | Some _ ->
+            // The folded weight W·γ/σ_B, not W itself.
+            Assert.That((w = Diff.detach m.Parameters[layer + ".weight"]), Is.False, layer)
+        | None -> Assert.That(w, Eq.To m.Parameters[layer + ".weight"], layer)
+
+    // The population fed by the folded conv fires on the calibration batch in training mode (the
+    // fully connected lif_fc1 is silent at initialisation in the full-precision model too).
+    let ctx =
+        { ForwardContext.Train(Rng.create 1) with
+            Probes =
+                { ProbeRequest.None with
+                    FiringRates = true
+                }
+        }
+
+    let rates = (Model.forward ctx c x).FiringRates
+    Assert.That(rates["lif2"], Is.GreaterThan 0.0f)
+
+    assertRaises<SnnSpecException> [ "calibrateScales"; "Model.quantize" ] (fun () ->
+        box (Model.calibrateScales x (Model.init 3 (ExecutionMode.Snn 2) (Zoo.convNet cfg))))
