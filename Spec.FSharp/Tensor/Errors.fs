@@ -36,3 +36,21 @@ module Errors =
         raise (SnnSpecException(sprintf "%s: %s = %A is not allowed; expected %s." op name value allowed))
 
     let fail (message: string) = raise (SnnSpecException message)
+
+    /// A kernel's integer parameter that must be ≥ 1.
+    let positiveInt op (name: string) (v: int) =
+        if v < 1 then
+            invalidArg op name (box v) "a positive integer"
+
+    /// A kernel buffer of <c>len</c> elements must hold <c>need</c> elements from <c>off</c>.
+    let checkBuffer op (name: string) (len: int) (off: int) (need: int) =
+        if off < 0 || off + need > len then
+            fail (
+                sprintf
+                    "%s: buffer %s has %d elements but offset %d + length %d is needed; pass a larger array or a smaller offset."
+                    op
+                    name
+                    len
+                    off
+                    need
+            )

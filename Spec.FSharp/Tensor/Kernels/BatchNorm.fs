@@ -133,17 +133,7 @@ module BatchNorm =
         if g.S < 1 then
             Errors.invalidArg op "S" g.S "a positive integer (the product of the spatial sizes)"
 
-    let private checkLength op (name: string) (len: int) (off: int) (need: int) =
-        if off < 0 || off + need > len then
-            Errors.fail (
-                sprintf
-                    "%s: buffer %s has %d elements but offset %d + length %d is needed; pass a larger array or a smaller offset."
-                    op
-                    name
-                    len
-                    off
-                    need
-            )
+    let private checkLength = Errors.checkBuffer
 
     let private checkChannels op name (g: BatchNormGeometry) (v: float32[] option) =
         v |> Option.iter (fun a -> checkLength op name a.Length 0 g.C)

@@ -151,21 +151,10 @@ type Conv2dGeometry =
 module Conv =
     let private op = "conv2d"
 
-    let private positive name (v: int) =
-        if v < 1 then
-            Errors.invalidArg op name v "a positive integer"
+    let private positive = Errors.positiveInt op
 
     let private checkLength (name: string) (arr: float32[]) (off: int) (len: int) =
-        if off < 0 || off + len > arr.Length then
-            Errors.fail (
-                sprintf
-                    "%s: buffer %s has %d elements but offset %d + length %d is needed; pass a larger array or a smaller offset."
-                    op
-                    name
-                    arr.Length
-                    off
-                    len
-            )
+        Errors.checkBuffer op name arr.Length off len
 
     /// Raises SnnSpecException unless every size is positive, padding non-negative, C and O divisible by
     /// Groups and the output non-empty.

@@ -86,21 +86,9 @@ type AdaptivePool2dGeometry =
 /// Raw pooling kernels over NCHW float32 arrays with element offsets. Outputs are caller-provided; forward
 /// passes overwrite them, backward passes overwrite dx unless <c>accumulate</c>. Parallel over the N·C planes.
 module Pool =
-    let private positive op name (v: int) =
-        if v < 1 then
-            Errors.invalidArg op name v "a positive integer"
+    let private positive = Errors.positiveInt
 
-    let private checkLength op (name: string) (len: int) (off: int) (need: int) =
-        if off < 0 || off + need > len then
-            Errors.fail (
-                sprintf
-                    "%s: buffer %s has %d elements but offset %d + length %d is needed; pass a larger array or a smaller offset."
-                    op
-                    name
-                    len
-                    off
-                    need
-            )
+    let private checkLength = Errors.checkBuffer
 
     let private validateWindow op (g: Pool2dGeometry) =
         positive op "N" g.N

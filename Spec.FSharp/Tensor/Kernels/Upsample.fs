@@ -12,9 +12,7 @@ type Upsample2dGeometry = AdaptivePool2dGeometry
 /// <c>accumulate</c>. Parallel over the N·C planes.
 module Upsample =
     let private validate op (g: Upsample2dGeometry) =
-        let positive name (v: int) =
-            if v < 1 then
-                Errors.invalidArg op name v "a positive integer"
+        let positive = Errors.positiveInt op
 
         positive "N" g.N
         positive "C" g.C
@@ -23,17 +21,7 @@ module Upsample =
         positive "Ho" g.Ho
         positive "Wo" g.Wo
 
-    let private checkLength op (name: string) (len: int) (off: int) (need: int) =
-        if off < 0 || off + need > len then
-            Errors.fail (
-                sprintf
-                    "%s: buffer %s has %d elements but offset %d + length %d is needed; pass a larger array or a smaller offset."
-                    op
-                    name
-                    len
-                    off
-                    need
-            )
+    let private checkLength = Errors.checkBuffer
 
     let private grain (work: int) = max 1 (32768 / max 1 work)
 
