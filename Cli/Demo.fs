@@ -25,7 +25,11 @@ type DemoSettings =
         TrainCount: int
         ValidationCount: int
         TestCount: int
+        /// Epochs of the students (distilled and baseline alike).
         Epochs: int
+        /// Epochs of the teacher: a teacher is trained once and reused, so it gets a larger budget
+        /// than the students; distillation only helps when the teacher is clearly the better model.
+        TeacherEpochs: int
         BatchSize: int
         /// Timesteps of the teacher and the longest student.
         Steps: int
@@ -44,6 +48,7 @@ type DemoSettings =
             ValidationCount = 200
             TestCount = 500
             Epochs = 1
+            TeacherEpochs = 2
             BatchSize = 32
             Steps = 4
             StudentWidth = 1.0f
@@ -59,6 +64,7 @@ type DemoSettings =
             ValidationCount = 1000
             TestCount = 2000
             Epochs = 1
+            TeacherEpochs = 3
         }
 
     /// The key stored in checkpoints: a checkpoint is reused only for the same key.
@@ -68,7 +74,7 @@ type DemoSettings =
             role
             s.TrainCount
             s.ValidationCount
-            s.Epochs
+            (if role = "teacher" then s.TeacherEpochs else s.Epochs)
             s.BatchSize
             s.Steps
             s.StudentWidth
@@ -128,6 +134,7 @@ let private stepsOf (m: Model) =
 let private train
     (settings: DemoSettings)
     (ct: CancellationToken)
+    (epochs: int)
     (label: string)
     (names: string list)
     (spec: DistillationSpec)
@@ -136,7 +143,7 @@ let private train
     =
     let students = spec.Students.Length
 
-    let total = settings.Epochs * trainB.BatchesPerEpoch * students
+    let total = epochs * trainB.BatchesPerEpoch * students
 
     let curves =
         Array.init students (fun _ -> ResizeArray<int * (string * float32) list>())
@@ -168,7 +175,7 @@ let private train
                             "%s  epoch %d/%d step %d/%d  %s  %s  acc %.2f"
                             label
                             (p.Epoch + 1)
-                            settings.Epochs
+                            epochs
                             (p.Batch + 1)
                             trainB.BatchesPerEpoch
                             names[p.Student]
@@ -195,7 +202,7 @@ let private train
 
             let cfg =
                 { TrainConfig.Default with
-                    Epochs = settings.Epochs
+                    Epochs = epochs
                     // Adam for every model; learnable quantizer scales are kept positive by the
                     // optimizer step's projection.
                     Optimizer = OptimizerKind.AdamDefault
@@ -329,11 +336,12 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     let testB = batcher false testSet
 
     log
-        "data: %d training, %d validation, %d test images; T = %d; %d epoch(s)"
+        "data: %d training, %d validation, %d test images; T = %d; teacher %d epoch(s), students %d"
         fitSet.Count
         valSet.Count
         testSet.Count
         T
+        settings.TeacherEpochs
         settings.Epochs
 
     let zoo = ZooConfig.Mnist
@@ -364,7 +372,10 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             m, []
         | None ->
             let spec = DistillationSpec.alone [ teacher0 ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
-            let models, runs = train settings ct "teacher" [ "teacher" ] spec trainB valB
+
+            let models, runs =
+                train settings ct settings.TeacherEpochs "teacher" [ "teacher" ] spec trainB valB
+
             save tKey (ckpt "teacher") models.Head
             models.Head, runs
 
@@ -439,7 +450,8 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
         | _ ->
             let spec = DistillationSpec.versatile teacher student0 stepsList terms
 
-            let models, runs = train settings ct "distil T=1..4" distilledNames spec trainB valB
+            let models, runs =
+                train settings ct settings.Epochs "distil T=1..4" distilledNames spec trainB valB
 
             List.iter2 (fun n m -> save (settings.Key n) (ckpt n) m) distilledNames models
             models, runs
@@ -458,7 +470,9 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
         | None ->
             let spec = DistillationSpec.alone [ student0 ] [ SpecTerm.perStepCrossEntropy 1.0f ]
 
-            let models, runs = train settings ct "baseline" [ name ] spec trainB valB
+            let models, runs =
+                train settings ct settings.Epochs "baseline" [ name ] spec trainB valB
+
             save (settings.Key name) (ckpt name) models.Head
             models.Head, runs
 
@@ -532,7 +546,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             Title = "SnnSpec demo: MNIST, versatile-teacher distillation of a 4-bit SNN student"
             Subtitle =
                 sprintf
-                    "ConvNet teacher (FP32, T = %d) → %d-bit ConvNet student (width %g) with membrane KD (%s, prefix alignment) + temporal-wise KD at T = 1…%d; %d training / %d validation / %d test images, %d epoch(s), seed %d"
+                    "ConvNet teacher (FP32, T = %d) → %d-bit ConvNet student (width %g) with membrane KD (%s, prefix alignment) + temporal-wise KD at T = 1…%d; %d training / %d validation / %d test images, teacher %d epoch(s), students %d, seed %d"
                     T
                     settings.Bits
                     settings.StudentWidth
@@ -544,6 +558,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
                     fitSet.Count
                     valSet.Count
                     testSet.Count
+                    settings.TeacherEpochs
                     settings.Epochs
                     settings.Seed
             Summary =
