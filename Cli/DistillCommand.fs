@@ -161,6 +161,55 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
             let last = modelAcc |> List.last
             let _, lastModel, lastAcc = last
 
+            // Membrane histograms of the probes membrane terms compare (same name on both sides):
+            // teacher, the student before training and after, on the test images.
+            let membraneNames =
+                built.Spec.Terms
+                |> List.collect (fun t -> t.Uses)
+                |> List.choose (fun u ->
+                    match u with
+                    | TapUse.Membrane(tp, sp, _) when tp = sp -> Some sp
+                    | _ -> None)
+                |> List.distinct
+
+            let membranes =
+                match built.Teacher with
+                | Some tm when not membraneNames.IsEmpty ->
+                    let cfg =
+                        { EvaluationConfig.Default with
+                            FiringRates = false
+                            Membranes = membraneNames
+                        }
+
+                    let after = Evaluation.run cfg (Some tm) lastModel testB
+                    let before = Evaluation.run cfg None (List.last built.Students) testB
+
+                    let hist (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.Histogram =
+                        {
+                            Edges = h.Edges |> Array.map float
+                            Counts = h.Counts |> Array.map float
+                        }
+
+                    membraneNames
+                    |> List.choose (fun n ->
+                        match
+                            after.TeacherHistograms.TryFind n,
+                            before.StudentHistograms.TryFind n,
+                            after.StudentHistograms.TryFind n
+                        with
+                        | Some t, Some b, Some a ->
+                            Some
+                                {
+                                    Probe = n
+                                    Threshold = 1.0
+                                    Teacher = hist t
+                                    StudentBefore = hist b
+                                    StudentAfter = hist a
+                                }
+                        | _ -> None)
+                    |> Array.ofList
+                | _ -> [||]
+
             let hw =
                 [
                     match built.Teacher with
@@ -238,7 +287,7 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
                             })
                         |> Array.ofList
                     Training = teacherRuns @ runs |> Array.ofList
-                    Membranes = [||]
+                    Membranes = membranes
                     Hardware = hw |> List.map fst |> Array.ofList
                 }
 

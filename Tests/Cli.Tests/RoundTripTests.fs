@@ -185,3 +185,44 @@ let ``the demo runs to its report on tiny generated images`` () =
         Assert.That(File.Exists f, f)
 
     Assert.That(summary.Accuracy |> List.map fst, Has.Length.EqualTo 4)
+
+[<Test>]
+let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
+    use dir = new TempDir()
+    use cts = new CancellationTokenSource()
+    let images = SpecFile.synthetic 200 0
+    let model = Model.init 0 (ExecutionMode.Snn 2) (Zoo.convNet ZooConfig.Mnist)
+
+    let job: Run.Job =
+        {
+            Label = "t"
+            Name = fun _ _ -> "m"
+            Quantization = fun _ -> None
+            Spec = Training.DistillationSpec.alone [ model ] [ Training.SpecTerm.crossEntropy 0.0f 1.0f ]
+            Config =
+                { Training.TrainConfig.Default with
+                    Epochs = 2
+                    Cancellation = cts.Token
+                    Progress =
+                        fun p ->
+                            if p.Epoch = 1 && p.Batch = 1 then
+                                cts.Cancel()
+                }
+            Train = Run.batcher 32 0 true images
+            Validation = None
+            Out = dir.Path
+            Metadata = Map.empty
+        }
+
+    let saved =
+        try
+            Run.train job |> ignore
+            []
+        with Run.Interrupted saved ->
+            saved
+
+    Assert.That((saved = [ Run.partialPath dir.Path "m" ]), sprintf "%A" saved)
+    let c = SpecFile.loadModel saved.Head
+    Assert.That(c.Metadata["epoch"], Is.EqualTo "1")
+    Assert.That(File.Exists(Run.checkpointPath dir.Path "m"), Is.False)
+    Assert.That(Run.onInterrupt dir.Path saved, Is.EqualTo Console.Failure)
