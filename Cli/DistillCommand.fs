@@ -159,7 +159,7 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
             []
         else
             let last = modelAcc |> List.last
-            let _, lastModel, lastAcc = last
+            let _, lastModel, _ = last
 
             // Membrane histograms of the probes membrane terms compare (same name on both sides):
             // teacher, the student before training and after, on the test images.
@@ -260,7 +260,6 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
                     | None -> ()
                 |]
 
-            ignore lastAcc
 
             let data: ReportData =
                 {
