@@ -1186,7 +1186,25 @@ module SpecFile =
                     "selects no spiking population of the student. Fix: name populations in \"probes\"."
 
             SpecTerm.membrane alignment names w
-        | TermSection.Spikes(w, probe, cfg) -> SpecTerm.spikes cfg probe w
+        | TermSection.Spikes(w, probe, cfg) ->
+            let steps (m: Model) =
+                match m.Mode with
+                | ExecutionMode.Snn t -> t
+                | ExecutionMode.Ann -> 1
+
+            let shortest =
+                List.min (steps student :: (teacher |> Option.map steps |> Option.toList))
+
+            if cfg.Delta > shortest then
+                fail
+                    (path + ".window")
+                    (sprintf
+                        "is %d steps, longer than the %d-step runs it slides over. Fix: give a window of at most %d."
+                        cfg.Delta
+                        shortest
+                        shortest)
+
+            SpecTerm.spikes cfg probe w
         | TermSection.Feature(w, tt, stap, seed) ->
             let tm = teacher.Value
             let ts, ct = channels (path + ".teacherTap") "teacher" tm tt
@@ -1300,6 +1318,9 @@ module SpecFile =
         let students =
             file.Student.Steps |> List.map (fun t -> Model.withSteps t baseStudent)
 
+        // Terms are checked against the student's shortest run (spike windows must fit it).
+        let shortestStudent = Model.withSteps (List.min file.Student.Steps) baseStudent
+
         match teacher with
         | Some tm when tm.Architecture.Classes <> baseStudent.Architecture.Classes ->
             fail
@@ -1313,7 +1334,7 @@ module SpecFile =
 
         let terms =
             file.Terms
-            |> List.mapi (fun i t -> specTerm (sprintf "$.terms[%d]" i) teacher baseStudent t)
+            |> List.mapi (fun i t -> specTerm (sprintf "$.terms[%d]" i) teacher shortestStudent t)
 
         let spec =
             match teacher, assistants with

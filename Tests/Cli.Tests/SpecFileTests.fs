@@ -186,6 +186,20 @@ let ``every term kind maps to a spec term`` () =
     let names = String.concat ", " (b.Spec.Terms |> List.map (fun t -> t.Term.Name))
     Assert.That(names, Is.EqualTo "ce, twce, kd, wsld, temporal, twkl, twsd, membrane, spikes, feature, bkd")
 
+[<Test>]
+let ``a spike window longer than the shortest student run fails at its path`` () =
+    let f =
+        SpecFile.parse (
+            spec
+                defaultTeacher
+                """{ "zoo": "convnet", "steps": [2, 4] }"""
+                """[{ "kind": "spikes", "probe": "lif2", "window": 3 }]"""
+        )
+
+    let e = Assert.Throws<SpecFileException>(fun () -> SpecFile.build f None |> ignore)
+    Assert.That(e.JsonPath, Is.EqualTo "$.terms[0].window")
+    Assert.That(e.Message, Does.Contain "at most 2")
+
 let private bitsGen =
     Gen.oneof [ Gen.constant Bits.FullPrecision; Gen.choose (1, 16) |> Gen.map Bits.Fixed ]
 
