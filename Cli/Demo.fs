@@ -249,52 +249,6 @@ let private toReportHistogram (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.
         Counts = h.Counts |> Array.map float
     }
 
-let private hardwareEntry (name: string) (r: SnnSpec.HwSim.Report) : HardwareEntry =
-    let pj (x: float<pJ>) = float x * 1e-12
-    let um2 (x: float<um2>) = float x * 1e-6
-    let e = r.Energy.Components
-    let a = r.Area.Components
-
-    {
-        Name = name
-        Energy =
-            [|
-                "crossbar", pj e.Crossbar
-                "ADC", pj e.Adc
-                "mux", pj e.Mux
-                "subtractor", pj e.Subtractor
-                "buffers", pj (e.TempBuffer + e.TileBuffer)
-                "H-tree", pj e.HTree
-                "memory", pj e.MemoryFetch
-                "neuron", pj e.Neuron
-                "shift-add", pj e.ShiftAdd
-            |]
-            |> Array.map (fun (c, v) -> { Component = c; Value = v })
-        Latency =
-            r.Latency.Layers
-            |> List.map (fun l ->
-                {
-                    Component = l.Layer
-                    Value = float l.Latency * 1e-9
-                })
-            |> Array.ofList
-        Area =
-            [|
-                "crossbars", um2 a.Crossbars
-                "ADCs", um2 a.Adcs
-                "muxes", um2 a.Muxes
-                "subtractors", um2 a.Subtractors
-                "buffers", um2 (a.TempBuffers + a.TileBuffers)
-                "H-tree", um2 a.HTree
-                "input memory", um2 a.InputMemory
-                "membrane memory", um2 a.MembraneMemory
-            |]
-            |> Array.map (fun (c, v) -> { Component = c; Value = v })
-        Edap = r.Edap
-        TopsPerWatt = r.TopsPerWatt
-        TopsPerMm2 = r.TopsPerMm2
-    }
-
 /// Runs the demo on the given training and test images (MNIST-shaped: 1×28×28, 10 classes).
 let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) (testSet: ImageSet) : DemoSummary =
     let clock = Diagnostics.Stopwatch.StartNew()
@@ -606,12 +560,12 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             Membranes = membranes
             Hardware =
                 [|
-                    hardwareEntry "teacher FP32" teacherHw
-                    hardwareEntry (sprintf "student %d-bit" settings.Bits) studentHw
+                    Run.hardwareEntry "teacher FP32" teacherHw
+                    Run.hardwareEntry (sprintf "student %d-bit" settings.Bits) studentHw
                 |]
         }
 
-    let html, csv, json = Report.write settings.Out "report" data
+    let html, csv, json = Run.writeReport settings.Out "report" data
 
     {
         Accuracy = accuracy
@@ -666,24 +620,6 @@ let run (settings: DemoSettings) (ct: CancellationToken) =
     let trainSet = Datasets.mnist options true
     let testSet = Datasets.mnist options false
     runOn settings ct trainSet testSet
-
-/// Runs a body with Ctrl-C wired to a cancellation token: the first Ctrl-C asks the trainer to stop
-/// after the current step.
-let withCtrlC (body: CancellationToken -> int) =
-    use cts = new CancellationTokenSource()
-
-    let handler =
-        ConsoleCancelEventHandler(fun _ e ->
-            e.Cancel <- true
-            AnsiConsole.MarkupLine("[yellow]stopping after the current step…[/]")
-            cts.Cancel())
-
-    System.Console.CancelKeyPress.AddHandler handler
-
-    try
-        body cts.Token
-    finally
-        System.Console.CancelKeyPress.RemoveHandler handler
 
 /// The `demo` command.
 let command () =
@@ -745,7 +681,7 @@ let command () =
 
             Console.Usage
         else
-            withCtrlC (fun ct ->
+            Run.withCtrlC (fun ct ->
                 Console.guard (fun () ->
                     try
                         let summary = run settings ct

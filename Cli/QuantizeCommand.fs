@@ -1,0 +1,182 @@
+/// `snnspec quantize <checkpoint>`: the quantized twin of a trained model, its scales calibrated on a
+/// few training batches, saved as a checkpoint.
+module SnnSpec.Cli.QuantizeCommand
+
+open System
+open System.CommandLine
+open System.IO
+open SnnSpec
+open SnnSpec.Data
+open SnnSpec.IO
+
+/// Quantizes the checkpoint's model with the configuration, calibrating on the first
+/// batches × batchSize training images of the dataset when calibrate is set; returns the output path.
+let execute
+    (checkpoint: string)
+    (q: QuantizationSection)
+    (ds: DatasetSection)
+    (batches: int)
+    (batchSize: int)
+    (out: string)
+    =
+    let c = Run.loadCheckpoint "the checkpoint" checkpoint
+
+    if (Model.quantPlan c.Model).IsQuantized then
+        Console.usage
+            "%s is already quantized. Fix: quantize the full-precision checkpoint it was made from."
+            checkpoint
+
+    let quantized = Model.quantize q.Config c.Model
+
+    let quantized =
+        if q.Calibrate && (Model.quantPlan quantized).Weights.Count > 0 then
+            let trainSet, _ = Run.loadData ds
+            let x = Run.calibrationBatch (batches * batchSize) trainSet
+            Run.log "calibrating quantizer scales on %d %s training images" x.Shape[0] ds.Name
+            Model.calibrateScales x quantized
+        else
+            quantized
+
+    let plan = Model.quantPlan quantized
+
+    Run.save out (Some q.Config) (c.Metadata.Add("quantized_from", Path.GetFileName checkpoint)) quantized
+
+    Run.log
+        "%s: %d weight layers and %d membranes quantized (%A weights, %A membranes); %s"
+        checkpoint
+        (plan.Weights
+         |> Map.filter (fun _ w -> w.Weight <> Bits.FullPrecision)
+         |> Map.count)
+        plan.Membranes.Count
+        q.Config.Weight
+        q.Config.Membrane
+        out
+
+    out
+
+/// The `quantize` command.
+let command () =
+    let cmd =
+        Command(
+            "quantize",
+            "Quantize a trained checkpoint (MINT: weights, bias and membranes at N bits, BN folded), calibrating scales on a few training batches."
+        )
+
+    let ckptArg =
+        Argument<string>("checkpoint", Description = "A full-precision .safetensors checkpoint.")
+
+    let bits =
+        Option<int>(
+            "--bits",
+            DefaultValueFactory = (fun _ -> 4),
+            Description = "Weight, bias and membrane bits (2 to 16)."
+        )
+
+    let preset =
+        Option<string>(
+            "--preset",
+            DefaultValueFactory = (fun _ -> "mint"),
+            Description = "mint (tanh-mapped membranes) or integer (uniform membranes, integer-exportable)."
+        )
+
+    let config =
+        Option<string>(
+            "--config",
+            Description = "A JSON quantization section (docs/spec-format.md) instead of --bits and --preset."
+        )
+
+    let dataset =
+        Option<string>(
+            "--dataset",
+            Description =
+                "Calibration images: mnist, fashion-mnist or synthetic (default: the checkpoint's, else mnist)."
+        )
+
+    let dataDir =
+        Option<string>("--data-dir", Description = "A directory holding the dataset's files, tried first.")
+
+    let batches =
+        Option<int>(
+            "--calibration-batches",
+            DefaultValueFactory = (fun _ -> 4),
+            Description = "Training batches the scales are calibrated on."
+        )
+
+    let batch =
+        Option<int>("--batch-size", DefaultValueFactory = (fun _ -> 32), Description = "Calibration batch size.")
+
+    let noCal =
+        Option<bool>("--no-calibrate", Description = "Keep the scales at their initial values (2·mean|W|/√Q).")
+
+    let out =
+        Option<string>("--out", Description = "Output checkpoint (default: <checkpoint>.q<bits>.safetensors).")
+
+    cmd.Arguments.Add ckptArg
+
+    for o in [ bits :> Option; preset; config; dataset; dataDir; batches; batch; noCal; out ] do
+        cmd.Options.Add o
+
+    cmd.SetAction(fun (r: ParseResult) ->
+        Console.guard (fun () ->
+            let path = r.GetValue ckptArg
+            let b = r.GetValue bits
+
+            let q =
+                match Option.ofObj (r.GetValue config) with
+                | Some file ->
+                    if not (File.Exists file) then
+                        Console.usage
+                            "--config %s does not exist. Fix: give the path of a JSON quantization section."
+                            file
+
+                    SpecFile.parseQuantization (File.ReadAllText file)
+                | None ->
+                    if b < 2 || b > 16 then
+                        Console.usage "--bits %d. Fix: give 2 to 16." b
+
+                    let cfg =
+                        match (r.GetValue preset).ToLowerInvariant() with
+                        | "mint" -> QuantConfig.Mint b
+                        | "integer" -> QuantConfig.Integer b
+                        | other -> Console.usage "--preset %s is unknown. Fix: use mint or integer." other
+
+                    { Config = cfg; Calibrate = true }
+
+            let q =
+                { q with
+                    Calibrate = q.Calibrate && not (r.GetValue noCal)
+                }
+
+            let nb, bs = r.GetValue batches, r.GetValue batch
+
+            if nb < 1 || bs < 1 then
+                Console.usage "--calibration-batches %d, --batch-size %d. Fix: give positive values." nb bs
+
+            let name =
+                match Option.ofObj (r.GetValue dataset) with
+                | Some d -> d
+                | None -> EvalCommand.recordedDataset path |> Option.defaultValue "mnist"
+
+            let ds =
+                Run.datasetSection name (max 2 (nb * bs + 1)) 1 1 (Option.ofObj (r.GetValue dataDir))
+
+            let target =
+                match Option.ofObj (r.GetValue out) with
+                | Some o -> o
+                | None ->
+                    let bitsText =
+                        match q.Config.Weight with
+                        | Bits.Fixed n -> string n
+                        | Bits.FullPrecision -> "fp"
+
+                    Path.Combine(
+                        (match Path.GetDirectoryName path with
+                         | null -> ""
+                         | d -> d),
+                        sprintf "%s.q%s.safetensors" (Path.GetFileNameWithoutExtension path) bitsText
+                    )
+
+            execute path q ds nb bs target |> ignore
+            Console.Success))
+
+    cmd

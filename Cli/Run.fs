@@ -1,0 +1,417 @@
+/// Pieces the train, distill, eval, quantize and report commands share: data, batching, training
+/// with a progress display, interruption, evaluation tables, hardware cost and atomic report files.
+module SnnSpec.Cli.Run
+
+open System
+open System.IO
+open System.Text
+open System.Threading
+open Spectre.Console
+open SnnSpec
+open SnnSpec.Data
+open SnnSpec.Training
+open SnnSpec.IO
+open SnnSpec.Reports
+open SnnSpec.HwSim
+
+let log (fmt: Printf.StringFormat<'a, unit>) =
+    Printf.kprintf (fun s -> AnsiConsole.MarkupLine("{0}", Markup.Escape s)) fmt
+
+/// Writes a text file atomically (temporary file in the same directory, then rename).
+let writeText (path: string) (text: string) =
+    let full = Path.GetFullPath path
+    Directory.CreateDirectory(Path.GetDirectoryName full) |> ignore
+    let tmp = sprintf "%s.%s.tmp" full (Guid.NewGuid().ToString("N").Substring(0, 8))
+    File.WriteAllText(tmp, text, UTF8Encoding false)
+    File.Move(tmp, full, true)
+
+/// Writes <stem>.html, .csv and .json into the directory atomically; returns the three paths.
+let writeReport (directory: string) (stem: string) (r: ReportData) =
+    let path ext = Path.Combine(directory, stem + ext)
+    writeText (path ".html") (Report.toHtml r)
+    writeText (path ".csv") (Report.toCsv r)
+    writeText (path ".json") (Report.toJson r)
+    path ".html", path ".csv", path ".json"
+
+/// Training and test images of a dataset section, fetched (and verified) when needed.
+let loadData (ds: DatasetSection) =
+    let options =
+        { Fetch.defaults with
+            Log = fun line -> AnsiConsole.MarkupLine("  {0}", Markup.Escape line)
+        }
+
+    SpecFile.loadDataset options ds
+
+/// A batcher over an image set.
+let batcher (batchSize: int) (seed: int) (shuffle: bool) (s: ImageSet) =
+    Batching.create
+        { Batching.options batchSize seed with
+            Shuffle = shuffle
+        }
+        s
+
+/// The first n training images as one tensor (calibration of quantizer scales).
+let calibrationBatch (n: int) (s: ImageSet) =
+    ImageSet.toTensor s [| 0 .. min s.Count n - 1 |]
+
+let stepsOf (m: Model) =
+    match m.Mode with
+    | ExecutionMode.Snn t -> t
+    | ExecutionMode.Ann -> 1
+
+/// The checkpoint path of a named model in a run directory.
+let checkpointPath (out: string) (name: string) =
+    Path.Combine(out, name + ".safetensors")
+
+/// The checkpoint of the best epoch so far of a model still training (left behind by Ctrl-C).
+let partialPath (out: string) (name: string) =
+    Path.Combine(out, name + ".partial.safetensors")
+
+/// One training run of the trainer: names and quantization of every (stage, student), the spec,
+/// the settings and where to save.
+type Job =
+    {
+        Label: string
+        /// Name of the model trained as (stage, student): its checkpoint is <Out>/<name>.safetensors.
+        Name: int -> int -> string
+        Quantization: int -> QuantConfig option
+        Spec: DistillationSpec
+        Config: TrainConfig
+        Train: Batcher
+        Validation: Batcher option
+        Out: string
+        Metadata: Map<string, string>
+    }
+
+/// Raised when Ctrl-C stopped a job; lists the checkpoints saved so far.
+exception Interrupted of saved: string list
+
+/// The one place that handles an interrupted run: prints what was saved and how to go on, and
+/// returns the exit code. (When the trainer gains an exact snapshot of the interrupted step, this
+/// is where it is saved and where a resume would start from.)
+let onInterrupt (out: string) (saved: string list) =
+    if saved.IsEmpty then
+        Console.error (
+            sprintf
+                "stopped by Ctrl-C before the first epoch ended; nothing was saved in %s. Fix: run the command again (use fewer epochs or images for a shorter run)."
+                out
+        )
+    else
+        Console.error (
+            sprintf
+                "stopped by Ctrl-C. Saved (the best finished epoch of each model so far): %s. Fix: run the command again to train from the start, or evaluate these checkpoints with snnspec eval."
+                (String.Join(", ", saved))
+        )
+
+    Console.Failure
+
+/// Saves a model with its quantization and metadata.
+let save (path: string) (quant: QuantConfig option) (metadata: Map<string, string>) (m: Model) =
+    SpecFile.saveModel path quant metadata m
+
+/// Trains a job with a progress display (epoch, step, loss terms, accuracy, ETA). After every epoch
+/// the best model so far is saved as <name>.partial.safetensors; when the job ends the best model
+/// of each is saved as <name>.safetensors and the partial files are removed. Returns the result
+/// and the loss curves; raises Interrupted on Ctrl-C.
+let train (job: Job) : TrainResult * TrainingRun list =
+    Directory.CreateDirectory job.Out |> ignore
+    let stages = DistillationSpec.stages job.Spec
+    let perEpoch = job.Train.BatchesPerEpoch
+
+    let total =
+        stages
+        |> List.sumBy (fun s -> s.Students.Length)
+        |> (*) (job.Config.Epochs * perEpoch)
+
+    let curves =
+        Collections.Generic.Dictionary<int * int, ResizeArray<int * (string * float32) list>>()
+
+    let saved = Collections.Generic.Dictionary<string, string>()
+    let mutable result = None
+
+    let run () =
+        AnsiConsole
+            .Progress()
+            .AutoClear(false)
+            .Columns(
+                TaskDescriptionColumn(Alignment = Justify.Left),
+                ProgressBarColumn(),
+                PercentageColumn(),
+                ElapsedTimeColumn(),
+                RemainingTimeColumn()
+            )
+            .Start(fun ctx ->
+                let task = ctx.AddTask(Markup.Escape job.Label, true, float (max 1 total))
+
+                let progress (p: TrainProgress) =
+                    let key = p.Stage, p.Student
+
+                    if not (curves.ContainsKey key) then
+                        curves[key] <- ResizeArray()
+
+                    curves[key].Add((p.Step, p.Losses))
+                    task.Increment 1.0
+
+                    let losses =
+                        String.Join(" ", p.Losses |> List.map (fun (n, v) -> sprintf "%s=%.3f" n v))
+
+                    task.Description <-
+                        Markup.Escape(
+                            sprintf
+                                "%s  epoch %d/%d step %d/%d  %s  loss %.3f (%s)  acc %.2f"
+                                job.Label
+                                (p.Epoch + 1)
+                                job.Config.Epochs
+                                (p.Batch + 1)
+                                perEpoch
+                                (job.Name p.Stage p.Student)
+                                p.Total
+                                losses
+                                p.Accuracy
+                        )
+
+                let onEpoch (r: EpochReport) (m: Model) =
+                    let name = job.Name r.Stage r.Student
+
+                    match r.Validation with
+                    | Some v ->
+                        log
+                            "%s epoch %d: train loss %.3f, train acc %.3f, validation acc %.3f%s"
+                            name
+                            (r.Epoch + 1)
+                            r.TrainLoss
+                            r.TrainAccuracy
+                            v.Accuracy
+                            (if r.IsBest then " (best so far)" else "")
+                    | None ->
+                        log
+                            "%s epoch %d: train loss %.3f, train acc %.3f"
+                            name
+                            (r.Epoch + 1)
+                            r.TrainLoss
+                            r.TrainAccuracy
+
+                    if r.IsBest then
+                        let path = partialPath job.Out name
+
+                        save
+                            path
+                            (job.Quantization r.Stage)
+                            (job.Metadata.Add("epoch", string (r.Epoch + 1)).Add("partial", "true"))
+                            m
+
+                        saved[name] <- path
+
+                    job.Config.OnEpoch r m
+
+                let cfg =
+                    { job.Config with
+                        Progress =
+                            fun p ->
+                                progress p
+                                job.Config.Progress p
+                        OnEpoch = onEpoch
+                    }
+
+                result <- Some(Trainer.fit cfg job.Spec job.Train job.Validation)
+                task.Value <- float (max 1 total))
+
+    try
+        run ()
+    with :? OperationCanceledException ->
+        raise (Interrupted(List.ofSeq saved.Values))
+
+    let r = result.Value
+
+    for stage in r.Stages do
+        stage.Students
+        |> List.iteri (fun i s ->
+            let name = job.Name stage.Index i
+
+            save
+                (checkpointPath job.Out name)
+                (job.Quantization stage.Index)
+                (job.Metadata.Add("best_epoch", string (s.BestEpoch + 1)))
+                s.Best
+
+            let partial = partialPath job.Out name
+
+            if File.Exists partial then
+                File.Delete partial)
+
+    let runs =
+        [
+            for KeyValue((stage, student), points) in curves ->
+                let terms =
+                    if points.Count = 0 then
+                        [||]
+                    else
+                        (snd points[0])
+                        |> List.map fst
+                        |> List.mapi (fun k term ->
+                            {
+                                Term = term
+                                Steps = points |> Seq.map (fun (s, _) -> float s) |> Array.ofSeq
+                                Values = points |> Seq.map (fun (_, ls) -> float (snd ls[k])) |> Array.ofSeq
+                            })
+                        |> Array.ofList
+
+                {
+                    Name = job.Name stage student
+                    Terms = terms
+                }
+        ]
+
+    r, runs
+
+/// Runs a body with Ctrl-C wired to a cancellation token: the first Ctrl-C asks the trainer to stop
+/// after the current step.
+let withCtrlC (body: CancellationToken -> int) =
+    use cts = new CancellationTokenSource()
+
+    let handler =
+        ConsoleCancelEventHandler(fun _ e ->
+            e.Cancel <- true
+            AnsiConsole.MarkupLine("[yellow]stopping after the current step…[/]")
+            cts.Cancel())
+
+    System.Console.CancelKeyPress.AddHandler handler
+
+    try
+        body cts.Token
+    finally
+        System.Console.CancelKeyPress.RemoveHandler handler
+
+/// Prints accuracy at every t per model.
+let printAccuracy (rows: (string * float[]) list) =
+    if not rows.IsEmpty then
+        let steps = rows |> List.map (snd >> Array.length) |> List.max
+
+        let table =
+            Table().AddColumns(Array.append [| "model" |] (Array.init steps (fun t -> sprintf "t = %d" (t + 1))))
+
+        for name, acc in rows do
+            table.AddRow(
+                Array.append
+                    [| Markup.Escape name |]
+                    (Array.init steps (fun t ->
+                        if t < acc.Length then
+                            sprintf "%.1f %%" (100.0 * acc[t])
+                        else
+                            ""))
+            )
+            |> ignore
+
+        AnsiConsole.Write table
+
+/// The weight bits of a quantized model (None: full precision).
+let weightBits (m: Model) =
+    (Model.quantPlan m).Weights
+    |> Map.toList
+    |> List.choose (fun (_, w) ->
+        match w.Weight with
+        | Bits.Fixed b -> Some b
+        | Bits.FullPrecision -> None)
+    |> function
+        | [] -> None
+        | bs -> Some(List.max bs)
+
+/// The crossbar cost of a model at its own T and precision (4-bit cells), or None when the
+/// architecture does not map onto the crossbar model.
+let hardware (m: Model) =
+    try
+        let precision =
+            match weightBits m with
+            | Some b -> Precision.quantized b 4
+            | None -> Precision.fp32 4
+
+        Some(
+            Metrics.evaluate
+                (stepsOf m)
+                (Mapping.ofArchitecture
+                    { Accelerator.spikeSim with
+                        Precision = precision
+                    }
+                    m.Architecture)
+        )
+    with :? SnnSpecException ->
+        None
+
+/// A report entry of a crossbar cost report.
+let hardwareEntry (name: string) (r: SnnSpec.HwSim.Report) : HardwareEntry =
+    let pj (x: float<pJ>) = float x * 1e-12
+    let um2 (x: float<um2>) = float x * 1e-6
+    let e = r.Energy.Components
+    let a = r.Area.Components
+
+    {
+        Name = name
+        Energy =
+            [|
+                "crossbar", pj e.Crossbar
+                "ADC", pj e.Adc
+                "mux", pj e.Mux
+                "subtractor", pj e.Subtractor
+                "buffers", pj (e.TempBuffer + e.TileBuffer)
+                "H-tree", pj e.HTree
+                "memory", pj e.MemoryFetch
+                "neuron", pj e.Neuron
+                "shift-add", pj e.ShiftAdd
+            |]
+            |> Array.map (fun (c, v) -> { Component = c; Value = v })
+        Latency =
+            r.Latency.Layers
+            |> List.map (fun l ->
+                {
+                    Component = l.Layer
+                    Value = float l.Latency * 1e-9
+                })
+            |> Array.ofList
+        Area =
+            [|
+                "crossbars", um2 a.Crossbars
+                "ADCs", um2 a.Adcs
+                "muxes", um2 a.Muxes
+                "subtractors", um2 a.Subtractors
+                "buffers", um2 (a.TempBuffers + a.TileBuffers)
+                "H-tree", um2 a.HTree
+                "input memory", um2 a.InputMemory
+                "membrane memory", um2 a.MembraneMemory
+            |]
+            |> Array.map (fun (c, v) -> { Component = c; Value = v })
+        Edap = r.Edap
+        TopsPerWatt = r.TopsPerWatt
+        TopsPerMm2 = r.TopsPerMm2
+    }
+
+/// A checkpoint by path, with an error naming the fix when it is missing.
+let loadCheckpoint (what: string) (path: string) =
+    if not (File.Exists path) then
+        Console.usage
+            "%s %s does not exist. Fix: give the path of a .safetensors file written by snnspec train, distill or quantize."
+            what
+            path
+
+    SpecFile.loadModel path
+
+/// A dataset section from command-line options.
+let datasetSection (name: string) (train: int) (validation: int) (test: int) (dir: string option) =
+    if not (List.contains name SpecFile.datasets) then
+        Console.usage "unknown dataset '%s'. Fix: use one of %s." name (String.Join(", ", SpecFile.datasets))
+
+    if train < 2 || validation < 1 || validation >= train then
+        Console.usage
+            "--train %d / --validation %d: the validation images are held out of the training images. Fix: give --validation between 1 and --train - 1."
+            train
+            validation
+
+    if test < 1 then
+        Console.usage "--test %d. Fix: give at least 1 test image." test
+
+    {
+        Name = name
+        Train = train
+        Validation = validation
+        Test = test
+        Directory = dir
+    }

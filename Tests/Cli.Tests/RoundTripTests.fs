@@ -1,0 +1,228 @@
+/// End to end on generated data, in-process: train → eval → quantize → distill → report, and the
+/// demo on tiny in-memory image sets.
+module SnnSpec.Cli.Tests.RoundTripTests
+
+open System.IO
+open System.Text.Json
+open System.Threading
+open NUnit.Framework
+open SnnSpec
+open SnnSpec.IO
+open SnnSpec.Cli
+open SnnSpec.Cli.Tests.TestUtil
+
+let private data =
+    [
+        "--dataset"
+        "synthetic"
+        "--train"
+        "300"
+        "--validation"
+        "50"
+        "--test"
+        "100"
+    ]
+
+[<Test>]
+let ``train, eval, quantize, distill and report round trip`` () =
+    use dir = new TempDir()
+    let run (args: string list) = Program.run (Array.ofList args)
+
+    // A teacher.
+    Assert.That(
+        run (
+            [
+                "train"
+                "--model"
+                "convnet"
+                "--steps"
+                "4"
+                "--epochs"
+                "1"
+                "--batch-size"
+                "16"
+            ]
+            @ data
+            @ [ "--out"; dir.Path; "--name"; "teacher" ]
+        ),
+        Is.EqualTo 0
+    )
+
+    let teacher = dir.File "teacher.safetensors"
+    Assert.That(File.Exists teacher)
+    Assert.That(File.Exists(dir.File "teacher.partial.safetensors"), Is.False)
+    Assert.That((SpecFile.loadModel teacher).Metadata["dataset"], Is.EqualTo "synthetic")
+
+    // Its evaluation at every t, as JSON.
+    let json = dir.File "eval.json"
+    Assert.That(run [ "eval"; teacher; "--test"; "100"; "--json"; json ], Is.EqualTo 0)
+    use doc = JsonDocument.Parse(File.ReadAllText json)
+    Assert.That(doc.RootElement.GetProperty("accuracyPerStep").GetArrayLength(), Is.EqualTo 4)
+    Assert.That(doc.RootElement.GetProperty("samples").GetInt32(), Is.EqualTo 100)
+    Assert.That(doc.RootElement.GetProperty("firingRates").EnumerateObject() |> Seq.length, Is.GreaterThan 0)
+
+    // Its 4-bit twin, calibrated on two batches; it loads back quantized and evaluates.
+    let q = dir.File "teacher.q4.safetensors"
+
+    Assert.That(
+        run
+            [
+                "quantize"
+                teacher
+                "--bits"
+                "4"
+                "--calibration-batches"
+                "2"
+                "--batch-size"
+                "16"
+            ],
+        Is.EqualTo 0
+    )
+
+    Assert.That(File.Exists q)
+    let qm = (SpecFile.loadModel q).Model
+    Assert.That((Model.quantPlan qm).IsQuantized)
+    Assert.That(run [ "eval"; q; "--test"; "50" ], Is.EqualTo 0)
+    // Quantizing a quantized checkpoint is bad input.
+    Assert.That(run [ "quantize"; q ], Is.EqualTo 2)
+
+    // A distillation from the trained teacher into a quantized versatile student.
+    let out = dir.File "run"
+
+    let specText =
+        spec
+            (sprintf """{ "checkpoint": %s }""" (JsonSerializer.Serialize teacher))
+            """{ "zoo": "convnet", "steps": [2, 4], "quantization": { "bits": 4 } }"""
+            """[{ "kind": "twce" }, { "kind": "kd", "tau": 4 }, { "kind": "membrane", "alignment": "prefix" }]"""
+
+    let specPath = dir.File "spec.json"
+    File.WriteAllText(specPath, specText)
+    Assert.That(run [ "distill"; specPath; "--out"; out ], Is.EqualTo 0)
+
+    for f in
+        [
+            "student-T2.safetensors"
+            "student-T4.safetensors"
+            "report.html"
+            "report.csv"
+            "report.json"
+            "spec.json"
+        ] do
+        Assert.That(File.Exists(Path.Combine(out, f)), f)
+
+    let student = SpecFile.loadModel (Path.Combine(out, "student-T4.safetensors"))
+    Assert.That((Model.quantPlan student.Model).IsQuantized)
+    Assert.That(student.Model.Mode, Is.EqualTo(ExecutionMode.Snn 4))
+
+    // Reports: re-rendered from the run directory, and from checkpoints.
+    File.Delete(Path.Combine(out, "report.html"))
+    Assert.That(run [ "report"; out ], Is.EqualTo 0)
+    Assert.That(File.Exists(Path.Combine(out, "report.html")))
+    let rep = dir.File "rep"
+
+    Assert.That(
+        run
+            [
+                "report"
+                teacher
+                Path.Combine(out, "student-T4.safetensors")
+                "--out"
+                rep
+                "--test"
+                "50"
+                "--dataset"
+                "synthetic"
+            ],
+        Is.EqualTo 0
+    )
+
+    Assert.That(File.ReadAllText(Path.Combine(rep, "report.html")), Does.Contain "student-T4")
+
+[<Test>]
+let ``a cancelled distillation reports what it saved and exits with 1`` () =
+    use dir = new TempDir()
+    let file = SpecFile.parse (spec "" defaultStudent """[{ "kind": "ce" }]""")
+
+    let file =
+        { file with
+            Output =
+                { file.Output with
+                    Directory = dir.Path
+                }
+        }
+
+    use cts = new CancellationTokenSource()
+    cts.Cancel()
+
+    let code =
+        try
+            DistillCommand.run file None cts.Token |> ignore
+            0
+        with Run.Interrupted saved ->
+            Assert.That(saved, Is.Empty)
+            Run.onInterrupt dir.Path saved
+
+    Assert.That(code, Is.EqualTo 1)
+
+[<Test>]
+let ``the demo runs to its report on tiny generated images`` () =
+    use dir = new TempDir()
+
+    let settings =
+        { Demo.DemoSettings.Quick with
+            TrainCount = 300
+            ValidationCount = 50
+            TestCount = 100
+            BatchSize = 16
+            Steps = 2
+            Out = dir.Path
+        }
+
+    let summary =
+        Demo.runOn settings CancellationToken.None (SpecFile.synthetic 300 0) (SpecFile.synthetic 100 1)
+
+    for f in summary.ReportFiles do
+        Assert.That(File.Exists f, f)
+
+    Assert.That(summary.Accuracy |> List.map fst, Has.Length.EqualTo 4)
+
+[<Test>]
+let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
+    use dir = new TempDir()
+    use cts = new CancellationTokenSource()
+    let images = SpecFile.synthetic 200 0
+    let model = Model.init 0 (ExecutionMode.Snn 2) (Zoo.convNet ZooConfig.Mnist)
+
+    let job: Run.Job =
+        {
+            Label = "t"
+            Name = fun _ _ -> "m"
+            Quantization = fun _ -> None
+            Spec = Training.DistillationSpec.alone [ model ] [ Training.SpecTerm.crossEntropy 0.0f 1.0f ]
+            Config =
+                { Training.TrainConfig.Default with
+                    Epochs = 2
+                    Cancellation = cts.Token
+                    Progress =
+                        fun p ->
+                            if p.Epoch = 1 && p.Batch = 1 then
+                                cts.Cancel()
+                }
+            Train = Run.batcher 32 0 true images
+            Validation = None
+            Out = dir.Path
+            Metadata = Map.empty
+        }
+
+    let saved =
+        try
+            Run.train job |> ignore
+            []
+        with Run.Interrupted saved ->
+            saved
+
+    Assert.That((saved = [ Run.partialPath dir.Path "m" ]), sprintf "%A" saved)
+    let c = SpecFile.loadModel saved.Head
+    Assert.That(c.Metadata["epoch"], Is.EqualTo "1")
+    Assert.That(File.Exists(Run.checkpointPath dir.Path "m"), Is.False)
+    Assert.That(Run.onInterrupt dir.Path saved, Is.EqualTo Console.Failure)
