@@ -113,6 +113,28 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
 
         section.Quantization |> Option.map (fun q -> q.Config)
 
+    // A disk teacher cache: built on the first run, loaded by later runs with the same teacher
+    // and training data (it is the first stage's teacher that is cached).
+    let teacherCache =
+        match t.TeacherCache, built.Teacher with
+        | TeacherCacheSetting.Disk precision, Some teacher ->
+            let r =
+                TeacherCacheFile.getOrBuild
+                    (Path.Combine(out, "teacher-cache"))
+                    precision
+                    t.BatchSize
+                    teacher
+                    (DistillationSpec.teacherProbes built.Spec)
+                    trainB.Source
+
+            match r.Origin with
+            | CacheOrigin.Loaded -> Run.log "teacher cache: loaded %s" r.Path
+            | CacheOrigin.Built -> Run.log "teacher cache: built %s (%d MB)" r.Path (r.Cache.Bytes >>> 20)
+            | CacheOrigin.Rebuilt why -> Run.log "teacher cache: rebuilt %s (%s)" r.Path why
+
+            TeacherCacheMode.Use r.Cache
+        | _ -> built.Training.TeacherCache
+
     let job: Run.Job =
         {
             Label = file.Name
@@ -122,6 +144,7 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
             Config =
                 { built.Training with
                     Cancellation = ct
+                    TeacherCache = teacherCache
                 }
             Train = trainB
             Validation = Some valB

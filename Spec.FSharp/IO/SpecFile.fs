@@ -57,6 +57,17 @@ type ModelSection =
 and QuantizationSection =
     { Config: QuantConfig; Calibrate: bool }
 
+/// Whether and where the frozen teacher's outputs are cached (see TeacherCache, TeacherCacheFile).
+[<RequireQualifiedAccess>]
+type TeacherCacheSetting =
+    /// The teacher runs on every batch.
+    | Off
+    /// Computed once before the first epoch, kept in memory for the run.
+    | Memory of CachePrecision
+    /// Kept in a file under the output directory and reused by later runs with the same teacher
+    /// and data (the command line builds or loads it; Trainer.fit sees it as TeacherCacheMode.Use).
+    | Disk of CachePrecision
+
 /// The optimizer, schedule and loop settings.
 type TrainingSection =
     {
@@ -69,6 +80,7 @@ type TrainingSection =
         ClipNorm: float32 option
         Seed: int
         StudentOrder: StudentOrder
+        TeacherCache: TeacherCacheSetting
     }
 
 /// Where the teacher comes from.
@@ -627,6 +639,7 @@ module SpecFile =
             "clipNorm"
             "seed"
             "studentOrder"
+            "teacherCache"
         ]
 
     /// The defaults of the training section: 1 epoch of batches of 32, Adam at 5e-3 with a cosine
@@ -642,6 +655,7 @@ module SpecFile =
             ClipNorm = Some 5.0f
             Seed = 0
             StudentOrder = StudentOrder.Interleaved
+            TeacherCache = TeacherCacheSetting.Off
         }
 
     let private training (n: Node) (b: TrainingSection) =
@@ -730,6 +744,21 @@ module SpecFile =
                     n
                     "studentOrder"
                     b.StudentOrder
+            TeacherCache =
+                optWith
+                    (fun v ->
+                        choice
+                            v
+                            [
+                                "off", TeacherCacheSetting.Off
+                                "memory", TeacherCacheSetting.Memory CachePrecision.Float32
+                                "memory-f16", TeacherCacheSetting.Memory CachePrecision.Float16
+                                "disk", TeacherCacheSetting.Disk CachePrecision.Float32
+                                "disk-f16", TeacherCacheSetting.Disk CachePrecision.Float16
+                            ])
+                    n
+                    "teacherCache"
+                    b.TeacherCache
         }
 
     let private teacher (n: Node) (baseTraining: TrainingSection) =
@@ -1113,6 +1142,11 @@ module SpecFile =
             ClipNorm = t.ClipNorm
             Seed = t.Seed
             StudentOrder = t.StudentOrder
+            TeacherCache =
+                match t.TeacherCache with
+                | TeacherCacheSetting.Memory p -> TeacherCacheMode.Build p
+                | TeacherCacheSetting.Off
+                | TeacherCacheSetting.Disk _ -> TeacherCacheMode.Off
         }
 
     /// Shapes of the named taps of a model on a 2-sample zero batch.
