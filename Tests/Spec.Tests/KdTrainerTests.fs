@@ -452,3 +452,121 @@ let ``a snapshot refuses to resume another configuration and a model checkpoint 
             TrainerCheckpoint.load path |> box)
     finally
         File.Delete path
+
+/// A finite double from raw bits (subnormals and extremes included); non-finite bit patterns map to 0.
+let private finiteOf (b: int64) =
+    let d = BitConverter.Int64BitsToDouble b
+    if Double.IsFinite d then d else 0.0
+
+[<FsCheck.NUnit.Property(MaxTest = 40)>]
+let ``a snapshot file keeps accumulators, accuracies and histories to the bit`` (values: int64 list) (count: int64) =
+    let n = count &&& Int64.MaxValue
+
+    let d i =
+        finiteOf (List.tryItem i values |> Option.defaultValue (int64 i * 7919L))
+
+    let ps =
+        Parameters.ofList [ "w", Tensor.ofArray [| 2 |] [| float32 (d 0); -0.0f |] ]
+
+    let report: EpochReport =
+        {
+            Stage = 0
+            Student = 0
+            Epoch = 0
+            TrainLoss = d 1
+            TrainAccuracy = d 2
+            Validation =
+                Some
+                    {
+                        Samples = 3
+                        AccuracyPerStep = [| d 3; d 4 |]
+                        Accuracy = d 4
+                        FiringRates = Map [ "lif1", d 5 ]
+                        StudentHistograms = Map.empty
+                        TeacherHistograms = Map.empty
+                        TeacherAccuracy = None
+                    }
+            IsBest = true
+            Elapsed = TimeSpan.FromTicks(n % 1_000_000_000L)
+        }
+
+    let student: StudentSnapshot =
+        {
+            Parameters = ps
+            Buffers = Parameters.ofList []
+            LossParameters = Parameters.ofList [ "loss.bkd.a", Tensor.ofArray [| 1 |] [| 1.5f |] ]
+            Optimizer =
+                {
+                    Step = 4
+                    First = Some(Parameters.ofList [ "w", Tensor.zeros [| 2 |]; "loss.bkd.a", Tensor.ones [| 1 |] ])
+                    Second = None
+                }
+            Step = 4
+            NextEpoch = 1
+            NextBatch = 2
+            BestParameters = ps
+            BestBuffers = Parameters.ofList []
+            BestLossParameters = Parameters.ofList [ "loss.bkd.a", Tensor.ofArray [| 1 |] [| 2.5f |] ]
+            BestEpoch = 0
+            BestAccuracy = Some(d 6)
+            History = [ report ]
+            LossSum = d 7
+            Correct = n
+            Seen = n / 2L + 1L
+            Batches = 2
+        }
+
+    let snap =
+        {
+            Stages = [ { Index = 0; Students = [ student ] } ]
+            Seed = 3
+            Epochs = 2
+            BatchesPerEpoch = 4
+            StudentOrder = StudentOrder.Sequential
+            TeacherForwardMacs = n
+            StudentTrainingMacs = 17L
+        }
+
+    let path =
+        Path.Combine(Path.GetTempPath(), sprintf "snnspec-snap-%s.safetensors" (Guid.NewGuid().ToString "N"))
+
+    try
+        TrainerCheckpoint.save path snap
+        let back = TrainerCheckpoint.load path
+        let s = back.Stages.Head.Students.Head
+        let key (x: float) = BitConverter.DoubleToInt64Bits x
+
+        let fields (s: StudentSnapshot) =
+            let r = s.History.Head
+            let v = r.Validation.Value
+
+            [
+                key s.LossSum
+                key s.BestAccuracy.Value
+                key r.TrainLoss
+                key r.TrainAccuracy
+                key v.Accuracy
+                key v.FiringRates["lif1"]
+                yield! v.AccuracyPerStep |> Array.map key
+                s.Correct
+                s.Seen
+                r.Elapsed.Ticks
+                int64 s.Step
+                int64 s.NextEpoch
+                int64 s.NextBatch
+                int64 s.Optimizer.Step
+            ]
+
+        Assert.That(fields s, Eq.To(fields student))
+        Assert.That(bits s.Parameters, Eq.To(bits ps))
+        Assert.That(bits s.Optimizer.First.Value, Eq.To(bits student.Optimizer.First.Value))
+        Assert.That(s.Optimizer.First.Value.Names, Eq.To [| "w"; "loss.bkd.a" |])
+        Assert.That(s.Optimizer.Second, Is.EqualTo None)
+        Assert.That(bits s.BestLossParameters, Eq.To [| BitConverter.SingleToInt32Bits 2.5f |])
+
+        Assert.That(
+            (back.Seed, back.Epochs, back.BatchesPerEpoch, back.StudentOrder, back.TeacherForwardMacs),
+            Eq.To((3, 2, 4, StudentOrder.Sequential, n))
+        )
+    finally
+        File.Delete path
