@@ -55,13 +55,17 @@ let ``the blurred term's gradient with respect to its restoration parameters mat
             [| 0; 1 |]
 
     // A small step: a bias step of 1e-2 moves many conv1 outputs across the ReLU's kink.
-    assertGradCheckWith
+    let opts =
         { GradCheck.defaults with
             Epsilon = 1e-3f
         }
-        "BKD loss w.r.t. adapter and restoration parameters"
-        f
-        (Parameters.values ps)
+
+    assertGradCheckWith opts "BKD loss w.r.t. adapter and restoration parameters" f (Parameters.values ps)
+
+    let law =
+        SnnSpec.Laws.Laws.Term.parameterGradMatchesFiniteDifferencesWith opts (Rng.create 5) term t s [| 0; 1 |]
+
+    Assert.That(law.Passed, law.Message)
 
     // λ = 1 drops every channel: R = G(0) is constant, so no gradient reaches the student feature.
     let dropAll =
