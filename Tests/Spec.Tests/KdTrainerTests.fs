@@ -262,6 +262,14 @@ let ``a zoo ConvNet ANN teacher distils into an SNN student by BKD on the featur
 
     contains ("available: feature, feature_map", v.Message)
 
+    // The pooled "feature" tap is a vector: the loss names the map tap to use instead.
+    let pooled =
+        SpecTerm.blurredFor BlurredKd.defaults 3 teacher student Probes.features Probes.features 1.0f
+
+    assertRaises<SnnSpecException> [ "must be a map"; "feature_map" ] (fun () ->
+        Trainer.fit quietConfig (DistillationSpec.create teacher [ student ] [ pooled ]) (batcher 16 true 1 data) None
+        |> box)
+
 // ---------------------------------------------------------------- interruption and resume
 
 let private resumeSetup () =
