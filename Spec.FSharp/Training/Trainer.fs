@@ -155,7 +155,9 @@ type TrainConfig =
         /// save it (TrainerCheckpoint.save) to resume later.
         OnInterrupt: TrainerSnapshot -> unit
         /// Continue from a snapshot (of the same spec, batcher, Seed, Epochs and StudentOrder)
-        /// instead of starting afresh: the result equals the uninterrupted run bit for bit.
+        /// instead of starting afresh: the result equals the uninterrupted run bit for bit (a
+        /// TeacherCacheMode.Build cache is rebuilt for an unfinished first stage and counted again
+        /// in Cost).
         Resume: TrainerSnapshot option
     }
 
@@ -340,7 +342,10 @@ module Trainer =
             resumeError (sprintf "%s hold [%s] but the run needs [%s]" what (show g) (show e))
 
     /// Trains per the config and spec on the training batcher, evaluating each epoch on the
-    /// validation batcher when given. Validates the spec first (DistillationSpec.validate).
+    /// validation batcher when given. Validates the spec first (DistillationSpec.validate). With
+    /// cfg.Resume it continues a snapshot's run: finished stages are rebuilt from it, the
+    /// interrupted epoch skips its completed batches (the batch order and every per-step key are
+    /// functions of the seed, epoch and step), and the result equals the uninterrupted run's.
     let fit (cfg: TrainConfig) (spec: DistillationSpec) (train: Batcher) (validation: Batcher option) : TrainResult =
         if cfg.Epochs < 1 then
             Errors.invalidArg "Trainer.fit" "Epochs" cfg.Epochs "at least 1 epoch"
@@ -887,7 +892,7 @@ module Trainer =
                 st.NextBatch <- 0
                 cfg.OnEpoch report current
 
-            /// Runs batches first.. of an epoch on the active students, then ends the epoch.
+            /// Runs the batches from index first on of an epoch on the active students, then ends the epoch.
             let runEpoch (active: Student[]) (epoch: int) (first: int) =
                 let order = train.SampleOrder epoch
 
