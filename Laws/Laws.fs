@@ -278,6 +278,42 @@ module Laws =
         let gradMatchesFiniteDifferences term teacher student labels =
             gradMatchesFiniteDifferencesWith GradCheck.defaults (fun _ _ -> true) term teacher student labels
 
+        /// The analytic gradient with respect to the term's trainable parameters (LossTerm.Parameters,
+        /// which Trainer.fit trains with the student) matches finite differences; the term's random
+        /// draws use the fixed key. Passes trivially for a term without parameters.
+        let parameterGradMatchesFiniteDifferencesWith
+            (opts: GradCheck.Options)
+            (key: Rng)
+            (term: LossTerm)
+            (teacher: KdOutputs)
+            (student: KdOutputs)
+            (labels: int[])
+            =
+            let law = sprintf "%s: parameter gradient matches finite differences" term.Name
+
+            if term.Parameters.Count = 0 then
+                LawResult.make law true "the term has no trainable parameters"
+            else
+                let f (xs: Tensor[]) =
+                    term.LossWith
+                        {
+                            LossContext.Parameters = Parameters.withValues term.Parameters xs
+                            Key = Some key
+                        }
+                        teacher
+                        student
+                        labels
+
+                let r = GradCheck.checkWith opts f (Parameters.values term.Parameters)
+
+                LawResult.make
+                    law
+                    r.Passed
+                    (sprintf "max abs error %g, max rel error %g; worst %s" r.MaxAbsError r.MaxRelError r.Worst)
+
+        let parameterGradMatchesFiniteDifferences key term teacher student labels =
+            parameterGradMatchesFiniteDifferencesWith GradCheck.defaults key term teacher student labels
+
         /// Permutes every tensor's batch axis: logits [B, K] on axis 0, everything else on axis 1
         /// (the [T, B, …] convention of ForwardOutput).
         let permuteBatch (perm: int[]) (o: KdOutputs) =

@@ -386,7 +386,8 @@ public sealed class DistillationSpecBuilder
 
     /// <summary>
     /// Feature MSE between the two sides' taps (default: the classifier input "feature"). When the
-    /// channel counts differ give both so that a fixed 1×1 adapter is initialised from the seed.
+    /// channel counts differ give both so that a 1×1 adapter is initialised from the seed (it is
+    /// trained with the student).
     /// </summary>
     /// <param name="weight">Weight ≥ 0.</param>
     /// <param name="studentChannels">Student feature channels (with <paramref name="teacherChannels"/>), or null for equal widths.</param>
@@ -447,34 +448,43 @@ public sealed class DistillationSpecBuilder
     }
 
     /// <summary>
-    /// Blurred KD (BKDSNN) between the two sides' "feature" taps: a randomly masked, restored student
-    /// feature regressed onto the teacher's. The adapter and restoration network are initialised from
-    /// the seed and held fixed.
+    /// Blurred KD (BKDSNN) between the two sides' feature maps (default: the zoo conv models'
+    /// "feature_map" tap, [T, B, C, h, w] before global pooling): a randomly masked, restored student
+    /// feature regressed onto the teacher's. The adapter (when the channel counts differ) and the
+    /// restoration network are initialised from the seed and trained with the student.
     /// </summary>
     /// <param name="studentChannels">Student feature channels ≥ 1.</param>
     /// <param name="teacherChannels">Teacher feature channels ≥ 1.</param>
     /// <param name="weight">Weight ≥ 0 (the method's α_bkd; default 2e-3).</param>
     /// <param name="lambda">Drop probability λ in [0, 1).</param>
     /// <param name="seed">Seed of the parameters and masks.</param>
+    /// <param name="teacherTap">The teacher's feature-map tap.</param>
+    /// <param name="studentTap">The student's feature-map tap.</param>
     public DistillationSpecBuilder AddBlurredKd(
         int studentChannels,
         int teacherChannels,
         float weight = 2e-3f,
         float lambda = 0.15f,
-        int seed = 0
+        int seed = 0,
+        string teacherTap = "feature_map",
+        string studentTap = "feature_map"
     )
     {
         Check.Positive(studentChannels, nameof(studentChannels));
         Check.Positive(teacherChannels, nameof(teacherChannels));
         Check.Fraction(lambda, false, nameof(lambda), "lambda (the drop probability)");
+        Check.Name(teacherTap, nameof(teacherTap));
+        Check.Name(studentTap, nameof(studentTap));
         var cfg = new BlurredConfig(lambda, 1f, false);
         var ps = BlurredKd.init(seed, studentChannels, teacherChannels);
         probeActions.Add(
             (_, _, p) =>
             {
-                p.TeacherTaps.Add(Probes.features);
-                p.StudentTaps.Add(Probes.features);
-                p.Uses.Add(TapUse.NewFeature(Probes.features, Probes.features, true));
+                p.TeacherTaps.Add(teacherTap);
+                p.StudentTaps.Add(studentTap);
+                p.Uses.Add(
+                    TapUse.NewFeature(teacherTap, studentTap, studentChannels != teacherChannels)
+                );
             }
         );
         return Add(
@@ -486,8 +496,8 @@ public sealed class DistillationSpecBuilder
                     cfg,
                     ps,
                     RngModule.create(seed),
-                    Probes.features,
-                    Probes.features,
+                    teacherTap,
+                    studentTap,
                     weight
                 )
         );

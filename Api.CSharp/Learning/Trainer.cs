@@ -184,7 +184,9 @@ public sealed record TrainingOptions
             TeacherCacheMode.Off,
             FuncConvert.FromAction(progress),
             FuncConvert.FromAction(onEpoch),
-            ct
+            ct,
+            d.OnInterrupt,
+            d.Resume
         );
     }
 }

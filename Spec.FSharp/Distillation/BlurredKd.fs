@@ -110,7 +110,10 @@ module BlurredKd =
         let s, t = studentFeature.ShapeRef, teacherFeature.ShapeRef
 
         if s.Length <> 4 then
-            Errors.shapeMismatch op [ s; t ] "the student feature must be a map [B, C_S, h, w]"
+            Errors.shapeMismatch
+                op
+                [ s; t ]
+                "the student feature must be a map [B, C_S, h, w]; tap a feature map, e.g. the zoo conv models' \"feature_map\" (Probes.featureMap), not the pooled \"feature\""
 
         if t.Length <> 4 && t.Length <> 2 then
             Errors.shapeMismatch op [ s; t ] "the teacher feature must be a map [B, C_T, h, w] or a vector [B, C_T]"

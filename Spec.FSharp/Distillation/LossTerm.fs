@@ -13,15 +13,42 @@ type KdOutputs =
         Taps: Map<string, Tensor>
     }
 
-/// One weighted term of a distillation objective. <c>Loss teacher student labels</c> returns a
-/// scalar; any F# function of that type plugs in and is differentiated automatically. Terms are
-/// evaluated with the teacher's outputs detached (<c>LossTerm.evaluate</c>).
+/// What a term's loss receives besides the two sides' outputs: its trainable parameters (the
+/// term's own when evaluated alone; the student's current copy inside <c>Trainer.fit</c>) and a key
+/// for this evaluation's random draws (Some: the trainer's key for this student, step and term, so a
+/// resumed run draws the same; None outside the trainer, where a term draws its own).
+type LossContext =
+    {
+        Parameters: Parameters
+        Key: Rng option
+    }
+
+/// One weighted term of a distillation objective. <c>LossWith context teacher student labels</c>
+/// returns a scalar; any F# function of that type plugs in and is differentiated automatically,
+/// with respect to the student and to the term's <c>Parameters</c> (adapters, restoration blocks:
+/// empty for most terms), which <c>Trainer.fit</c> trains with each student. Terms are evaluated
+/// with the teacher's outputs detached (<c>LossTerm.evaluate</c>).
 type LossTerm =
     {
         Name: string
         Weight: float32
-        Loss: KdOutputs -> KdOutputs -> int[] -> Tensor
+        /// Trainable parameters of the term (names local to the term, e.g. "adapter.weight"); the
+        /// trainer gives every student its own copy, named "loss.&lt;term&gt;.&lt;name&gt;".
+        Parameters: Parameters
+        LossWith: LossContext -> KdOutputs -> KdOutputs -> int[] -> Tensor
     }
+
+    /// The loss with the term's own parameters and no trainer key: teacher → student → labels → scalar.
+    member t.Loss: KdOutputs -> KdOutputs -> int[] -> Tensor =
+        fun teacher student labels ->
+            t.LossWith
+                {
+                    LossContext.Parameters = t.Parameters
+                    Key = None
+                }
+                teacher
+                student
+                labels
 
 module KdOutputs =
     /// Logits only (no probes).
@@ -134,28 +161,55 @@ module KdOutputs =
 /// Built-in loss terms and the evaluation of a weighted list of them.
 [<RequireQualifiedAccess>]
 module LossTerm =
-    /// A term from any function (teacher outputs, student outputs, labels) → scalar. The weight
-    /// must be finite and ≥ 0 (an error otherwise, naming the term).
-    let create (name: string) (weight: float32) (loss: KdOutputs -> KdOutputs -> int[] -> Tensor) =
+    let private checkWeight (op: string) (name: string) (weight: float32) =
         if not (weight >= 0.0f && Single.IsFinite weight) then
             Errors.invalidArg
-                "LossTerm.create"
+                op
                 (sprintf "weight of term '%s'" name)
                 weight
                 "a finite weight >= 0 (drop the term instead of a negative weight)"
 
+    /// A term whose loss reads its context: the trainable parameters ps (trained with the student
+    /// by Trainer.fit) and the trainer's key for random draws. The weight must be finite and ≥ 0.
+    let createWithContext
+        (name: string)
+        (weight: float32)
+        (ps: Parameters)
+        (loss: LossContext -> KdOutputs -> KdOutputs -> int[] -> Tensor)
+        =
+        checkWeight "LossTerm.createWithContext" name weight
+
         {
             Name = name
             Weight = weight
-            Loss = loss
+            Parameters = ps
+            LossWith = loss
         }
+
+    /// A term with trainable parameters ps: <c>loss ps teacher student labels</c> → scalar. Trainer.fit
+    /// differentiates the total loss with respect to the student and ps together and updates both
+    /// with the same optimizer; evaluated alone, the term uses ps as given.
+    let createWithParameters
+        (name: string)
+        (weight: float32)
+        (ps: Parameters)
+        (loss: Parameters -> KdOutputs -> KdOutputs -> int[] -> Tensor)
+        =
+        checkWeight "LossTerm.createWithParameters" name weight
+        createWithContext name weight ps (fun ctx t s y -> loss ctx.Parameters t s y)
+
+    /// A term from any function (teacher outputs, student outputs, labels) → scalar. The weight
+    /// must be finite and ≥ 0 (an error otherwise, naming the term).
+    let create (name: string) (weight: float32) (loss: KdOutputs -> KdOutputs -> int[] -> Tensor) =
+        checkWeight "LossTerm.create" name weight
+        createWithContext name weight (Parameters.ofList []) (fun _ t s y -> loss t s y)
 
     /// <c>create</c> under the name users expect for their own functions.
     let custom name weight loss = create name weight loss
 
-    /// weight · loss(detach teacher, student, labels).
-    let evaluate (term: LossTerm) (teacher: KdOutputs) (student: KdOutputs) (labels: int[]) =
-        let v = term.Loss (KdOutputs.detach teacher) student labels
+    /// weight · loss(context, detach teacher, student, labels).
+    let evaluateWith (ctx: LossContext) (term: LossTerm) (teacher: KdOutputs) (student: KdOutputs) (labels: int[]) =
+        let v = term.LossWith ctx (KdOutputs.detach teacher) student labels
 
         if v.Numel <> 1 then
             Errors.invalidArg
@@ -165,6 +219,18 @@ module LossTerm =
                 "a scalar (one element); reduce the loss with Tensor.mean or Tensor.sum"
 
         v * term.Weight
+
+    /// weight · loss(detach teacher, student, labels) with the term's own parameters.
+    let evaluate (term: LossTerm) (teacher: KdOutputs) (student: KdOutputs) (labels: int[]) =
+        evaluateWith
+            {
+                LossContext.Parameters = term.Parameters
+                Key = None
+            }
+            term
+            teacher
+            student
+            labels
 
     /// Σ_terms weight · loss, and each term's weighted value (for logging).
     let totalWithParts (terms: LossTerm list) (teacher: KdOutputs) (student: KdOutputs) (labels: int[]) =
@@ -223,17 +289,19 @@ module LossTerm =
             let ss = KdOutputs.spikes op "student" probe s
             SpikeKd.proposed cfg ts ss y)
 
-    /// Feature MSE between two taps (teacher tap, student tap), with the adapter in ps if any.
+    /// Feature MSE between two taps (teacher tap, student tap) after the 1×1 adapter in ps, if any
+    /// (FeatureKd.initAdapter); the adapter is the term's trainable parameters.
     let feature (ps: Parameters) (teacherTap: string) (studentTap: string) (weight: float32) =
-        create "feature" weight (fun t s _ ->
+        createWithParameters "feature" weight ps (fun ps t s _ ->
             let op = "LossTerm.feature"
             FeatureKd.mseAdapted ps (KdOutputs.tap op "teacher" teacherTap t) (KdOutputs.tap op "student" studentTap s))
 
     /// Blurred KD between two taps ([T, B, C, h, w] taps are time-averaged; a teacher tap [T, B, C]
-    /// becomes the vector [B, C]). The adapter and restoration parameters ps are held fixed by this
-    /// term; the mask key is <c>Rng.fold n rng</c> for the n-th evaluation, so every call draws a
-    /// fresh, reproducible mask. To train ps with the student, call <c>BlurredKd.loss</c> from a
-    /// function that receives them.
+    /// becomes the vector [B, C]). The adapter and restoration block ps (BlurredKd.init) are the
+    /// term's trainable parameters, trained with the student by Trainer.fit (BKDSNN, methods.md §4a).
+    /// Mask keys: inside the trainer, the trainer's per-step key folded with rng, so a run (and a
+    /// resumed run) is reproducible; evaluated alone, <c>Rng.fold n rng</c> for the n-th call, so
+    /// every call draws a fresh, reproducible mask.
     let blurred
         (cfg: BlurredConfig)
         (ps: Parameters)
@@ -244,11 +312,18 @@ module LossTerm =
         =
         let calls = ref 0
 
-        create "bkd" weight (fun t s _ ->
+        createWithContext "bkd" weight ps (fun ctx t s _ ->
             let op = "LossTerm.blurred"
             let mean (x: Tensor) = Tensor.meanDims [| 0 |] false x
             let ft = mean (KdOutputs.tap op "teacher" teacherTap t)
             let fs = mean (KdOutputs.tap op "student" studentTap s)
-            let key = Rng.fold calls.Value rng
-            calls.Value <- calls.Value + 1
-            BlurredKd.loss cfg ps key fs ft)
+
+            let key =
+                match ctx.Key with
+                | Some k -> Rng.fold (int (rng.Key >>> 33)) k
+                | None ->
+                    let n = calls.Value
+                    calls.Value <- n + 1
+                    Rng.fold n rng
+
+            BlurredKd.loss cfg ctx.Parameters key fs ft)

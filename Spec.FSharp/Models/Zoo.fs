@@ -49,10 +49,16 @@ type ZooConfig =
 
 /// Architecture constructors for the models the distillation methods use. Each returns an
 /// Architecture for both the SNN and the ANN twin. Conv layers have no bias (a batch norm follows
-/// each); parameter names read "layer1.0.conv1.weight", "bn1.running_mean", "fc.bias".
+/// each); parameter names read "layer1.0.conv1.weight", "bn1.running_mean", "fc.bias". Every model
+/// taps the classifier's input as "feature" ([T, B, C]; ConvNet [T, B, C·h·w]); the conv models also
+/// tap their last feature map [T, B, C, h, w], before global pooling, as "feature_map".
 module Zoo =
     /// The tap on the classifier's input.
     let featureTap = "feature"
+
+    /// The tap on the last feature map [T, B, C, h, w], before the head's global pooling (ConvNet:
+    /// before its flatten): the map BKDSNN blurs and restores (methods.md §4a). Conv models only.
+    let featureMapTap = "feature_map"
 
     /// Scaled channel count: max 1 (round (c·Width)), halves rounded away from zero.
     let channels (cfg: ZooConfig) (c: int) =
@@ -203,7 +209,7 @@ module Zoo =
         |> List.mapi (fun i (cin, cout, s) -> stage (sprintf "layer%d" (i + 1)) block 2 cin cout s)
 
     let private head (cfg: ZooConfig) (features: int) =
-        [ AdaptiveAvgPool 1; Flatten; Tap featureTap ]
+        [ Tap featureMapTap; AdaptiveAvgPool 1; Flatten; Tap featureTap ]
         @ dropout cfg
         @ [ Linear("fc", features, cfg.Classes, true) ]
 
@@ -241,7 +247,7 @@ module Zoo =
              @ [ Linear("fc", List.last ins, cfg.Classes, true) ])
 
     /// Small ConvNet for 28×28 digits: conv3×3 32 – BN – LIF – maxpool2 – conv3×3 64 – BN – LIF –
-    /// maxpool2 – flatten – Tap "feature" – fc 128 – LIF – fc K (widths scaled) [R]: the usual
+    /// maxpool2 – Tap "feature_map" – flatten – Tap "feature" – fc 128 – LIF – fc K (widths scaled) [R]: the usual
     /// MNIST SNN baseline. Inputs of side ≥ 4 (28 → 7×7 before the classifier).
     let convNet (cfg: ZooConfig) : Architecture =
         validate "Zoo.convNet" 4 cfg
@@ -261,6 +267,7 @@ module Zoo =
                  Norm("bn2", c2, cfg.Norm)
                  spiking cfg "lif2"
                  MaxPool(2, 2)
+                 Tap featureMapTap
                  Flatten
                  Tap featureTap
                  Linear("fc1", c2 * side * side, h, true)
@@ -269,8 +276,8 @@ module Zoo =
              @ dropout cfg
              @ [ Linear("fc", h, cfg.Classes, true) ])
 
-    /// conv-BN-LIF layers "conv{i}"/"bn{i}"/"lif{i}" with max pools at "P", then global average
-    /// pooling, Tap "feature" and fc → K.
+    /// conv-BN-LIF layers "conv{i}"/"bn{i}"/"lif{i}" with max pools at "P", then Tap "feature_map",
+    /// global average pooling, Tap "feature" and fc → K.
     let private vgg (model: string) (minSize: int) (plan: int option list) (cfg: ZooConfig) =
         validate model minSize cfg
         let mutable cin = cfg.InputChannels
@@ -384,6 +391,7 @@ module Zoo =
              @ [ spiking cfg "lif1" ]
              @ stages
              @ [
+                 Tap featureMapTap
                  AdaptiveAvgPool 1
                  Flatten
                  Tap featureTap
@@ -451,8 +459,12 @@ type ProbeGranularity =
 /// Which spiking populations to probe at each granularity. Names are full dotted names in forward
 /// order, as Architecture.spikingNames gives them.
 module Probes =
-    /// The tap every zoo model places on the classifier's input.
+    /// The tap every zoo model places on the classifier's input ("feature").
     let features = Zoo.featureTap
+
+    /// The tap every zoo conv model (all but the MLP) places on its last feature map [T, B, C, h, w]
+    /// before global pooling ("feature_map"): the input of blurred KD (BKDSNN).
+    let featureMap = Zoo.featureMapTap
 
     type private Event =
         | Spike of string

@@ -98,10 +98,74 @@ module SpecTerm =
     let spikes cfg probe weight =
         ofTerm [ TapUse.Spikes(probe, probe) ] (LossTerm.spikes cfg probe weight)
 
-    /// Feature MSE between taps, with the adapter in ps if it has one.
+    /// Feature MSE between taps after the 1×1 adapter in ps, if it has one (FeatureKd.initAdapter);
+    /// the adapter is trained with the student.
     let feature (ps: Parameters) teacherTap studentTap weight =
         let adapter = ps.TryFind "adapter.weight" |> Option.isSome
         ofTerm [ TapUse.Feature(teacherTap, studentTap, adapter) ] (LossTerm.feature ps teacherTap studentTap weight)
+
+    /// Blurred KD (BKDSNN, methods.md §4a) between taps with the adapter and restoration block ps
+    /// (BlurredKd.init), trained with the student; masks keyed from rng and the trainer's step key.
+    let blurred cfg (ps: Parameters) rng teacherTap studentTap weight =
+        let adapter = ps.TryFind "adapter.weight" |> Option.isSome
+
+        ofTerm
+            [ TapUse.Feature(teacherTap, studentTap, adapter) ]
+            (LossTerm.blurred cfg ps rng teacherTap studentTap weight)
+
+    /// The channel count (axis 2 of [T, B, C, …]) of a model's tap, from a forward pass on a
+    /// 2-sample zero batch; a missing tap raises an error listing the model's taps.
+    let private tapChannels (op: string) (side: string) (m: Model) (tap: string) =
+        let shape =
+            Diff.noGrad (fun () ->
+                use _ = TensorScope.Begin()
+                let x = Tensor.zeros (Array.append [| 2 |] m.Architecture.InputShape)
+
+                let out =
+                    Model.forward
+                        { ForwardContext.Eval with
+                            Probes =
+                                { ProbeRequest.None with
+                                    Taps = Set.singleton tap
+                                }
+                        }
+                        m
+                        x
+
+                out.Taps[tap].Shape)
+
+        if shape.Length < 3 then
+            Errors.invalidArg
+                op
+                (sprintf "%s tap '%s'" side tap)
+                (Errors.showShape shape)
+                "a tap [T, B, C, …] with a channel axis"
+
+        shape[2]
+
+    /// Feature MSE between the taps of these teacher and student models, with a 1×1 adapter
+    /// initialised from seed (FeatureKd.initAdapter) when their channel counts differ.
+    let featureFor (seed: int) (teacher: Model) (student: Model) teacherTap studentTap weight =
+        let op = "SpecTerm.featureFor"
+        let ct = tapChannels op "teacher" teacher teacherTap
+        let cs = tapChannels op "student" student studentTap
+
+        let ps =
+            if cs <> ct then
+                FeatureKd.initAdapter seed cs ct
+            else
+                Parameters.ofList []
+
+        feature ps teacherTap studentTap weight
+
+    /// Blurred KD between the taps of these teacher and student models (e.g. Probes.featureMap on
+    /// both): adapter (when the channel counts differ) and restoration block initialised from seed
+    /// for the taps' channels (BlurredKd.init), masks keyed from seed.
+    let blurredFor (cfg: BlurredConfig) (seed: int) (teacher: Model) (student: Model) teacherTap studentTap weight =
+        let op = "SpecTerm.blurredFor"
+        let ct = tapChannels op "teacher" teacher teacherTap
+        let cs = tapChannels op "student" student studentTap
+        blurred cfg (BlurredKd.init seed cs ct) (Rng.create seed) teacherTap studentTap weight
 
 module DistillationSpec =
     /// A spec with one frozen teacher.
@@ -418,6 +482,41 @@ module DistillationSpec =
                                     (show ts)
                                     sp
                                     (show ss)
+                            elif perT.Length > 1 && perS.Length > 1 then
+                                let ct, cs = perT[1], perS[1]
+
+                                match t.Term.Parameters.TryFind "adapter.weight" with
+                                | Some w when w.ShapeRef <> [| ct; cs; 1; 1 |] ->
+                                    err
+                                        "loss term '%s': its adapter weight %s does not map student tap '%s' %s (%d channels) to teacher tap '%s' %s (%d channels); it needs [%d, %d, 1, 1]. Fix: initialise it for these taps (FeatureKd.initAdapter seed %d %d, BlurredKd.init seed %d %d, or SpecTerm.featureFor / blurredFor)."
+                                        t.Term.Name
+                                        (show w.ShapeRef)
+                                        sp
+                                        (show ss)
+                                        cs
+                                        tp
+                                        (show ts)
+                                        ct
+                                        ct
+                                        cs
+                                        cs
+                                        ct
+                                        cs
+                                        ct
+                                | _ -> ()
+
+                                match t.Term.Parameters.TryFind "restore.conv1.weight" with
+                                | Some w when w.ShapeRef.Length = 4 && w.ShapeRef[1] <> ct ->
+                                    err
+                                        "loss term '%s': its restoration block works on %d channels but teacher tap '%s' %s has %d. Fix: initialise it for these taps (BlurredKd.init seed %d %d or SpecTerm.blurredFor)."
+                                        t.Term.Name
+                                        w.ShapeRef[1]
+                                        tp
+                                        (show ts)
+                                        ct
+                                        cs
+                                        ct
+                                | _ -> ()
                         | _ -> ()
 
         List.ofSeq errors
@@ -443,6 +542,21 @@ module DistillationSpec =
                         "loss term '%s' has weight %g; weights must be finite and >= 0. Fix: drop the term instead of a negative weight."
                         t.Term.Name
                         t.Term.Weight
+                )
+
+        let withParameters =
+            spec.Terms
+            |> List.filter (fun t -> t.Term.Parameters.Count > 0)
+            |> List.map (fun t -> t.Term.Name)
+
+        for name in List.distinct withParameters do
+            if withParameters |> List.filter ((=) name) |> List.length > 1 then
+                errors.Add(
+                    sprintf
+                        "several loss terms named '%s' carry trainable parameters, which the trainer names \"loss.%s.<name>\". Fix: give them distinct names ({ term with Name = \"%s-2\" })."
+                        name
+                        name
+                        name
                 )
 
         if errors.Count = 0 then

@@ -73,6 +73,60 @@ type EpochReport =
         Elapsed: TimeSpan
     }
 
+/// One student's training state, taken after a completed step: enough for <c>Trainer.fit</c> to
+/// continue exactly (see <c>TrainConfig.Resume</c>). Its tensors are copies owned by the snapshot.
+type StudentSnapshot =
+    {
+        Parameters: Parameters
+        Buffers: Parameters
+        /// The loss terms' trainable parameters, named "loss.&lt;term&gt;.&lt;name&gt;".
+        LossParameters: Parameters
+        /// The optimizer's state over Parameters followed by LossParameters.
+        Optimizer: OptimizerState
+        /// Completed optimizer steps of this student.
+        Step: int
+        /// The next epoch to run (0-based; the configured Epochs once the student has finished).
+        NextEpoch: int
+        /// The first batch of NextEpoch still to run.
+        NextBatch: int
+        BestParameters: Parameters
+        BestBuffers: Parameters
+        BestLossParameters: Parameters
+        /// -1 before the first epoch ends.
+        BestEpoch: int
+        BestAccuracy: float option
+        History: EpochReport list
+        /// Sums over the completed batches of NextEpoch (for its EpochReport): total loss, correct
+        /// predictions, samples and batches.
+        LossSum: float
+        Correct: int64
+        Seen: int64
+        Batches: int
+    }
+
+/// The students of one stage in a TrainerSnapshot.
+type StageSnapshot =
+    {
+        /// 0-based stage number.
+        Index: int
+        Students: StudentSnapshot list
+    }
+
+/// Where a run stood: every stage begun, finished ones first (their students at NextEpoch =
+/// Epochs) and the interrupted one last. Resuming needs the same spec, training batcher and the
+/// settings recorded here.
+type TrainerSnapshot =
+    {
+        Stages: StageSnapshot list
+        Seed: int
+        Epochs: int
+        BatchesPerEpoch: int
+        StudentOrder: StudentOrder
+        /// The run's MAC counters so far (TrainResult.Cost continues from them).
+        TeacherForwardMacs: int64
+        StudentTrainingMacs: int64
+    }
+
 /// The trainer's settings.
 type TrainConfig =
     {
@@ -93,8 +147,18 @@ type TrainConfig =
         /// Called after each epoch with the report and the student's current model. The model's
         /// tensors are valid during the call (the next step recycles them): save or copy them there.
         OnEpoch: EpochReport -> Model -> unit
-        /// Checked between steps; cancellation raises OperationCanceledException.
+        /// Checked before every batch (interleaved students all finish the current one);
+        /// cancellation calls OnInterrupt, then raises OperationCanceledException.
         Cancellation: CancellationToken
+        /// Called when cancellation is observed, with the state after the last completed step (copies
+        /// that stay valid after the trainer exits), before OperationCanceledException propagates:
+        /// save it (TrainerCheckpoint.save) to resume later.
+        OnInterrupt: TrainerSnapshot -> unit
+        /// Continue from a snapshot (of the same spec, batcher, Seed, Epochs and StudentOrder)
+        /// instead of starting afresh: the result equals the uninterrupted run bit for bit (a
+        /// TeacherCacheMode.Build cache is rebuilt for an unfinished first stage and counted again
+        /// in Cost).
+        Resume: TrainerSnapshot option
     }
 
     /// SGD + Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 skipping BN and biases, cosine to 0.
@@ -113,6 +177,8 @@ type TrainConfig =
             Progress = ignore
             OnEpoch = fun _ _ -> ()
             Cancellation = CancellationToken.None
+            OnInterrupt = ignore
+            Resume = None
         }
 
 /// One trained student.
@@ -122,6 +188,11 @@ type StudentResult =
         Final: Model
         /// The best epoch's model (an independent copy).
         Best: Model
+        /// The loss terms' trainable parameters after the last epoch, named "loss.&lt;term&gt;.&lt;name&gt;"
+        /// (empty when no term has any).
+        LossParameters: Parameters
+        /// The loss terms' trainable parameters of the best epoch.
+        BestLossParameters: Parameters
         /// 0-based epoch of Best.
         BestEpoch: int
         /// Its validation accuracy at the full T, when validated.
@@ -160,7 +231,9 @@ type TrainResult =
 
 /// The distillation trainer: validates the spec, then trains every stage's students with the
 /// configured optimizer, schedule and clipping, each step inside a tensor scope so temporaries
-/// and superseded parameters go back to the buffer pool.
+/// and superseded parameters go back to the buffer pool. The loss terms' trainable parameters
+/// (LossTerm.Parameters) are trained with each student: every student gets its own copy, named
+/// "loss.&lt;term&gt;.&lt;name&gt;", differentiated in the same pass and updated by the same optimizer.
 module Trainer =
     type private Student =
         {
@@ -169,13 +242,19 @@ module Trainer =
             Probes: ProbeRequest
             Decays: string -> bool
             Key: Rng
+            /// Storages the trainer never releases (the initial model, terms and resumed state).
+            Initial: HashSet<Storage>
             mutable Params: Parameters
             mutable Buffers: Parameters
+            mutable LossParams: Parameters
             mutable Opt: OptimizerState
             mutable Step: int
+            mutable NextEpoch: int
+            mutable NextBatch: int
             mutable Owned: HashSet<Storage>
             mutable BestParams: Parameters
             mutable BestBuffers: Parameters
+            mutable BestLossParams: Parameters
             mutable BestEpoch: int
             mutable BestAcc: float option
             History: ResizeArray<EpochReport>
@@ -235,8 +314,38 @@ module Trainer =
 
         sqrt acc, bad
 
+    /// The terms' trainable parameters as one student's copy: term t's "name" becomes
+    /// "loss.&lt;t.Name&gt;.name".
+    let lossParameters (terms: LossTerm list) =
+        terms
+        |> List.filter (fun t -> t.Parameters.Count > 0)
+        |> List.map (fun t -> Parameters.prefix ("loss." + t.Name) t.Parameters)
+        |> Parameters.concat
+
+    let private resumeError (what: string) =
+        Errors.fail (
+            sprintf
+                "Trainer.fit: cannot resume from the snapshot: %s. Fix: resume with the spec, training batcher and TrainConfig (Seed, Epochs, StudentOrder) of the interrupted run."
+                what
+        )
+
+    let private checkSame (what: string) (expected: Parameters) (got: Parameters) =
+        let shapes (p: Parameters) =
+            Parameters.toList p |> List.map (fun (n, t) -> n, t.Shape)
+
+        let e, g = shapes expected, shapes got
+
+        if e <> g then
+            let show l =
+                String.Join(", ", l |> List.map (fun (n, s) -> n + " " + Errors.showShape s))
+
+            resumeError (sprintf "%s hold [%s] but the run needs [%s]" what (show g) (show e))
+
     /// Trains per the config and spec on the training batcher, evaluating each epoch on the
-    /// validation batcher when given. Validates the spec first (DistillationSpec.validate).
+    /// validation batcher when given. Validates the spec first (DistillationSpec.validate). With
+    /// cfg.Resume it continues a snapshot's run: finished stages are rebuilt from it, the
+    /// interrupted epoch skips its completed batches (the batch order and every per-step key are
+    /// functions of the seed, epoch and step), and the result equals the uninterrupted run's.
     let fit (cfg: TrainConfig) (spec: DistillationSpec) (train: Batcher) (validation: Batcher option) : TrainResult =
         if cfg.Epochs < 1 then
             Errors.invalidArg "Trainer.fit" "Epochs" cfg.Epochs "at least 1 epoch"
@@ -258,52 +367,248 @@ module Trainer =
         let totalSteps = cfg.Epochs * perEpoch
         let root = Rng.create cfg.Seed
         let terms = spec.Terms |> List.map (fun t -> t.Term)
+        let termsArr = Array.ofList terms
+        let initialLoss = lossParameters terms
+
+        // Each term's slice of the student's loss parameters: (offset, count).
+        let slices =
+            termsArr
+            |> Array.scan (fun (off, cnt) (t: LossTerm) -> off + cnt, t.Parameters.Count) (0, 0)
+            |> Array.tail
+
         let tProbes = DistillationSpec.teacherProbes spec
         let sProbes = DistillationSpec.studentProbes spec
         let bs = train.Options.BatchSize
+        let stages = DistillationSpec.stages spec
         let mutable teacherMacs = 0L
         let mutable studentMacs = 0L
         let mutable usedCache = None
+
+        match cfg.Resume with
+        | None -> ()
+        | Some r ->
+            if r.Seed <> cfg.Seed then
+                resumeError (sprintf "it was taken with Seed %d, the config has %d" r.Seed cfg.Seed)
+
+            if r.Epochs <> cfg.Epochs then
+                resumeError (sprintf "it was taken with Epochs %d, the config has %d" r.Epochs cfg.Epochs)
+
+            if r.BatchesPerEpoch <> perEpoch then
+                resumeError (
+                    sprintf "it was taken with %d batches per epoch, the batcher has %d" r.BatchesPerEpoch perEpoch
+                )
+
+            if r.StudentOrder <> cfg.StudentOrder then
+                resumeError (
+                    sprintf "it was taken with StudentOrder %A, the config has %A" r.StudentOrder cfg.StudentOrder
+                )
+
+            if r.Stages.IsEmpty || r.Stages.Length > stages.Length then
+                resumeError (sprintf "it holds %d stages, the spec has %d" r.Stages.Length stages.Length)
+
+            r.Stages
+            |> List.iteri (fun i st ->
+                if st.Index <> i then
+                    resumeError (sprintf "its stage %d is numbered %d" i st.Index)
+
+                if i < r.Stages.Length - 1 then
+                    for s in st.Students do
+                        if s.NextEpoch <> cfg.Epochs then
+                            resumeError (sprintf "stage %d is not the last one but has not finished" (i + 1)))
+
+            teacherMacs <- r.TeacherForwardMacs
+            studentMacs <- r.StudentTrainingMacs
 
         let evalCfg =
             { EvaluationConfig.Default with
                 FiringRates = false
             }
 
+        // Stages run so far (for snapshots): their index and students.
+        let begun = ResizeArray<int * Student[]>()
+
+        let studentSnapshot (st: Student) : StudentSnapshot =
+            {
+                Parameters = snapshot st.Params
+                Buffers = snapshot st.Buffers
+                LossParameters = snapshot st.LossParams
+                Optimizer =
+                    { st.Opt with
+                        First = st.Opt.First |> Option.map snapshot
+                        Second = st.Opt.Second |> Option.map snapshot
+                    }
+                Step = st.Step
+                NextEpoch = st.NextEpoch
+                NextBatch = st.NextBatch
+                BestParameters = snapshot st.BestParams
+                BestBuffers = snapshot st.BestBuffers
+                BestLossParameters = snapshot st.BestLossParams
+                BestEpoch = st.BestEpoch
+                BestAccuracy = st.BestAcc
+                History = List.ofSeq st.History
+                LossSum = st.LossSum
+                Correct = st.Correct
+                Seen = st.Seen
+                Batches = st.Batches
+            }
+
+        let interrupt () =
+            cfg.OnInterrupt
+                {
+                    Stages =
+                        [
+                            for i, students in begun ->
+                                {
+                                    StageSnapshot.Index = i
+                                    Students = students |> Array.map studentSnapshot |> List.ofArray
+                                }
+                        ]
+                    Seed = cfg.Seed
+                    Epochs = cfg.Epochs
+                    BatchesPerEpoch = perEpoch
+                    StudentOrder = cfg.StudentOrder
+                    TeacherForwardMacs = teacherMacs
+                    StudentTrainingMacs = studentMacs
+                }
+
+            cfg.Cancellation.ThrowIfCancellationRequested()
+
         let runStage (stage: DistillationStage) (teacher: Model option) : StageResult =
             let stageKey = Rng.fold stage.Index root
+
+            let resumed =
+                cfg.Resume
+                |> Option.bind (fun r -> List.tryItem stage.Index r.Stages)
+                |> Option.map (fun s ->
+                    if s.Students.Length <> stage.Students.Length then
+                        resumeError (
+                            sprintf
+                                "stage %d holds %d students, the spec's has %d"
+                                (stage.Index + 1)
+                                s.Students.Length
+                                stage.Students.Length
+                        )
+
+                    Array.ofList s.Students)
 
             let students =
                 stage.Students
                 |> List.mapi (fun i m ->
-                    {
-                        Index = i
-                        Model = m
-                        Probes = sProbes
-                        Decays = Optimizer.decays cfg.DecayRule (normNames m.Architecture)
-                        Key = Rng.fold i stageKey
-                        Params = m.Parameters
-                        Buffers = m.Buffers
-                        Opt = OptimizerState.Empty
-                        Step = 0
-                        Owned = HashSet(HashIdentity.Reference)
-                        BestParams = m.Parameters
-                        BestBuffers = m.Buffers
-                        BestEpoch = -1
-                        BestAcc = None
-                        History = ResizeArray()
-                        LossSum = 0.0
-                        Correct = 0L
-                        Seen = 0L
-                        Batches = 0
-                    })
+                    let initial = HashSet<Storage>(HashIdentity.Reference)
+
+                    let own (ps: Parameters) =
+                        for t in tensorsOf ps do
+                            initial.Add t.Storage |> ignore
+
+                    own m.Parameters
+                    own m.Buffers
+                    own initialLoss
+
+                    let st =
+                        {
+                            Index = i
+                            Model = m
+                            Probes = sProbes
+                            Decays = Optimizer.decays cfg.DecayRule (normNames m.Architecture)
+                            Key = Rng.fold i stageKey
+                            Initial = initial
+                            Params = m.Parameters
+                            Buffers = m.Buffers
+                            LossParams = initialLoss
+                            Opt = OptimizerState.Empty
+                            Step = 0
+                            NextEpoch = 0
+                            NextBatch = 0
+                            Owned = HashSet(HashIdentity.Reference)
+                            BestParams = m.Parameters
+                            BestBuffers = m.Buffers
+                            BestLossParams = initialLoss
+                            BestEpoch = -1
+                            BestAcc = None
+                            History = ResizeArray()
+                            LossSum = 0.0
+                            Correct = 0L
+                            Seen = 0L
+                            Batches = 0
+                        }
+
+                    match resumed with
+                    | None -> ()
+                    | Some snaps ->
+                        let s = snaps[i]
+                        let where = sprintf "stage %d student %d's" (stage.Index + 1) (i + 1)
+                        checkSame (where + " parameters") m.Parameters s.Parameters
+                        checkSame (where + " buffers") m.Buffers s.Buffers
+                        checkSame (where + " loss parameters") initialLoss s.LossParameters
+                        checkSame (where + " best parameters") m.Parameters s.BestParameters
+                        checkSame (where + " best buffers") m.Buffers s.BestBuffers
+                        checkSame (where + " best loss parameters") initialLoss s.BestLossParameters
+
+                        let all = Parameters.concat [ m.Parameters; initialLoss ]
+
+                        for o in [ s.Optimizer.First; s.Optimizer.Second ] do
+                            match o with
+                            | Some o -> checkSame (where + " optimizer moments") all o
+                            | None -> ()
+
+                        if
+                            s.NextEpoch < 0
+                            || s.NextEpoch > cfg.Epochs
+                            || s.NextBatch < 0
+                            || s.NextBatch > perEpoch
+                        then
+                            resumeError (
+                                sprintf
+                                    "%s position (epoch %d, batch %d) is out of range"
+                                    where
+                                    s.NextEpoch
+                                    s.NextBatch
+                            )
+
+                        for ps in
+                            [
+                                s.Parameters
+                                s.Buffers
+                                s.LossParameters
+                                s.BestParameters
+                                s.BestBuffers
+                                s.BestLossParameters
+                            ] do
+                            own ps
+
+                        for t in stateTensors s.Optimizer do
+                            initial.Add t.Storage |> ignore
+
+                        st.Params <- s.Parameters
+                        st.Buffers <- s.Buffers
+                        st.LossParams <- s.LossParameters
+                        st.Opt <- s.Optimizer
+                        st.Step <- s.Step
+                        st.NextEpoch <- s.NextEpoch
+                        st.NextBatch <- s.NextBatch
+                        st.BestParams <- s.BestParameters
+                        st.BestBuffers <- s.BestBuffers
+                        st.BestLossParams <- s.BestLossParameters
+                        st.BestEpoch <- s.BestEpoch
+                        st.BestAcc <- s.BestAccuracy
+                        st.History.AddRange s.History
+                        st.LossSum <- s.LossSum
+                        st.Correct <- s.Correct
+                        st.Seen <- s.Seen
+                        st.Batches <- s.Batches
+
+                    st)
                 |> Array.ofList
+
+            begun.Add((stage.Index, students))
+            let pending = students |> Array.exists (fun st -> st.NextEpoch < cfg.Epochs)
 
             let cache =
                 match teacher, stage.Index, cfg.TeacherCache with
                 | _, _, TeacherCacheMode.Off
                 | None, _, _ -> None
                 | Some _, i, _ when i > 0 -> None
+                | Some _, _, _ when not pending -> None
                 | Some tm, _, mode ->
                     if train.Options.Transform.IsSome then
                         Errors.fail
@@ -354,7 +659,6 @@ module Trainer =
                         KdOutputs.ofForward out)
 
             let trainStep (st: Student) (epoch: int) (tOut: KdOutputs) (batch: Batch) =
-                cfg.Cancellation.ThrowIfCancellationRequested()
                 let step = st.Step + 1
                 let labels = batch.Labels
                 let model = { st.Model with Buffers = st.Buffers }
@@ -364,25 +668,46 @@ module Trainer =
                         Probes = st.Probes
                     }
 
-                let nTerms = terms.Length
+                let termKey = Rng.fold step (Rng.fold (-1) st.Key)
+                let nTerms = termsArr.Length
+                let nModel = st.Params.Count
                 let scope = TensorScope.Begin()
 
                 try
                     let loss (ps: Parameters) =
-                        let out = Model.apply ctx model ps batch.Inputs
+                        let values = Parameters.values ps
+                        let modelPs = Parameters.withValues st.Params values[.. nModel - 1]
+                        let out = Model.apply ctx model modelPs batch.Inputs
+                        let sOut = KdOutputs.ofForward out
 
-                        let total, parts =
-                            LossTerm.totalWithParts terms tOut (KdOutputs.ofForward out) labels
+                        let parts =
+                            termsArr
+                            |> Array.mapi (fun i term ->
+                                let off, cnt = slices[i]
 
-                        total,
-                        Array.concat
-                            [
-                                parts |> List.map snd |> Array.ofList
-                                [| out.Logits |]
-                                Parameters.values out.Buffers
-                            ]
+                                let tps =
+                                    if cnt = 0 then
+                                        term.Parameters
+                                    else
+                                        Parameters.withValues
+                                            term.Parameters
+                                            values[nModel + off .. nModel + off + cnt - 1]
 
-                    let v, grads, aux = Parameters.valueAndGradAux loss st.Params
+                                LossTerm.evaluateWith
+                                    {
+                                        LossContext.Parameters = tps
+                                        Key = Some(Rng.fold i termKey)
+                                    }
+                                    term
+                                    tOut
+                                    sOut
+                                    labels)
+
+                        Array.reduce (+) parts, Array.concat [ parts; [| out.Logits |]; Parameters.values out.Buffers ]
+
+                    let v, grads, aux =
+                        Parameters.valueAndGradAux loss (Parameters.concat [ st.Params; st.LossParams ])
+
                     let total = v.ToScalar()
                     let parts = terms |> List.mapi (fun i t -> t.Name, aux[i].ToScalar())
 
@@ -448,9 +773,19 @@ module Trainer =
 
                     let lr = Schedule.rate cfg.Schedule cfg.LearningRate perEpoch totalSteps st.Step
 
-                    let ps', opt' =
-                        Optimizer.step cfg.Optimizer lr cfg.WeightDecay st.Decays st.Opt st.Params grads
+                    let all', opt' =
+                        Optimizer.step
+                            cfg.Optimizer
+                            lr
+                            cfg.WeightDecay
+                            st.Decays
+                            st.Opt
+                            (Parameters.concat [ st.Params; st.LossParams ])
+                            grads
 
+                    let updated = Parameters.values all'
+                    let ps' = Parameters.withValues st.Params updated[.. nModel - 1]
+                    let loss' = Parameters.withValues st.LossParams updated[nModel..]
                     let logits = aux[nTerms]
                     let buffers' = Parameters.withValues st.Buffers aux[nTerms + 1 ..]
 
@@ -458,7 +793,7 @@ module Trainer =
                         Array.map2 (fun p y -> if p = y then 1 else 0) (Readout.predict logits) labels
                         |> Array.sum
 
-                    let kept = Array.concat [ tensorsOf ps'; stateTensors opt'; tensorsOf buffers' ]
+                    let kept = Array.concat [ updated; stateTensors opt'; tensorsOf buffers' ]
                     let keptSet = HashSet<Storage>(HashIdentity.Reference)
 
                     for t in kept do
@@ -469,18 +804,14 @@ module Trainer =
                         if not (keptSet.Contains s) then
                             s.Release()
 
-                    // Storages carried over from the initial model are never owned by the trainer.
-                    let initial = HashSet<Storage>(HashIdentity.Reference)
-
-                    for t in Array.append (tensorsOf st.Model.Parameters) (tensorsOf st.Model.Buffers) do
-                        initial.Add t.Storage |> ignore
-
-                    keptSet.ExceptWith initial
+                    keptSet.ExceptWith st.Initial
                     st.Owned <- keptSet
                     st.Params <- ps'
+                    st.LossParams <- loss'
                     st.Opt <- opt'
                     st.Buffers <- buffers'
                     st.Step <- step
+                    st.NextBatch <- batch.Index + 1
                     st.LossSum <- st.LossSum + float total
                     st.Correct <- st.Correct + int64 correct
                     st.Seen <- st.Seen + int64 labels.Length
@@ -528,6 +859,7 @@ module Trainer =
                 if isBest then
                     st.BestParams <- snapshot st.Params
                     st.BestBuffers <- snapshot st.Buffers
+                    st.BestLossParams <- snapshot st.LossParams
                     st.BestEpoch <- epoch
                     st.BestAcc <- acc
 
@@ -556,30 +888,53 @@ module Trainer =
                 st.Correct <- 0L
                 st.Seen <- 0L
                 st.Batches <- 0
+                st.NextEpoch <- epoch + 1
+                st.NextBatch <- 0
                 cfg.OnEpoch report current
 
-            let runEpoch (active: Student[]) (epoch: int) =
+            /// Runs the batches from index first on of an epoch on the active students, then ends the epoch.
+            let runEpoch (active: Student[]) (epoch: int) (first: int) =
                 let order = train.SampleOrder epoch
 
                 for batch in train.Epoch epoch do
-                    cfg.Cancellation.ThrowIfCancellationRequested()
-                    use _ = TensorScope.Begin()
-                    let tOut = teacherOutputs order batch
+                    if batch.Index >= first then
+                        if cfg.Cancellation.IsCancellationRequested then
+                            interrupt ()
 
-                    for st in active do
-                        trainStep st epoch tOut batch
+                        use _ = TensorScope.Begin()
+                        let tOut = teacherOutputs order batch
+
+                        for st in active do
+                            trainStep st epoch tOut batch
 
                 for st in active do
                     endEpoch st epoch
 
             match cfg.StudentOrder with
             | StudentOrder.Interleaved ->
-                for e in 0 .. cfg.Epochs - 1 do
-                    runEpoch students e
+                let e0, b0 = students[0].NextEpoch, students[0].NextBatch
+
+                for st in students do
+                    if (st.NextEpoch, st.NextBatch) <> (e0, b0) then
+                        resumeError (
+                            sprintf
+                                "stage %d's interleaved students stand at different positions (student 1 at epoch %d batch %d, student %d at epoch %d batch %d)"
+                                (stage.Index + 1)
+                                e0
+                                b0
+                                (st.Index + 1)
+                                st.NextEpoch
+                                st.NextBatch
+                        )
+
+                for e in e0 .. cfg.Epochs - 1 do
+                    runEpoch students e (if e = e0 then b0 else 0)
             | StudentOrder.Sequential ->
                 for st in students do
-                    for e in 0 .. cfg.Epochs - 1 do
-                        runEpoch [| st |] e
+                    let e0, b0 = st.NextEpoch, st.NextBatch
+
+                    for e in e0 .. cfg.Epochs - 1 do
+                        runEpoch [| st |] e (if e = e0 then b0 else 0)
 
             {
                 Index = stage.Index
@@ -598,6 +953,8 @@ module Trainer =
                                     Parameters = st.BestParams
                                     Buffers = st.BestBuffers
                                 }
+                            LossParameters = st.LossParams
+                            BestLossParameters = st.BestLossParams
                             BestEpoch = st.BestEpoch
                             BestAccuracy = st.BestAcc
                             History = List.ofSeq st.History
@@ -605,7 +962,6 @@ module Trainer =
                     |> List.ofArray
             }
 
-        let stages = DistillationSpec.stages spec
         let results = ResizeArray<StageResult>()
 
         for stage in stages do

@@ -58,6 +58,30 @@ public class CoreTrainerTests
     }
 
     [Test]
+    public async Task BlurredKdTrainsOnTheZooFeatureMaps()
+    {
+        // ConvNet feature maps: 64 · 0.5 = 32 teacher channels, 64 · 0.25 = 16 student channels.
+        var spec = new DistillationSpecBuilder()
+            .Teacher(SnnModel.Create(ModelKind.ConvNet, Small with { Width = 0.5f }))
+            .Student(SnnModel.Create(ModelKind.ConvNet, Small with { Seed = 3 }))
+            .AddCrossEntropy()
+            .AddBlurredKd(studentChannels: 16, teacherChannels: 32, weight: 1f)
+            .Build();
+        var reports = new List<TrainingProgress>();
+        var result = await Trainer.TrainAsync(
+            spec,
+            DataAndEvaluationTests.Synthetic(32),
+            new TrainingOptions { BatchSize = 8, Epochs = 1 },
+            new SyncProgress(reports.Add)
+        );
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Steps, Is.EqualTo(4));
+            Assert.That(reports.All(r => r.Terms["bkd"] > 0 && float.IsFinite(r.Terms["bkd"])));
+        });
+    }
+
+    [Test]
     public async Task ValidationSelectsTheBestEpochAndStepsPerEpochCanBeCapped()
     {
         var data = DataAndEvaluationTests.Synthetic(40);
