@@ -289,12 +289,19 @@ module LossTerm =
             let ss = KdOutputs.spikes op "student" probe s
             SpikeKd.proposed cfg ts ss y)
 
-    /// Feature MSE between two taps (teacher tap, student tap) after the 1×1 adapter in ps, if any
-    /// (FeatureKd.initAdapter); the adapter is the term's trainable parameters.
+    /// Feature MSE between the time means of two taps: taps [T, B, C, …] become [B, C, …] (an ANN
+    /// teacher's [1, B, C, …] included, so teacher and student may run different T), then the 1×1
+    /// adapter in ps, if any (FeatureKd.initAdapter), maps the student's channels to the teacher's.
+    /// The adapter is the term's trainable parameters.
     let feature (ps: Parameters) (teacherTap: string) (studentTap: string) (weight: float32) =
         createWithParameters "feature" weight ps (fun ps t s _ ->
             let op = "LossTerm.feature"
-            FeatureKd.mseAdapted ps (KdOutputs.tap op "teacher" teacherTap t) (KdOutputs.tap op "student" studentTap s))
+            let mean (x: Tensor) = Tensor.meanDims [| 0 |] false x
+
+            FeatureKd.mseAdapted
+                ps
+                (mean (KdOutputs.tap op "teacher" teacherTap t))
+                (mean (KdOutputs.tap op "student" studentTap s)))
 
     /// Blurred KD between two taps ([T, B, C, h, w] taps are time-averaged; a teacher tap [T, B, C]
     /// becomes the vector [B, C]). The adapter and restoration block ps (BlurredKd.init) are the

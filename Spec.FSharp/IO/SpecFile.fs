@@ -1251,17 +1251,7 @@ module SpecFile =
                 else
                     Parameters.ofList []
 
-            let mean (x: Tensor) = Tensor.meanDims [| 0 |] false x
-
-            SpecTerm.ofTerm
-                [ TapUse.Feature(tt, stap, adapter) ]
-                (LossTerm.create "feature" w (fun t s _ ->
-                    let op = "feature term"
-
-                    FeatureKd.mseAdapted
-                        ps
-                        (mean (KdOutputs.tap op "teacher" tt t))
-                        (mean (KdOutputs.tap op "student" stap s))))
+            SpecTerm.feature ps tt stap w
         | TermSection.Bkd(w, tt, stap, cfg, seed) ->
             let tm = teacher.Value
             let _, ct = channels (path + ".teacherTap") "teacher" tm tt
