@@ -43,8 +43,15 @@ let withOverrides (out: string option) (epochs: int option) (file: SpecFile) =
     }
 
 /// Runs a parsed spec file: loads the data, builds the models, trains the teacher when asked,
-/// distils, saves every model, evaluates them on the test images and writes the report.
-let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationToken) : DistillSummary =
+/// distils, saves every model, evaluates them on the test images and writes the report. With
+/// resume, a teacher already trained into the output directory is loaded instead of retrained and
+/// an interrupted job continues from its snapshot.
+let runWith
+    (resume: bool)
+    (file: SpecFile)
+    (specText: string option)
+    (ct: Threading.CancellationToken)
+    : DistillSummary =
     let ds = file.Dataset
     let out = file.Output.Directory
     let trainSet, testSet = Run.loadData ds
@@ -79,6 +86,11 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
     // The teacher, trained first when the file asks for it.
     let built, teacherRuns =
         match built.Teacher, built.TeacherNeedsTraining with
+        | Some _, true when resume && File.Exists(Run.checkpointPath out "teacher") ->
+            let path = Run.checkpointPath out "teacher"
+            Run.log "teacher: reusing %s (trained by the interrupted run)" path
+            checkpoints.Add(("teacher", path))
+            SpecFile.withTeacher (SpecFile.loadModel path).Model built, []
         | Some teacher, true ->
             let tt = built.TeacherTraining
 
@@ -97,6 +109,7 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
                     Validation = Some valB
                     Out = out
                     Metadata = meta "teacher"
+                    Resume = resume
                 }
 
             let r, runs = Run.train job
@@ -150,6 +163,7 @@ let run (file: SpecFile) (specText: string option) (ct: Threading.CancellationTo
             Validation = Some valB
             Out = out
             Metadata = meta "student"
+            Resume = resume
         }
 
     let result, runs = Run.train job
@@ -342,6 +356,9 @@ let describe (b: BuiltSpec) =
         f.Training.BatchSize
         f.Output.Directory
 
+/// <c>runWith false</c>: a fresh run.
+let run file specText ct = runWith false file specText ct
+
 /// The `distill` command.
 let command () =
     let cmd =
@@ -364,9 +381,16 @@ let command () =
             Description = "Only parse and build the spec (loads the teacher checkpoint); no training."
         )
 
+    let resumeOpt =
+        Option<bool>(
+            "--resume",
+            Description =
+                "Continue an interrupted run in the same output directory: reuse its trained teacher and continue exactly from the snapshot Ctrl-C left."
+        )
+
     cmd.Arguments.Add specArg
 
-    for o in [ outOpt :> Option; epochsOpt; checkOpt ] do
+    for o in [ outOpt :> Option; epochsOpt; checkOpt; resumeOpt ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -387,7 +411,8 @@ let command () =
             else
                 Run.withCtrlC (fun ct ->
                     try
-                        let s = run file (Some(File.ReadAllText path)) ct
+                        let s = runWith (r.GetValue resumeOpt) file (Some(File.ReadAllText path)) ct
+
                         Run.printAccuracy s.Accuracy
 
                         for n, p in s.Checkpoints do

@@ -81,16 +81,45 @@ type Job =
         Validation: Batcher option
         Out: string
         Metadata: Map<string, string>
+        /// Continue from the job's snapshot (<c>snapshotPath</c>) when one was left by Ctrl-C.
+        Resume: bool
     }
 
-/// Raised when Ctrl-C stopped a job; lists the checkpoints saved so far.
+/// The trainer snapshot a job leaves behind on Ctrl-C: everything needed to continue exactly from
+/// the interrupted step (parameters, optimizer state, position, best-so-far, histories).
+let snapshotPath (out: string) (label: string) =
+    let safe =
+        String(
+            label
+            |> Seq.map (fun c -> if Char.IsLetterOrDigit c || c = '-' then c else '_')
+            |> Array.ofSeq
+        )
+
+    Path.Combine(out, safe + ".resume.safetensors")
+
+/// Raised when Ctrl-C stopped a job; lists the checkpoints saved so far (the snapshot first).
 exception Interrupted of saved: string list
 
 /// The one place that handles an interrupted run: prints what was saved and how to go on, and
-/// returns the exit code. (When the trainer gains an exact snapshot of the interrupted step, this
-/// is where it is saved and where a resume would start from.)
+/// returns the exit code.
 let onInterrupt (out: string) (saved: string list) =
-    if saved.IsEmpty then
+    let snapshot = saved |> List.tryFind (fun p -> p.EndsWith ".resume.safetensors")
+
+    match snapshot with
+    | Some snap ->
+        Console.error (
+            sprintf
+                "stopped by Ctrl-C after the current step. Saved the trainer snapshot %s%s. Fix: run the same command with --resume to continue exactly where it stopped."
+                snap
+                (match saved |> List.filter ((<>) snap) with
+                 | [] -> ""
+                 | ps -> sprintf " and the best finished epochs so far: %s" (String.Join(", ", ps)))
+        )
+    | None -> ()
+
+    if snapshot.IsSome then
+        ()
+    elif saved.IsEmpty then
         Console.error (
             sprintf
                 "stopped by Ctrl-C before the first epoch ended; nothing was saved in %s. Fix: run the command again (use fewer epochs or images for a shorter run)."
@@ -128,6 +157,14 @@ let train (job: Job) : TrainResult * TrainingRun list =
 
     let saved = Collections.Generic.Dictionary<string, string>()
     let mutable result = None
+    let snapPath = snapshotPath job.Out job.Label
+
+    let resume =
+        if job.Resume && File.Exists snapPath then
+            log "resuming from %s" snapPath
+            Some(TrainerCheckpoint.load snapPath)
+        else
+            None
 
     let run () =
         AnsiConsole
@@ -204,6 +241,14 @@ let train (job: Job) : TrainResult * TrainingRun list =
 
                     job.Config.OnEpoch r m
 
+                match resume with
+                | Some snap ->
+                    task.Value <-
+                        snap.Stages
+                        |> List.sumBy (fun st -> st.Students |> List.sumBy (fun s -> s.Step))
+                        |> float
+                | None -> ()
+
                 let cfg =
                     { job.Config with
                         Progress =
@@ -211,6 +256,18 @@ let train (job: Job) : TrainResult * TrainingRun list =
                                 progress p
                                 job.Config.Progress p
                         OnEpoch = onEpoch
+                        OnInterrupt =
+                            fun snap ->
+                                // A snapshot before the first step holds nothing worth resuming.
+                                if
+                                    snap.Stages
+                                    |> List.exists (fun st -> st.Students |> List.exists (fun s -> s.Step > 0))
+                                then
+                                    TrainerCheckpoint.save snapPath snap
+                                    saved["resume snapshot"] <- snapPath
+
+                                job.Config.OnInterrupt snap
+                        Resume = resume
                     }
 
                 result <- Some(Trainer.fit cfg job.Spec job.Train job.Validation)
@@ -219,7 +276,13 @@ let train (job: Job) : TrainResult * TrainingRun list =
     try
         run ()
     with :? OperationCanceledException ->
-        raise (Interrupted(List.ofSeq saved.Values))
+        let snap, rest =
+            saved |> Seq.toList |> List.partition (fun kv -> kv.Key = "resume snapshot")
+
+        raise (Interrupted((snap @ rest) |> List.map (fun kv -> kv.Value)))
+
+    if File.Exists snapPath then
+        File.Delete snapPath
 
     let r = result.Value
 

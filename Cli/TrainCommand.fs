@@ -18,6 +18,8 @@ type TrainOptions =
         Loss: string
         Name: string
         Out: string
+        /// Continue from the snapshot a Ctrl-C left in Out.
+        Resume: bool
     }
 
 /// Trains the model alone, saves <out>/<name>.safetensors (the best epoch by validation accuracy)
@@ -56,6 +58,7 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                 }
             Train = Run.batcher t.BatchSize t.Seed true fit
             Validation = Some(Run.batcher t.BatchSize t.Seed false validation)
+            Resume = o.Resume
             Out = o.Out
             Metadata =
                 Map.ofList
@@ -141,10 +144,16 @@ let command () =
 
     let out = opt "--out" "Output directory." "runs/train"
 
+    let resume =
+        opt
+            "--resume"
+            "Continue exactly from the snapshot a Ctrl-C left in the output directory (same options required)."
+            false
+
     for o in
         [ model :> Option; width; hidden; steps; ann; bits ]
         @ data.All
-        @ [ epochs; batch; optimizer; lr; wd; seed; loss; name; out ] do
+        @ [ epochs; batch; optimizer; lr; wd; seed; loss; name; out; resume ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -237,6 +246,7 @@ let command () =
                     Loss = lossName
                     Name = r.GetValue name
                     Out = r.GetValue out
+                    Resume = r.GetValue resume
                 }
 
             if o.Name = "" || o.Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 then

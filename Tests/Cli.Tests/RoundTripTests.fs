@@ -212,6 +212,7 @@ let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
             Validation = None
             Out = dir.Path
             Metadata = Map.empty
+            Resume = false
         }
 
     let saved =
@@ -221,8 +222,70 @@ let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
         with Run.Interrupted saved ->
             saved
 
-    Assert.That((saved = [ Run.partialPath dir.Path "m" ]), sprintf "%A" saved)
-    let c = SpecFile.loadModel saved.Head
+    Assert.That((saved = [ Run.snapshotPath dir.Path "t"; Run.partialPath dir.Path "m" ]), sprintf "%A" saved)
+    let c = SpecFile.loadModel saved[1]
     Assert.That(c.Metadata["epoch"], Is.EqualTo "1")
     Assert.That(File.Exists(Run.checkpointPath dir.Path "m"), Is.False)
     Assert.That(Run.onInterrupt dir.Path saved, Is.EqualTo Console.Failure)
+
+[<Test>]
+let ``Ctrl-C leaves a snapshot, and --resume ends bit-identical to the uninterrupted run`` () =
+    use dir = new TempDir()
+    use straightDir = new TempDir()
+    let images = SpecFile.synthetic 160 0
+
+    let model =
+        Model.init 0 (ExecutionMode.Snn 2) (Zoo.convNet { ZooConfig.Mnist with Width = 0.25f })
+
+    let job (out: string) (ct: CancellationToken) (resume: bool) : Run.Job =
+        {
+            Label = "baseline run"
+            Name = fun _ _ -> "m"
+            Quantization = fun _ -> None
+            Spec = Training.DistillationSpec.alone [ model ] [ Training.SpecTerm.crossEntropy 0.0f 1.0f ]
+            Config =
+                { Training.TrainConfig.Default with
+                    Epochs = 2
+                    Cancellation = ct
+                }
+            Train = Run.batcher 32 0 true images
+            Validation = None
+            Out = out
+            Metadata = Map.empty
+            Resume = resume
+        }
+
+    let straight, _ = Run.train (job straightDir.Path CancellationToken.None false)
+
+    use cts = new CancellationTokenSource()
+
+    let interrupted =
+        { job dir.Path cts.Token false with
+            Config =
+                { (job dir.Path cts.Token false).Config with
+                    Progress =
+                        fun p ->
+                            if p.Step = 7 then
+                                cts.Cancel()
+                }
+        }
+
+    let saved =
+        try
+            Run.train interrupted |> ignore
+            []
+        with Run.Interrupted saved ->
+            saved
+
+    let snap = Run.snapshotPath dir.Path "baseline run"
+    Assert.That(saved.Head, Is.EqualTo snap)
+    Assert.That(File.Exists snap)
+    Assert.That(Run.onInterrupt dir.Path saved, Is.EqualTo Console.Failure)
+
+    let resumed, _ = Run.train (job dir.Path CancellationToken.None true)
+    Assert.That(File.Exists snap, Is.False, "the snapshot is removed once the run finishes")
+    let a = straight.Students.Head.Final.Parameters
+    let b = resumed.Students.Head.Final.Parameters
+
+    for n in a.Names do
+        Assert.That((b[n].ToArray() = a[n].ToArray()), n)
