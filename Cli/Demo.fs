@@ -145,6 +145,28 @@ let private train
 
     let total = epochs * trainB.BatchesPerEpoch * students
 
+    // Ctrl-C leaves a trainer snapshot named for this job's configuration; the next run with the
+    // same configuration continues from it exactly.
+    let snapPath =
+        let key = settings.Key(String.Join(",", names))
+
+        let hash =
+            Convert.ToHexString(Security.Cryptography.SHA256.HashData(Text.Encoding.UTF8.GetBytes key))
+
+        Path.Combine(settings.Out, sprintf "%s.%s.resume.safetensors" (names.Head.Replace(' ', '_')) hash[..11])
+
+    let resume =
+        if File.Exists snapPath then
+            try
+                let snap = TrainerCheckpoint.load snapPath
+                log "%s: continuing from %s" label (Path.GetFileName snapPath)
+                Some snap
+            with :? SnnSpecException as e ->
+                log "%s cannot be reused (%s); starting %s afresh." (Path.GetFileName snapPath) e.Message label
+                None
+        else
+            None
+
     let curves =
         Array.init students (fun _ -> ResizeArray<int * (string * float32) list>())
 
@@ -213,9 +235,23 @@ let private train
                     Progress = progress
                     OnEpoch = onEpoch
                     Cancellation = ct
+                    OnInterrupt = TrainerCheckpoint.save snapPath
+                    Resume = resume
                 }
 
+            match resume with
+            | Some snap ->
+                task.Value <-
+                    snap.Stages
+                    |> List.sumBy (fun st -> st.Students |> List.sumBy (fun s -> s.Step))
+                    |> float
+            | None -> ()
+
             result <- Some(Trainer.fit cfg spec trainB (Some valB))
+
+            if File.Exists snapPath then
+                File.Delete snapPath
+
             task.Value <- float total)
 
     let r = result.Value
@@ -690,7 +726,7 @@ let command () =
                     with :? OperationCanceledException ->
                         Console.error (
                             sprintf
-                                "stopped by Ctrl-C. The last finished epoch of each model is in %s/*.epoch<N>.safetensors and finished models in %s/*.safetensors. Fix: run the same command again; finished models are reused."
+                                "stopped by Ctrl-C after the current step. Finished models are in %s/*.safetensors, the interrupted one's state in %s/*.resume.safetensors. Fix: run the same command again; finished models are reused and the interrupted one continues exactly where it stopped."
                                 settings.Out
                                 settings.Out
                         )
