@@ -100,6 +100,15 @@ public sealed record TrainingOptions
     /// </summary>
     public ImageDataset? Validation { get; init; }
 
+    /// <summary>
+    /// A file for exact resumption (null: none). When cancellation stops a run, the trainer's
+    /// snapshot (parameters, optimizer state, position, best epoch, history) is written here
+    /// atomically; when the file exists as a run starts, the run continues from it and ends with
+    /// the same parameters as an uninterrupted run. The file is deleted when a run finishes. The
+    /// resumed run must use the same spec, data and options.
+    /// </summary>
+    public string? SnapshotPath { get; init; }
+
     internal void Validate()
     {
         Check.Positive(Epochs, nameof(Epochs), "TrainingOptions.Epochs");
@@ -185,8 +194,14 @@ public sealed record TrainingOptions
             FuncConvert.FromAction(progress),
             FuncConvert.FromAction(onEpoch),
             ct,
-            d.OnInterrupt,
-            d.Resume
+            SnapshotPath is { } path
+                ? FuncConvert.FromAction<TrainerSnapshot>(snap =>
+                    SnnSpec.IO.TrainerCheckpoint.save(path, snap)
+                )
+                : d.OnInterrupt,
+            SnapshotPath is { } p && File.Exists(p)
+                ? Interop.Some(SnnSpec.IO.TrainerCheckpoint.load(p))
+                : d.Resume
         );
     }
 }
@@ -425,6 +440,10 @@ public static class Trainer
                 trainBatcher,
                 validation
             );
+            if (o.SnapshotPath is { } snapshot && File.Exists(snapshot))
+            {
+                File.Delete(snapshot);
+            }
             return new TrainingResult
             {
                 Student = new SnnModel(result.Best),

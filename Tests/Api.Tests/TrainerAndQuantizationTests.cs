@@ -137,6 +137,55 @@ public class CoreTrainerTests
     }
 
     [Test]
+    public async Task ASnapshotPathResumesACancelledRunToTheSameParameters()
+    {
+        var data = DataAndEvaluationTests.Synthetic(24);
+        var snapshot = Path.Combine(
+            Path.GetTempPath(),
+            $"snnspec-resume-{Guid.NewGuid():N}.safetensors"
+        );
+        var options = new TrainingOptions
+        {
+            BatchSize = 8,
+            Epochs = 3,
+            SnapshotPath = snapshot,
+        };
+        var straight = await Trainer.TrainAsync(Spec(), data, options with { SnapshotPath = null });
+
+        using var cts = new CancellationTokenSource();
+        var stopped = await Trainer.TrainAsync(
+            Spec(),
+            data,
+            options,
+            new SyncProgress(p =>
+            {
+                if (p.GlobalStep == 5)
+                {
+                    cts.Cancel();
+                }
+            }),
+            cts.Token
+        );
+        Assert.That(stopped.Cancelled, Is.True);
+        Assert.That(File.Exists(snapshot), Is.True, "the cancelled run leaves its snapshot");
+
+        var resumed = await Trainer.TrainAsync(Spec(), data, options);
+        Assert.Multiple(() =>
+        {
+            Assert.That(resumed.Cancelled, Is.False);
+            Assert.That(File.Exists(snapshot), Is.False, "a finished run removes the snapshot");
+            foreach (var name in straight.Student.ParameterNames)
+            {
+                Assert.That(
+                    resumed.Student.GetParameter(name).ToArray(),
+                    Is.EqualTo(straight.Student.GetParameter(name).ToArray()),
+                    name
+                );
+            }
+        });
+    }
+
+    [Test]
     public void ANonFiniteLossStopsTraining()
     {
         var spec = new DistillationSpecBuilder()
