@@ -430,11 +430,15 @@ module MultiStepOps =
                     let isSet (g: Tensor) = not (isNull (box g))
                     let gS, gH, gVT = gs[0], gs[1], gs[2]
 
+                    // gI_t is written where gS_t was read (same element, same step): over gS when
+                    // no other node holds it.
                     let gI =
-                        if need[0] then
-                            Autograd.alloc (Array.copy inputs0.ShapeRef)
-                        else
+                        if not need[0] then
                             Autograd.noGrad
+                        elif isSet gS && gS.Numel = steps * count && Autograd.overwritable gS then
+                            Autograd.view gS (Array.copy inputs0.ShapeRef)
+                        else
+                            Autograd.alloc (Array.copy inputs0.ShapeRef)
 
                     let gV = Autograd.alloc (Array.copy stepShape)
 
@@ -453,9 +457,10 @@ module MultiStepOps =
                             GHo = (if isSet gH then gH.Offset else 0)
                             GI = (if need[0] then gI.Data else null)
                             GV = gV.Data
-                            Inp = inputs0.Data
+                            // Only PLIF's backward reads the input and V₀ (the caller may recycle them otherwise).
+                            Inp = (if plif then inputs0.Data else null)
                             Io = inputs0.Offset
-                            V0 = v00.Data
+                            V0 = (if plif then v00.Data else null)
                             V0o = v00.Offset
                             Partials = (if plif then Array.zeroCreate (3 * blocks) else null)
                         }
@@ -493,6 +498,58 @@ module MultiStepOps =
                 H = outs[1]
                 VFinal = outs[2]
             }
+
+        /// The spikes S ([T, …]) of <c>run</c> for inference, when nothing differentiates through the
+        /// population and H is not wanted: the fused forward writes H and then S over it into one
+        /// buffer, and V_T into a recycled one, so a run holds one [T, …] buffer instead of two.
+        /// With <c>overwrite</c> (the caller owns the input exclusively) that buffer is the input's
+        /// own: each element's current is read before its spike is written.
+        let internal runSpikes (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : Tensor =
+            Neuron.validate n
+
+            if inputs.Rank < 1 || inputs.ShapeRef[0] < 1 || v0.ShapeRef <> inputs.ShapeRef[1..] then
+                Errors.shapeMismatch
+                    "Neuron.runSpikes"
+                    [ v0.ShapeRef; inputs.ShapeRef ]
+                    "inputs [T, …] with T ≥ 1 and the state v0 of one step's shape"
+
+            let steps = inputs.ShapeRef[0]
+            let count = Shape.numel inputs.ShapeRef[1..]
+
+            let a, b, c, rho =
+                Diff.noGrad (fun () ->
+                    let a, b, c, rho = Neuron.coefficients n
+                    a.ToScalar(), b.ToScalar(), c.ToScalar(), rho)
+
+            let k = NeuronKernel.coeffs n a b c rho
+
+            let s =
+                if overwrite && inputs.Offset = 0 then
+                    Autograd.view inputs (Array.copy inputs.ShapeRef)
+                else
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+
+            let vT = Autograd.alloc [| count |]
+            Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
+            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
+            let inp, io, sd, vd = inputs.Data, inputs.Offset, s.Data, vT.Data
+
+            Par.forChunks blocks grain (fun c0 c1 ->
+                NeuronKernel.forwardRange
+                    k
+                    steps
+                    count
+                    inp
+                    io
+                    sd
+                    sd
+                    vd
+                    (c0 * NeuronKernel.Block)
+                    (min count (c1 * NeuronKernel.Block)))
+
+            TensorScope.ReleaseEarly vT.Storage |> ignore
+            s
 
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
         /// a fixed bit width routes to <c>Neuron.runQuantized</c> (the kernel does not quantize).

@@ -115,7 +115,8 @@ module ConvOps =
             let xs = x.ShapeRef
             let g = Pool2dGeometry.Create(xs[0], xs[1], xs[2], xs[3], kernel, stride, padding)
             let y = Autograd.alloc [| g.N; g.C; g.Ho; g.Wo |]
-            let idx = Array.zeroCreate y.Numel
+            // Pooled with the scope (not a fresh LOH array per call): maxForward writes every entry.
+            let idx = StorageAlloc.ints y.Numel
             Pool.maxForward g x.Data x.Offset y.Data 0 idx 0
 
             Autograd.record y [| x |] (fun dy _ ->
