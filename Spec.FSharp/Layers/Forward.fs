@@ -277,14 +277,18 @@ module Forward =
         | Some(Spiking(n, neuron)) -> r.Snn && fusedWithoutState neuron (membraneQuant r (full prefix n))
         | _ -> false
 
-    /// Inference (no tape, eval mode) on a fresh, unpinned intermediate that only this list holds:
-    /// the next layer may write its result over it.
+    /// A fresh, unpinned intermediate that only this list holds and no backward rule reads: a
+    /// consumer whose own backward does not read its input may write its result over it.
+    let private exclusiveInput (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
+        x.Offset = 0
+        && freshOutput r prefix producer
+        && not (r.Pinned.Contains x.Storage)
+
+    /// Inference (no tape, eval mode) on an exclusive intermediate: any next layer may overwrite it.
     let private canOverwrite (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
         not r.Ctx.Training
         && not (Autograd.isRecording ())
-        && x.Offset = 0
-        && freshOutput r prefix producer
-        && not (r.Pinned.Contains x.Storage)
+        && exclusiveInput r prefix producer x
 
     let private releaseConsumed
         (r: Run)
@@ -522,11 +526,22 @@ module Forward =
             // Inference on a buffer only this list holds: the spikes overwrite the input current.
             let name = full prefix n
             let seq = unflatten r.Steps x
-            let v0 = Neuron.initState neuron seq.Shape[1..]
-            let s = Neuron.runSpikes true neuron v0 seq
-            TensorScope.ReleaseEarly v0.Storage |> ignore
+            let s = Neuron.runSpikes true neuron Unchecked.defaultof<Tensor> seq
             record r name s s
             applyFrom r prefix (Some layer) (flatten s) rest
+        | None, (Spiking(n, neuron) as layer) :: rest when
+            r.Snn
+            && exclusiveInput r prefix producer x
+            && fusedWithoutState neuron (membraneQuant r (full prefix n))
+            ->
+            // Training: the fused kernel's backward reads H only, so S overwrites the input current
+            // (one [T, …] buffer fewer per population while the tape lives).
+            let name = full prefix n
+            let seq = unflatten r.Steps x
+            let run = Neuron.runOver true neuron Unchecked.defaultof<Tensor> seq
+            record r name run.H run.S
+            TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+            applyFrom r prefix (Some layer) (flatten run.S) rest
         | None, layer :: rest ->
             let y = apply r prefix x layer
             releaseConsumed r prefix producer layer x y
@@ -687,10 +702,15 @@ module Forward =
         },
         List.ofSeq r.IntegerRan
 
+    /// Sample-steps (T × batch slice) per slice of an inference run (see <c>run</c>).
+    let mutable internal InferenceSliceSteps = 128
+
     /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
     /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape]. A quantized
     /// model's plan (Model.quantize) is read from the buffers and applied: weights through
-    /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith).
+    /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith). An eval-mode
+    /// run without a tape and without probes on a static batch of more than
+    /// max 1 (128 / T) samples runs in slices of that many samples (logits concatenated).
     let run
         (arch: Architecture)
         (mode: ExecutionMode)
@@ -699,7 +719,51 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        fst (runCore null exactProduct Map.empty arch mode ctx ps buffers x)
+        let steps =
+            match mode with
+            | ExecutionMode.Snn t -> max 1 t
+            | ExecutionMode.Ann -> 1
+
+        let batch =
+            if x.Rank = arch.InputShape.Length + 1 then
+                x.ShapeRef[0]
+            else
+                0
+
+        let slice = max 1 (InferenceSliceSteps / steps)
+
+        // Inference without a tape, in eval mode and without probes is per sample at every layer
+        // (BN uses its running statistics): the batch runs in slices of at most InferenceSliceSteps
+        // sample-steps so that only one slice's activations exist at a time (a frozen teacher's
+        // forward holds a fraction of the memory), with the same per-sample arithmetic.
+        if
+            not ctx.Training
+            && not (Autograd.isRecording ())
+            && ctx.Probes = ProbeRequest.None
+            && batch > slice
+        then
+            let parts =
+                [
+                    for start in 0..slice .. batch - 1 ->
+                        fst (
+                            runCore
+                                null
+                                exactProduct
+                                Map.empty
+                                arch
+                                mode
+                                ctx
+                                ps
+                                buffers
+                                (Tensor.narrow 0 start (min slice (batch - start)) x)
+                        )
+                ]
+
+            { parts.Head with
+                Logits = Tensor.cat 1 (parts |> List.map (fun p -> p.Logits))
+            }
+        else
+            fst (runCore null exactProduct Map.empty arch mode ctx ps buffers x)
 
     /// <c>run</c> with the given exported (weight → population) pairs in the integer datapath where
     /// their input is binary; also returns the names of the weight layers that ran in integers.

@@ -21,14 +21,15 @@ module BufferPool =
     /// Upper bound on the floats the pool holds (default 1 GiB of float32); beyond it returns are dropped.
     let mutable Capacity = 256L * 1024L * 1024L
 
-    /// The smallest pooled length in (n, 2n] with a buffer waiting, or 0 (call under the lock).
+    /// The smallest pooled length in (n, 1.25·n] with a buffer waiting, or 0 (call under the lock).
+    /// The bound keeps a much larger idle buffer for a request of its own size.
     let private nearestLarger (n: int) =
         let mutable best = 0
 
         for kv in buckets do
             if
                 kv.Key > n
-                && kv.Key / 2 <= n
+                && int64 kv.Key * 4L <= int64 n * 5L
                 && kv.Value.Count > 0
                 && (best = 0 || kv.Key < best)
             then
@@ -36,7 +37,7 @@ module BufferPool =
 
         best
 
-    /// A buffer of at least n floats (exactly n unless a buffer of up to 2n is waiting and none of
+    /// A buffer of at least n floats (exactly n unless a buffer of up to 1.25·n is waiting and none of
     /// n is: a larger idle buffer serves before a fresh one is allocated) with unspecified contents.
     /// Tensors address their storage by offset and element count, never by the array's length.
     let rent (n: int) : float32[] =
