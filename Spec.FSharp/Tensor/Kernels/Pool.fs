@@ -137,7 +137,7 @@ module Pool =
     let private planeGrain (work: int) = max 1 (32768 / max 1 work)
 
     /// 2×2 windows with stride 2, no padding or dilation, and every window inside the image.
-    let private isPair (g: Pool2dGeometry) =
+    let internal isPair (g: Pool2dGeometry) =
         g.KH = 2
         && g.KW = 2
         && g.StrideH = 2
@@ -245,6 +245,108 @@ module Pool =
 
                             y[yOff + yb + oh * wo + ow] <- best
                             indices[idxOff + yb + oh * wo + ow] <- bestIdx)
+
+    /// Max pooling forward for 2×2 windows of stride 2 inside the image (isPair) with one byte per
+    /// output for the maximum's place in its window (0 top left, 1 top right, 2 bottom left,
+    /// 3 bottom right), packed four to an int of <c>codes</c> (length ⌈N·C·Ho·Wo / 4⌉): a quarter of
+    /// maxForward's index memory. Values, ties and NaN exactly as maxForward.
+    let internal maxForwardPair
+        (g: Pool2dGeometry)
+        (x: float32[])
+        (xOff: int)
+        (y: float32[])
+        (yOff: int)
+        (codes: int[])
+        =
+        let op = "maxPool2d"
+        checkLength op "x" x.Length xOff g.XLength
+        checkLength op "y" y.Length yOff g.YLength
+        checkLength op "codes" (codes.Length * 4) 0 g.YLength
+        let ho = g.Ho
+        let wo = g.Wo
+        let hw = g.H * g.W
+        let w = g.W
+
+        Par.forChunks (g.N * g.C) (planeGrain (ho * wo * 4)) (fun s e ->
+            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(Span<int>(codes))
+
+            for plane in s .. e - 1 do
+                let xb = xOff + plane * hw
+                let yb = plane * ho * wo
+
+                for oh in 0 .. ho - 1 do
+                    let r0 = xb + 2 * oh * w
+                    let r1 = r0 + w
+
+                    for ow in 0 .. wo - 1 do
+                        let c = 2 * ow
+                        let mutable best = x[r0 + c]
+                        let mutable at = 0uy
+
+                        if not (Single.IsNaN best) then
+                            let v1 = x[r0 + c + 1]
+
+                            if v1 > best || Single.IsNaN v1 then
+                                best <- v1
+                                at <- 1uy
+
+                            if not (Single.IsNaN best) then
+                                let v2 = x[r1 + c]
+
+                                if v2 > best || Single.IsNaN v2 then
+                                    best <- v2
+                                    at <- 2uy
+
+                                if not (Single.IsNaN best) then
+                                    let v3 = x[r1 + c + 1]
+
+                                    if v3 > best || Single.IsNaN v3 then
+                                        best <- v3
+                                        at <- 3uy
+
+                        y[yOff + yb + oh * wo + ow] <- best
+                        bytes[yb + oh * wo + ow] <- at)
+
+    /// The backward of maxForwardPair: dx = dy at each window's maximum, 0 elsewhere (dx overwritten).
+    let internal maxBackwardPair
+        (g: Pool2dGeometry)
+        (dy: float32[])
+        (dyOff: int)
+        (codes: int[])
+        (dx: float32[])
+        (dxOff: int)
+        =
+        let op = "maxPool2d backward"
+        checkLength op "dy" dy.Length dyOff g.YLength
+        checkLength op "codes" (codes.Length * 4) 0 g.YLength
+        checkLength op "dx" dx.Length dxOff g.XLength
+        let hw = g.H * g.W
+        let howo = g.Ho * g.Wo
+        let w = g.W
+        let wo = g.Wo
+
+        Par.forChunks (g.N * g.C) (planeGrain (howo * 4)) (fun s e ->
+            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(Span<int>(codes))
+
+            for plane in s .. e - 1 do
+                let xb = dxOff + plane * hw
+                let yb = plane * howo
+
+                if 2 * g.Ho < g.H || 2 * wo < w then
+                    Span<float32>(dx, xb, hw).Clear()
+
+                for oh in 0 .. g.Ho - 1 do
+                    let r0 = xb + 2 * oh * w
+                    let r1 = r0 + w
+
+                    for ow in 0 .. wo - 1 do
+                        let c = 2 * ow
+                        let at = bytes[yb + oh * wo + ow]
+                        let v = dy[dyOff + yb + oh * wo + ow]
+                        dx[r0 + c] <- (if at = 0uy then v else 0.0f)
+                        dx[r0 + c + 1] <- (if at = 1uy then v else 0.0f)
+                        dx[r1 + c] <- (if at = 2uy then v else 0.0f)
+                        dx[r1 + c + 1] <- (if at = 3uy then v else 0.0f))
 
     /// Max pooling backward: dx[n, c, indices[n, c, oh, ow]] += dy[n, c, oh, ow] (dx zeroed first unless
     /// <c>accumulate</c>). Shapes: dy and indices [N, C, Ho, Wo]; dx [N, C, H, W].
