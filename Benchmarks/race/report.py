@@ -26,8 +26,15 @@ def git(*a):
         return "?"
 
 
-commit = git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+# The code measured: the commit run.sh recorded in each line (RACE_COMMIT or the checkout otherwise);
+# dirty only when the library, the benchmarks or the tests differed from it.
+code_changes = git("status", "--porcelain", "--untracked-files=no", "--", "Spec.FSharp", "Benchmarks", "Tests")
+commit = next(
+    (r["commit"] for r in rows if r.get("commit")),
+    os.environ.get("RACE_COMMIT") or git("rev-parse", "--short", "HEAD") + ("+dirty" if code_changes else ""),
+)
+# When the measurements finished (the raw file's last write), not when this page was rendered.
+date = datetime.datetime.fromtimestamp(os.path.getmtime(raw), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 torch_v = next((r.get("version", "") for r in rows if r["framework"] == "pytorch"), "")
 batch = rows[0]["batch"] if rows else 0

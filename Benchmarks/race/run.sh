@@ -18,6 +18,7 @@ PY=/usr/bin/python3          # Debian's torch is built for the system python, no
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 
 dotnet build -c Release Benchmarks -v q -nologo >/dev/null
+COMMIT=$(git rev-parse --short HEAD)$([ -n "$(git status --porcelain --untracked-files=no -- Spec.FSharp Benchmarks Tests)" ] && echo +dirty || true)
 SNN=$(ls -d Benchmarks/bin/Release/net*/Benchmarks | head -1)
 mkdir -p "$OUT"
 RAW="$OUT/speed-race.jsonl"
@@ -38,11 +39,11 @@ for model in $MODELS; do
           line=$(LD_PRELOAD=$JEMALLOC ATEN_CPU_CAPABILITY=avx512 OMP_NUM_THREADS=$THREADS OMP_WAIT_POLICY=$policy \
             "$PY" Benchmarks/race/torch_snn.py --model "$model" --T "$t" --batch "$BATCH" \
             --steps "$STEPS" --warmup "$WARMUP" --threads "$THREADS")
-          echo "$line" | "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); d['omp_wait_policy']=sys.argv[2]; d['load_before']=float(sys.argv[1]); d['load_after']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))" "$load" "$policy" | tee -a "$RAW"
+          echo "$line" | "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); d['omp_wait_policy']=sys.argv[2]; d['commit']=sys.argv[-1]; d['load_before']=float(sys.argv[1]); d['load_after']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))" "$load" "$policy" "$COMMIT" | tee -a "$RAW"
         done
         continue
       fi
-      echo "$line" | "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); d['load_before']=float(sys.argv[1]); d['load_after']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))" "$load" | tee -a "$RAW"
+      echo "$line" | "$PY" -c "import json,sys; d=json.loads(sys.stdin.read()); d['commit']=sys.argv[-1]; d['load_before']=float(sys.argv[1]); d['load_after']=float(open('/proc/loadavg').read().split()[0]); print(json.dumps(d))" "$load" "$COMMIT" | tee -a "$RAW"
     done
   done
 done
