@@ -85,6 +85,8 @@ module Forward =
             /// When not null, a calibration run: quantizers pass weights through unquantized and
             /// record, per weight layer, the tensor they would quantize (the folded weight for a fold).
             Capture: Dictionary<string, Tensor>
+            /// Storages handed out in the ForwardOutput (probes, taps): never recycled early.
+            Pinned: HashSet<Storage>
         }
 
     let private full (prefix: string) (n: string) =
@@ -103,9 +105,11 @@ module Forward =
     let private record (r: Run) (name: string) (h: Tensor) (s: Tensor) =
         if r.Ctx.Probes.Membranes.Contains name then
             r.Membranes[name] <- h
+            r.Pinned.Add h.Storage |> ignore
 
         if r.Ctx.Probes.Spikes.Contains name then
             r.Spikes[name] <- s
+            r.Pinned.Add s.Storage |> ignore
 
         if r.Ctx.Probes.FiringRates then
             r.Rates[name] <- Diff.noGrad (fun () -> (Tensor.mean s).ToScalar())
@@ -239,6 +243,81 @@ module Forward =
         Diff.noGrad (fun () -> x.ToArray())
         |> Array.forall (fun v -> v = 0.0f || v = 1.0f)
 
+    /// A population run by the fused kernel whose backward reads neither its input current nor V₀
+    /// (every neuron but PLIF, without membrane quantization).
+    let private fusedWithoutState (neuron: Neuron) (quant: MembraneQuant option) =
+        let plif =
+            match neuron.Dynamics with
+            | Dynamics.Plif _ -> true
+            | _ -> false
+
+        let quantized =
+            match quant with
+            | Some mq -> mq.Bits <> Bits.FullPrecision
+            | None -> false
+
+        not plif && not quantized
+
+    /// Recycles x, the output of <c>producer</c> (the previous layer of the same list), once
+    /// <c>consumer</c> has turned it into y, when nothing can read it again: the producer always
+    /// makes a fresh buffer and its backward rule does not read it (conv, linear and BN read their
+    /// input, pooling its indices, the fused neuron its membrane H), the
+    /// consumer's does not read its input (pooling, a fused population; any layer when no tape
+    /// records), y does not alias it, and it was not handed out as a probe or tap. Like PyTorch
+    /// freeing an activation no saved tensor refers to: the buffer serves the next allocation.
+    /// True when the producer (the previous layer of the same list) always returns a fresh buffer
+    /// that its own backward rule never reads.
+    let private freshOutput (r: Run) (prefix: string) (producer: LayerSpec option) =
+        match producer with
+        | Some(Conv2d _)
+        | Some(Linear _)
+        | Some(Norm _)
+        | Some(MaxPool _)
+        | Some(AvgPool _) -> true
+        | Some(Spiking(n, neuron)) -> r.Snn && fusedWithoutState neuron (membraneQuant r (full prefix n))
+        | _ -> false
+
+    /// A fresh, unpinned intermediate that only this list holds and no backward rule reads: a
+    /// consumer whose own backward does not read its input may write its result over it.
+    let private exclusiveInput (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
+        x.Offset = 0
+        && freshOutput r prefix producer
+        && not (r.Pinned.Contains x.Storage)
+
+    /// Inference (no tape, eval mode) on an exclusive intermediate: any next layer may overwrite it.
+    let private canOverwrite (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
+        not r.Ctx.Training
+        && not (Autograd.isRecording ())
+        && exclusiveInput r prefix producer x
+
+    let private releaseConsumed
+        (r: Run)
+        (prefix: string)
+        (producer: LayerSpec option)
+        (consumer: LayerSpec)
+        (x: Tensor)
+        (y: Tensor)
+        =
+        let freshOutput = freshOutput r prefix producer
+
+        let dropsInput () =
+            match consumer with
+            | MaxPool _
+            | AvgPool _ -> true
+            | Spiking(n, neuron) -> r.Snn && fusedWithoutState neuron (membraneQuant r (full prefix n))
+            | Conv2d _
+            | Linear _
+            | Norm _ -> not (Autograd.isRecording ())
+            | _ -> false
+
+        if
+            freshOutput
+            && not (obj.ReferenceEquals(x.Storage, y.Storage))
+            && not (r.Pinned.Contains x.Storage)
+            && dropsInput ()
+        then
+            TensorScope.ReleaseEarly x.Storage |> ignore
+
     let rec private apply (r: Run) (prefix: string) (x: Tensor) (layer: LayerSpec) : Tensor =
         match layer with
         | Conv2d(n, _, _, _, stride, padding, bias) ->
@@ -282,9 +361,28 @@ module Forward =
 
                 let seq = unflatten r.Steps x
                 let v0 = Neuron.initState neuron seq.Shape[1..]
-                let run = Neuron.runWith (membraneQuant r name) neuron v0 seq
-                record r name run.H run.S
-                flatten run.S
+                let quant = membraneQuant r name
+
+                if
+                    fusedWithoutState neuron quant
+                    && not (Autograd.isRecording ())
+                    && not (r.Ctx.Probes.Membranes.Contains name)
+                then
+                    // Inference without membrane probes: spikes only, H never kept.
+                    let s = Neuron.runSpikes false neuron v0 seq
+                    TensorScope.ReleaseEarly v0.Storage |> ignore
+                    record r name s s
+                    flatten s
+                else
+                    let run = Neuron.runWith quant neuron v0 seq
+                    record r name run.H run.S
+
+                    // The fused kernel has copied V₀ and nothing here reads V_T; only PLIF's backward reads V₀.
+                    if fusedWithoutState neuron quant then
+                        TensorScope.ReleaseEarly v0.Storage |> ignore
+                        TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+
+                    flatten run.S
         | Relu _ -> Tensor.relu x
         | MaxPool(k, s) -> Tensor.maxPool2d k s 0 x
         | AvgPool(k, s) -> Tensor.avgPool2d k s 0 x
@@ -320,6 +418,7 @@ module Forward =
 
             if r.Ctx.Probes.Taps.Contains name then
                 r.Taps[name] <- if r.Snn then unflatten r.Steps x else Tensor.unsqueeze 0 x
+                r.Pinned.Add x.Storage |> ignore
 
             x
         | RepeatOverTime ->
@@ -332,6 +431,17 @@ module Forward =
     /// Runs a layer list: a conv whose plan folds the Norm after it runs as FoldedBatchNorm.conv2d;
     /// an exported (weight [→ Norm] → Spiking) group on a binary input runs in integer arithmetic.
     and private applyList (r: Run) (prefix: string) (x: Tensor) (layers: LayerSpec list) : Tensor =
+        applyFrom r prefix None x layers
+
+    /// applyList where x is the output of <c>producer</c>, the previous layer of the same list (None
+    /// for the list's input, which callers may still hold).
+    and private applyFrom
+        (r: Run)
+        (prefix: string)
+        (producer: LayerSpec option)
+        (x: Tensor)
+        (layers: LayerSpec list)
+        : Tensor =
         let integer =
             match layers with
             | (Conv2d(n, _, _, _, _, _, _) | Linear(n, _, _, _)) :: rest when
@@ -386,7 +496,56 @@ module Forward =
             r.NewBuffers[normName + ".running_mean"] <- state'.Mean
             r.NewBuffers[normName + ".running_var"] <- state'.Var
             applyList r prefix y rest
-        | None, layer :: rest -> applyList r prefix (apply r prefix x layer) rest
+        | None, (Norm(n, channels, kind) as layer) :: rest when
+            canOverwrite r prefix producer x
+            && x.Rank >= 3
+            && x.ShapeRef[1] = channels
+            && x.Numel > x.ShapeRef[0] * channels
+            ->
+            // Inference on a buffer only this list holds: eval-mode BN in place (same arithmetic).
+            let name = full prefix n
+
+            let state: BatchNormState =
+                {
+                    Mean = r.Buffers[name + ".running_mean"]
+                    Var = r.Buffers[name + ".running_var"]
+                }
+
+            let gamma = QuantPlan.normGamma kind r.Params[name + ".weight"]
+
+            let y =
+                Tensor.batchNormEvalInPlace BatchNormConfig.Default gamma r.Params[name + ".bias"] state x
+
+            applyFrom r prefix (Some layer) y rest
+        | None, (Spiking(n, neuron) as layer) :: rest when
+            r.Snn
+            && canOverwrite r prefix producer x
+            && fusedWithoutState neuron (membraneQuant r (full prefix n))
+            && not (r.Ctx.Probes.Membranes.Contains(full prefix n))
+            ->
+            // Inference on a buffer only this list holds: the spikes overwrite the input current.
+            let name = full prefix n
+            let seq = unflatten r.Steps x
+            let s = Neuron.runSpikes true neuron Unchecked.defaultof<Tensor> seq
+            record r name s s
+            applyFrom r prefix (Some layer) (flatten s) rest
+        | None, (Spiking(n, neuron) as layer) :: rest when
+            r.Snn
+            && exclusiveInput r prefix producer x
+            && fusedWithoutState neuron (membraneQuant r (full prefix n))
+            ->
+            // Training: the fused kernel's backward reads H only, so S overwrites the input current
+            // (one [T, …] buffer fewer per population while the tape lives).
+            let name = full prefix n
+            let seq = unflatten r.Steps x
+            let run = Neuron.runOver true neuron Unchecked.defaultof<Tensor> seq
+            record r name run.H run.S
+            TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+            applyFrom r prefix (Some layer) (flatten run.S) rest
+        | None, layer :: rest ->
+            let y = apply r prefix x layer
+            releaseConsumed r prefix producer layer x y
+            applyFrom r prefix (Some layer) y rest
 
     let private runCore
         (capture: Dictionary<string, Tensor>)
@@ -428,6 +587,7 @@ module Forward =
                 Product = product
                 IntegerRan = ResizeArray()
                 Capture = capture
+                Pinned = HashSet<Storage>(HashIdentity.Reference)
             }
 
         let sequence = x.Rank = inRank + 2
@@ -542,10 +702,15 @@ module Forward =
         },
         List.ofSeq r.IntegerRan
 
+    /// Sample-steps (T × batch slice) per slice of an inference run (see <c>run</c>).
+    let mutable internal InferenceSliceSteps = 128
+
     /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
     /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape]. A quantized
     /// model's plan (Model.quantize) is read from the buffers and applied: weights through
-    /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith).
+    /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith). An eval-mode
+    /// run without a tape and without probes on a static batch of more than
+    /// max 1 (128 / T) samples runs in slices of that many samples (logits concatenated).
     let run
         (arch: Architecture)
         (mode: ExecutionMode)
@@ -554,7 +719,51 @@ module Forward =
         (buffers: Parameters)
         (x: Tensor)
         =
-        fst (runCore null exactProduct Map.empty arch mode ctx ps buffers x)
+        let steps =
+            match mode with
+            | ExecutionMode.Snn t -> max 1 t
+            | ExecutionMode.Ann -> 1
+
+        let batch =
+            if x.Rank = arch.InputShape.Length + 1 then
+                x.ShapeRef[0]
+            else
+                0
+
+        let slice = max 1 (InferenceSliceSteps / steps)
+
+        // Inference without a tape, in eval mode and without probes is per sample at every layer
+        // (BN uses its running statistics): the batch runs in slices of at most InferenceSliceSteps
+        // sample-steps so that only one slice's activations exist at a time (a frozen teacher's
+        // forward holds a fraction of the memory), with the same per-sample arithmetic.
+        if
+            not ctx.Training
+            && not (Autograd.isRecording ())
+            && ctx.Probes = ProbeRequest.None
+            && batch > slice
+        then
+            let parts =
+                [
+                    for start in 0..slice .. batch - 1 ->
+                        fst (
+                            runCore
+                                null
+                                exactProduct
+                                Map.empty
+                                arch
+                                mode
+                                ctx
+                                ps
+                                buffers
+                                (Tensor.narrow 0 start (min slice (batch - start)) x)
+                        )
+                ]
+
+            { parts.Head with
+                Logits = Tensor.cat 1 (parts |> List.map (fun p -> p.Logits))
+            }
+        else
+            fst (runCore null exactProduct Map.empty arch mode ctx ps buffers x)
 
     /// <c>run</c> with the given exported (weight → population) pairs in the integer datapath where
     /// their input is binary; also returns the names of the weight layers that ran in integers.

@@ -361,7 +361,13 @@ module MultiStepOps =
         /// PLIF (k = sigmoid(w); a = 1 − k, b = k or 1, c = k·v_r) gets
         /// ∂L/∂w = k(1 − k)·(−Σ gH_t·V_{t−1} + [decayInput]·Σ gH_t·I_t + v_r·Σ gH_t).
         /// Only H is kept for the backward pass: S_t and V_{t−1} are recomputed from it.
-        let run (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+        let rec run (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun = runOver false n v0 inputs
+
+        /// <c>run</c>; with <c>overwrite</c> (the caller owns the input current exclusively and
+        /// nothing reads it again; not for PLIF, whose backward reads it) S is written over the
+        /// input's buffer: each element's current is read before its spike is written.
+        /// A null v0 starts from rest (v_reset everywhere) without a state tensor (not for PLIF).
+        and internal runOver (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             Neuron.validate n
             let op = "Neuron.run"
 
@@ -374,7 +380,9 @@ module MultiStepOps =
 
             let stepShape = inputs.ShapeRef[1..]
 
-            if v0.ShapeRef <> stepShape then
+            let rest = isNull (box v0)
+
+            if not rest && v0.ShapeRef <> stepShape then
                 Errors.shapeMismatch
                     op
                     [ v0.ShapeRef; inputs.ShapeRef ]
@@ -392,9 +400,25 @@ module MultiStepOps =
 
             let k = NeuronKernel.coeffs n a b c rho
             let h = Autograd.alloc (Array.copy inputs.ShapeRef)
-            let s = Autograd.alloc (Array.copy inputs.ShapeRef)
+
+            let plifDynamics =
+                match n.Dynamics with
+                | Dynamics.Plif _ -> true
+                | _ -> false
+
+            let s =
+                if overwrite && not plifDynamics && inputs.Offset = 0 then
+                    Autograd.view inputs (Array.copy inputs.ShapeRef)
+                else
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+
             let vT = Autograd.alloc (Array.copy stepShape)
-            Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+
+            if rest then
+                Array.Fill(vT.Data, Neuron.vReset n, 0, count)
+            else
+                Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+
             let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
             let grain = max 1 (32768 / (NeuronKernel.Block * steps))
             let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, s.Data, vT.Data
@@ -419,22 +443,28 @@ module MultiStepOps =
 
             let tracked =
                 match plifW with
-                | Some(w, _) -> [| inputs; v0; w |]
+                | Some(w, _) when not rest -> [| inputs; v0; w |]
+                | Some _ -> Errors.invalidArg "Neuron.run" "v0" "null" "the initial state of a PLIF population"
+                | None when rest -> [| inputs |]
                 | None -> [| inputs; v0 |]
 
             let inputs0 = Autograd.detach inputs
-            let v00 = Autograd.detach v0
+            let v00 = if rest then Autograd.noGrad else Autograd.detach v0
 
             let outs =
                 Autograd.recordMulti [| s; h; vT |] tracked (fun gs need ->
                     let isSet (g: Tensor) = not (isNull (box g))
                     let gS, gH, gVT = gs[0], gs[1], gs[2]
 
+                    // gI_t is written where gS_t was read (same element, same step): over gS when
+                    // no other node holds it.
                     let gI =
-                        if need[0] then
-                            Autograd.alloc (Array.copy inputs0.ShapeRef)
-                        else
+                        if not need[0] then
                             Autograd.noGrad
+                        elif isSet gS && gS.Numel = steps * count && Autograd.overwritable gS then
+                            Autograd.view gS (Array.copy inputs0.ShapeRef)
+                        else
+                            Autograd.alloc (Array.copy inputs0.ShapeRef)
 
                     let gV = Autograd.alloc (Array.copy stepShape)
 
@@ -453,10 +483,11 @@ module MultiStepOps =
                             GHo = (if isSet gH then gH.Offset else 0)
                             GI = (if need[0] then gI.Data else null)
                             GV = gV.Data
-                            Inp = inputs0.Data
+                            // Only PLIF's backward reads the input and V₀ (the caller may recycle them otherwise).
+                            Inp = (if plif then inputs0.Data else null)
                             Io = inputs0.Offset
-                            V0 = v00.Data
-                            V0o = v00.Offset
+                            V0 = (if plif then v00.Data else null)
+                            V0o = (if plif then v00.Offset else 0)
                             Partials = (if plif then Array.zeroCreate (3 * blocks) else null)
                         }
 
@@ -483,7 +514,7 @@ module MultiStepOps =
 
                     [|
                         gI
-                        (if need[1] then gV else Autograd.noGrad)
+                        (if need.Length > 1 && need[1] then gV else Autograd.noGrad)
                         (if tracked.Length > 2 then gW else Autograd.noGrad)
                     |]
                     |> Array.take tracked.Length)
@@ -493,6 +524,67 @@ module MultiStepOps =
                 H = outs[1]
                 VFinal = outs[2]
             }
+
+        /// The spikes S ([T, …]) of <c>run</c> for inference, when nothing differentiates through the
+        /// population and H is not wanted: the fused forward writes H and then S over it into one
+        /// buffer, and V_T into a recycled one, so a run holds one [T, …] buffer instead of two.
+        /// With <c>overwrite</c> (the caller owns the input exclusively) that buffer is the input's
+        /// own: each element's current is read before its spike is written. A null v0 starts from rest.
+        let internal runSpikes (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : Tensor =
+            Neuron.validate n
+
+            if
+                inputs.Rank < 1
+                || inputs.ShapeRef[0] < 1
+                || (not (isNull (box v0)) && v0.ShapeRef <> inputs.ShapeRef[1..])
+            then
+                Errors.shapeMismatch
+                    "Neuron.runSpikes"
+                    [ v0.ShapeRef; inputs.ShapeRef ]
+                    "inputs [T, …] with T ≥ 1 and the state v0 of one step's shape"
+
+            let steps = inputs.ShapeRef[0]
+            let count = Shape.numel inputs.ShapeRef[1..]
+
+            let a, b, c, rho =
+                Diff.noGrad (fun () ->
+                    let a, b, c, rho = Neuron.coefficients n
+                    a.ToScalar(), b.ToScalar(), c.ToScalar(), rho)
+
+            let k = NeuronKernel.coeffs n a b c rho
+
+            let s =
+                if overwrite && inputs.Offset = 0 then
+                    Autograd.view inputs (Array.copy inputs.ShapeRef)
+                else
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+
+            let vT = Autograd.alloc [| count |]
+
+            if isNull (box v0) then
+                Array.Fill(vT.Data, Neuron.vReset n, 0, count)
+            else
+                Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+
+            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
+            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
+            let inp, io, sd, vd = inputs.Data, inputs.Offset, s.Data, vT.Data
+
+            Par.forChunks blocks grain (fun c0 c1 ->
+                NeuronKernel.forwardRange
+                    k
+                    steps
+                    count
+                    inp
+                    io
+                    sd
+                    sd
+                    vd
+                    (c0 * NeuronKernel.Block)
+                    (min count (c1 * NeuronKernel.Block)))
+
+            TensorScope.ReleaseEarly vT.Storage |> ignore
+            s
 
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
         /// a fixed bit width routes to <c>Neuron.runQuantized</c> (the kernel does not quantize).

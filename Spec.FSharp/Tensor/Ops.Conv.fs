@@ -115,13 +115,25 @@ module ConvOps =
             let xs = x.ShapeRef
             let g = Pool2dGeometry.Create(xs[0], xs[1], xs[2], xs[3], kernel, stride, padding)
             let y = Autograd.alloc [| g.N; g.C; g.Ho; g.Wo |]
-            let idx = Array.zeroCreate y.Numel
-            Pool.maxForward g x.Data x.Offset y.Data 0 idx 0
 
-            Autograd.record y [| x |] (fun dy _ ->
-                let dx = Autograd.alloc xs
-                Pool.maxBackward g dy.Data dy.Offset idx 0 dx.Data 0 false
-                [| dx |])
+            // Indices pooled with the scope (not a fresh LOH array per call); 2×2 windows of stride 2
+            // keep one byte per output (the place in its window) instead of an int.
+            if Pool.isPair g then
+                let codes = StorageAlloc.ints ((y.Numel + 3) / 4)
+                Pool.maxForwardPair g x.Data x.Offset y.Data 0 codes
+
+                Autograd.record y [| x |] (fun dy _ ->
+                    let dx = Autograd.alloc xs
+                    Pool.maxBackwardPair g dy.Data dy.Offset codes dx.Data 0
+                    [| dx |])
+            else
+                let idx = StorageAlloc.ints y.Numel
+                Pool.maxForward g x.Data x.Offset y.Data 0 idx 0
+
+                Autograd.record y [| x |] (fun dy _ ->
+                    let dx = Autograd.alloc xs
+                    Pool.maxBackward g dy.Data dy.Offset idx 0 dx.Data 0 false
+                    [| dx |])
 
         /// Average pooling over k×k windows (padding counted in the divisor, as PyTorch's default).
         let avgPool2d (kernel: int) (stride: int) (padding: int) (x: Tensor) =

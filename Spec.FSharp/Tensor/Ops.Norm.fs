@@ -224,19 +224,21 @@ module internal BatchNormKernel =
             backwardColumns batchStats x xo g gOff n c gamma go mean invstd dx dgamma dbeta
         else
             Par.forChunks c (grain m) (fun c0 c1 ->
+                // x − μ of one row, staged here rather than in dx so that dx may be g's own buffer.
+                let d = Array.zeroCreate<float32> s
+
                 for ch in c0 .. c1 - 1 do
                     let mu = mean[ch]
                     let istd = invstd[ch]
                     let mutable sg = 0.0
                     let mutable sgx = 0.0
-                    // First pass: dx holds x − μ while Σg and Σg(x − μ) accumulate.
+                    // First pass: Σg and Σg(x − μ).
                     for b in 0 .. n - 1 do
                         let o = (b * c + ch) * s
                         let gr = ReadOnlySpan(g, gOff + o, s)
-                        let d = Span(dx, o, s)
-                        TP.Subtract(ReadOnlySpan(x, xo + o, s), mu, d)
+                        TP.Subtract(ReadOnlySpan(x, xo + o, s), mu, Span d)
                         sg <- sg + float (TP.Sum gr)
-                        sgx <- sgx + float (TP.Dot(gr, Span.op_Implicit d))
+                        sgx <- sgx + float (TP.Dot(gr, ReadOnlySpan d))
 
                     dbeta[ch] <- float32 sg
                     dgamma[ch] <- float32 sgx * istd
@@ -250,12 +252,13 @@ module internal BatchNormKernel =
 
                     for b in 0 .. n - 1 do
                         let o = (b * c + ch) * s
-                        let d = Span(dx, o, s)
-                        TP.Multiply(Span.op_Implicit d, bCoef, d)
-                        TP.MultiplyAdd(ReadOnlySpan(g, gOff + o, s), a, Span.op_Implicit d, d)
+                        let dxr = Span(dx, o, s)
+                        TP.Subtract(ReadOnlySpan(x, xo + o, s), mu, Span d)
+                        TP.Multiply(ReadOnlySpan d, bCoef, Span d)
+                        TP.MultiplyAdd(ReadOnlySpan(g, gOff + o, s), a, ReadOnlySpan d, dxr)
 
                         if cCoef <> 0.0f then
-                            TP.Add(Span.op_Implicit d, cCoef, d))
+                            TP.Add(Span.op_Implicit dxr, cCoef, dxr))
 
 /// Normalisation and regularisation layers as pure functions: batch norm with explicit running
 /// state, layer norm, and inverted dropout driven by counter-based random keys.
@@ -269,6 +272,46 @@ module NormOps =
         /// running ← (1 − m)·running + m·batch using the UNBIASED batch variance σ²·M/(M − 1).
         /// Eval: μ, σ² are the running statistics and the state is returned unchanged.
         /// Differentiable in x, γ [C] and β [C]; the running state is never differentiated.
+        /// Eval-mode batch norm (running statistics) written over x's own buffer, for inference where
+        /// the caller owns x exclusively and nothing differentiates: the same arithmetic as
+        /// <c>batchNorm</c> with training = false. x is [N, C, …] with more than one value per
+        /// (sample, channel) and offset 0; returns x.
+        let internal batchNormEvalInPlace
+            (config: BatchNormConfig)
+            (gamma: Tensor)
+            (beta: Tensor)
+            (running: BatchNormState)
+            (x: Tensor)
+            : Tensor =
+            let shape = x.ShapeRef
+            let n, c = shape[0], shape[1]
+            let s = Shape.numel shape[2..]
+            let mean = Array.zeroCreate<float32> c
+            let invstd = Array.zeroCreate<float32> c
+
+            for ch in 0 .. c - 1 do
+                mean[ch] <- running.Mean.Data[running.Mean.Offset + ch]
+                invstd[ch] <- 1.0f / MathF.Sqrt(running.Var.Data[running.Var.Offset + ch] + config.Eps)
+
+            BatchNormKernel.forward
+                false
+                config.Eps
+                x.Data
+                x.Offset
+                n
+                c
+                s
+                gamma.Data
+                gamma.Offset
+                beta.Data
+                beta.Offset
+                mean
+                invstd
+                (Array.zeroCreate c)
+                x.Data
+
+            x
+
         let batchNorm
             (config: BatchNormConfig)
             (training: bool)
@@ -348,7 +391,13 @@ module NormOps =
 
             let out =
                 Autograd.record y [| x; gamma; beta |] (fun g need ->
-                    let dx = Autograd.alloc shape
+                    // The kernel reads each g element before writing dx there (rows with s > 1).
+                    let dx =
+                        if need[0] && s > 1 && g.Numel = x0.Numel && Autograd.overwritable g then
+                            Autograd.view g shape
+                        else
+                            Autograd.alloc shape
+
                     let dgamma = Autograd.alloc [| c |]
                     let dbeta = Autograd.alloc [| c |]
 

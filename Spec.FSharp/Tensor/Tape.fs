@@ -3,6 +3,16 @@ namespace SnnSpec
 open System
 open SnnSpec.Kernels
 
+/// The incoming gradients of the backward rule running on this thread that no other node refers
+/// to (set by Autograd.backward around each rule).
+type internal GradReuse() =
+    [<ThreadStatic; DefaultValue>]
+    static val mutable private exclusive: System.Collections.Generic.HashSet<Storage>
+
+    static member Exclusive
+        with get () = GradReuse.exclusive
+        and set v = GradReuse.exclusive <- v
+
 /// Building blocks for writing differentiable ops: allocating results and recording a backward rule.
 /// A rule runs only during the backward pass, with recording off, so it may use any Tensor op.
 module Autograd =
@@ -24,6 +34,14 @@ module Autograd =
     /// A tensor over the same memory with another shape (no copy), untracked.
     let internal view (t: Tensor) (shape: int[]) =
         Tensor(t.Storage, t.Offset, shape, null)
+
+    /// Inside a backward rule: true (once per gradient) when g, one of the rule's incoming
+    /// gradients, starts its buffer and no other node refers to that buffer, so the rule may
+    /// write an input's gradient over it (as long as each element is read before it is written).
+    let internal overwritable (g: Tensor) =
+        let ex = GradReuse.Exclusive
+
+        not (isNull (box g)) && g.Offset = 0 && not (isNull ex) && ex.Remove g.Storage
 
     /// Attaches <c>rule</c> to <c>result</c> when any input is tracked by the recording tape;
     /// otherwise returns <c>result</c> unchanged.
@@ -63,10 +81,40 @@ module Autograd =
         tape.Nodes.Add n
         Tensor(t.Storage, t.Offset, t.ShapeRef, n)
 
-    let private accumulate (node: Node) (g: Tensor) =
+    /// The gradient storages of one backward pass: every buffer allocated during the pass belongs to
+    /// <c>Scope</c>; <c>Refs</c> counts the pending node gradients that refer to each of them, and a
+    /// buffer goes back to the pool when its count drops to zero (as PyTorch frees a gradient once
+    /// it has been propagated). What is left at the end (the leaves' gradients) moves to the caller's scope.
+    type private Pass =
+        {
+            Scope: TensorScope
+            Refs: System.Collections.Generic.Dictionary<Storage, int>
+        }
+
+    let private hold (p: Pass) (g: Tensor) =
+        let s = g.Storage
+
+        if p.Scope.Owns s then
+            match p.Refs.TryGetValue s with
+            | true, c -> p.Refs[s] <- c + 1
+            | _ -> p.Refs[s] <- 1
+
+    let private drop (p: Pass) (g: Tensor) =
+        if not (isNull (box g)) then
+            let s = g.Storage
+
+            match p.Refs.TryGetValue s with
+            | true, 1 ->
+                p.Refs.Remove s |> ignore
+                p.Scope.ReleaseOwned s |> ignore
+            | true, c -> p.Refs[s] <- c - 1
+            | _ -> ()
+
+    let private accumulate (p: Pass) (node: Node) (g: Tensor) =
         if isNull (box node.Grad) then
             node.Grad <- g
             node.GradOwned <- false
+            hold p g
         else
             let acc =
                 if node.GradOwned then
@@ -75,40 +123,74 @@ module Autograd =
                     let fresh = alloc node.Grad.ShapeRef
                     node.GradOwned <- true
                     Array.Copy(node.Grad.Data, node.Grad.Offset, fresh.Data, 0, fresh.Numel)
+                    hold p fresh
+                    drop p node.Grad
                     fresh
 
             Elementwise.spanSpan BinaryOp.Add acc.Data acc.Offset g.Data g.Offset acc.Data acc.Offset acc.Numel
             node.Grad <- acc
 
     /// Runs the backward pass of <c>tape</c> from <c>root</c> seeded with <c>seed</c>; leaves keep their Grad.
+    /// Each rule runs in its own scope: its temporaries return to the pool when it returns, and a
+    /// gradient returns once every node it was passed to has propagated it.
     let internal backward (tape: Tape) (root: Tensor) (seed: Tensor) =
         let saved = Tape.Current
         Tape.Current <- null
 
+        let pass =
+            {
+                Scope = TensorScope.Begin()
+                Refs = System.Collections.Generic.Dictionary<Storage, int>(HashIdentity.Reference)
+            }
+
+        let mutable completed = false
+
         try
             if isTrackedOn tape root then
-                accumulate root.Node seed
+                accumulate pass root.Node seed
                 let nodes = tape.Nodes
 
-                let propagate (n: Node) (run: bool[] -> Tensor[]) =
+                let propagate (n: Node) (incoming: Tensor[]) (run: bool[] -> Tensor[]) =
                     let needs = n.Inputs |> Array.map (isTrackedOn tape)
 
                     if Array.exists id needs then
-                        let gs = run needs
+                        let ruleScope = TensorScope.Begin()
+                        let exclusive = System.Collections.Generic.HashSet<Storage>(HashIdentity.Reference)
 
+                        for g in incoming do
+                            if not (isNull (box g)) then
+                                match pass.Refs.TryGetValue g.Storage with
+                                | true, 1 -> exclusive.Add g.Storage |> ignore
+                                | _ -> ()
+
+                        let gs =
+                            try
+                                GradReuse.Exclusive <- exclusive
+                                let gs = run needs
+
+                                for j in 0 .. n.Inputs.Length - 1 do
+                                    if needs[j] && not (isNull (box gs[j])) then
+                                        let x = n.Inputs[j]
+
+                                        if gs[j].ShapeRef <> x.ShapeRef then
+                                            Errors.shapeMismatch
+                                                "backward"
+                                                [ x.ShapeRef; gs[j].ShapeRef ]
+                                                (sprintf
+                                                    "the backward rule returned a gradient for input %d whose shape differs from the input"
+                                                    j)
+
+                                        ruleScope.KeepStorage gs[j].Storage
+
+                                gs
+                            finally
+                                GradReuse.Exclusive <- null
+                                (ruleScope :> IDisposable).Dispose()
+
+                        // Outside the rule's scope: accumulation buffers belong to the pass.
                         for j in 0 .. n.Inputs.Length - 1 do
                             if needs[j] && not (isNull (box gs[j])) then
-                                let x = n.Inputs[j]
-
-                                if gs[j].ShapeRef <> x.ShapeRef then
-                                    Errors.shapeMismatch
-                                        "backward"
-                                        [ x.ShapeRef; gs[j].ShapeRef ]
-                                        (sprintf
-                                            "the backward rule returned a gradient for input %d whose shape differs from the input"
-                                            j)
-
-                                accumulate x.Node gs[j]
+                                accumulate pass n.Inputs[j].Node gs[j]
 
                 for i in nodes.Count - 1 .. -1 .. 0 do
                     let n = nodes[i]
@@ -117,15 +199,24 @@ module Autograd =
                         let gs = n.Outputs |> Array.map (fun o -> o.Grad)
 
                         if gs |> Array.exists (fun g -> not (isNull (box g))) then
-                            propagate n (n.MultiRule gs)
+                            propagate n gs (n.MultiRule gs)
 
                         for o in n.Outputs do
+                            drop pass o.Grad
                             o.Grad <- Unchecked.defaultof<Tensor>
                     else
                         match n.Backward with
                         | Some rule when not (isNull (box n.Grad)) ->
-                            propagate n (rule n.Grad)
+                            propagate n [| n.Grad |] (rule n.Grad)
+                            drop pass n.Grad
                             n.Grad <- Unchecked.defaultof<Tensor>
                         | _ -> ()
+
+            completed <- true
         finally
             Tape.Current <- saved
+
+            if completed then
+                pass.Scope.KeepAll()
+
+            (pass.Scope :> IDisposable).Dispose()

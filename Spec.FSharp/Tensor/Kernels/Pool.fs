@@ -136,6 +136,19 @@ module Pool =
 
     let private planeGrain (work: int) = max 1 (32768 / max 1 work)
 
+    /// 2×2 windows with stride 2, no padding or dilation, and every window inside the image.
+    let internal isPair (g: Pool2dGeometry) =
+        g.KH = 2
+        && g.KW = 2
+        && g.StrideH = 2
+        && g.StrideW = 2
+        && g.PadH = 0
+        && g.PadW = 0
+        && g.DilH = 1
+        && g.DilW = 1
+        && 2 * g.Ho <= g.H
+        && 2 * g.Wo <= g.W
+
     /// Max pooling forward: y[n, c, oh, ow] = max over the window's in-image positions of x (padding never wins;
     /// NaN propagates). indices[n, c, oh, ow] = ih·W + iw of the maximum within its plane (first one on ties),
     /// −1 if the window holds no in-image position. Shapes: x [N, C, H, W]; y and indices [N, C, Ho, Wo].
@@ -157,37 +170,183 @@ module Pool =
         let wo = g.Wo
         let hw = g.H * g.W
 
-        Par.forChunks (g.N * g.C) (planeGrain (ho * wo * g.KH * g.KW)) (fun s e ->
+        if isPair g then
+            // 2×2 windows, stride 2, every window inside the image: the four candidates in window
+            // order, the first maximum kept (strict >), a NaN taken as soon as it is met.
+            let w = g.W
+
+            Par.forChunks (g.N * g.C) (planeGrain (ho * wo * 4)) (fun s e ->
+                for plane in s .. e - 1 do
+                    let xb = xOff + plane * hw
+                    let yb = yOff + plane * ho * wo
+                    let ib = idxOff + plane * ho * wo
+
+                    for oh in 0 .. ho - 1 do
+                        let r0 = xb + 2 * oh * w
+                        let r1 = r0 + w
+
+                        for ow in 0 .. wo - 1 do
+                            let c = 2 * ow
+                            let mutable best = x[r0 + c]
+                            let mutable at = 2 * oh * w + c
+
+                            if not (Single.IsNaN best) then
+                                let v1 = x[r0 + c + 1]
+
+                                if v1 > best || Single.IsNaN v1 then
+                                    best <- v1
+                                    at <- 2 * oh * w + c + 1
+
+                                if not (Single.IsNaN best) then
+                                    let v2 = x[r1 + c]
+
+                                    if v2 > best || Single.IsNaN v2 then
+                                        best <- v2
+                                        at <- (2 * oh + 1) * w + c
+
+                                    if not (Single.IsNaN best) then
+                                        let v3 = x[r1 + c + 1]
+
+                                        if v3 > best || Single.IsNaN v3 then
+                                            best <- v3
+                                            at <- (2 * oh + 1) * w + c + 1
+
+                            y[yb + oh * wo + ow] <- best
+                            indices[ib + oh * wo + ow] <- at)
+        else
+            Par.forChunks (g.N * g.C) (planeGrain (ho * wo * g.KH * g.KW)) (fun s e ->
+                for plane in s .. e - 1 do
+                    let xb = xOff + plane * hw
+                    let yb = plane * ho * wo
+
+                    for oh in 0 .. ho - 1 do
+                        let h0 = oh * g.StrideH - g.PadH
+
+                        for ow in 0 .. wo - 1 do
+                            let w0 = ow * g.StrideW - g.PadW
+                            let mutable best = Single.NegativeInfinity
+                            let mutable bestIdx = -1
+                            let mutable nan = false
+
+                            for kh in 0 .. g.KH - 1 do
+                                let ih = h0 + kh * g.DilH
+
+                                if ih >= 0 && ih < g.H then
+                                    for kw in 0 .. g.KW - 1 do
+                                        let iw = w0 + kw * g.DilW
+
+                                        if iw >= 0 && iw < g.W && not nan then
+                                            let v = x[xb + ih * g.W + iw]
+
+                                            if v > best || bestIdx < 0 || Single.IsNaN v then
+                                                best <- v
+                                                bestIdx <- ih * g.W + iw
+                                                nan <- Single.IsNaN v
+
+                            y[yOff + yb + oh * wo + ow] <- best
+                            indices[idxOff + yb + oh * wo + ow] <- bestIdx)
+
+    /// Max pooling forward for 2×2 windows of stride 2 inside the image (isPair) with one byte per
+    /// output for the maximum's place in its window (0 top left, 1 top right, 2 bottom left,
+    /// 3 bottom right), packed four to an int of <c>codes</c> (length ⌈N·C·Ho·Wo / 4⌉): a quarter of
+    /// maxForward's index memory. Values, ties and NaN exactly as maxForward.
+    let internal maxForwardPair
+        (g: Pool2dGeometry)
+        (x: float32[])
+        (xOff: int)
+        (y: float32[])
+        (yOff: int)
+        (codes: int[])
+        =
+        let op = "maxPool2d"
+        checkLength op "x" x.Length xOff g.XLength
+        checkLength op "y" y.Length yOff g.YLength
+        checkLength op "codes" (codes.Length * 4) 0 g.YLength
+        let ho = g.Ho
+        let wo = g.Wo
+        let hw = g.H * g.W
+        let w = g.W
+
+        Par.forChunks (g.N * g.C) (planeGrain (ho * wo * 4)) (fun s e ->
+            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(Span<int>(codes))
+
             for plane in s .. e - 1 do
                 let xb = xOff + plane * hw
                 let yb = plane * ho * wo
 
                 for oh in 0 .. ho - 1 do
-                    let h0 = oh * g.StrideH - g.PadH
+                    let r0 = xb + 2 * oh * w
+                    let r1 = r0 + w
 
                     for ow in 0 .. wo - 1 do
-                        let w0 = ow * g.StrideW - g.PadW
-                        let mutable best = Single.NegativeInfinity
-                        let mutable bestIdx = -1
-                        let mutable nan = false
+                        let c = 2 * ow
+                        let mutable best = x[r0 + c]
+                        let mutable at = 0uy
 
-                        for kh in 0 .. g.KH - 1 do
-                            let ih = h0 + kh * g.DilH
+                        if not (Single.IsNaN best) then
+                            let v1 = x[r0 + c + 1]
 
-                            if ih >= 0 && ih < g.H then
-                                for kw in 0 .. g.KW - 1 do
-                                    let iw = w0 + kw * g.DilW
+                            if v1 > best || Single.IsNaN v1 then
+                                best <- v1
+                                at <- 1uy
 
-                                    if iw >= 0 && iw < g.W && not nan then
-                                        let v = x[xb + ih * g.W + iw]
+                            if not (Single.IsNaN best) then
+                                let v2 = x[r1 + c]
 
-                                        if v > best || bestIdx < 0 || Single.IsNaN v then
-                                            best <- v
-                                            bestIdx <- ih * g.W + iw
-                                            nan <- Single.IsNaN v
+                                if v2 > best || Single.IsNaN v2 then
+                                    best <- v2
+                                    at <- 2uy
+
+                                if not (Single.IsNaN best) then
+                                    let v3 = x[r1 + c + 1]
+
+                                    if v3 > best || Single.IsNaN v3 then
+                                        best <- v3
+                                        at <- 3uy
 
                         y[yOff + yb + oh * wo + ow] <- best
-                        indices[idxOff + yb + oh * wo + ow] <- bestIdx)
+                        bytes[yb + oh * wo + ow] <- at)
+
+    /// The backward of maxForwardPair: dx = dy at each window's maximum, 0 elsewhere (dx overwritten).
+    let internal maxBackwardPair
+        (g: Pool2dGeometry)
+        (dy: float32[])
+        (dyOff: int)
+        (codes: int[])
+        (dx: float32[])
+        (dxOff: int)
+        =
+        let op = "maxPool2d backward"
+        checkLength op "dy" dy.Length dyOff g.YLength
+        checkLength op "codes" (codes.Length * 4) 0 g.YLength
+        checkLength op "dx" dx.Length dxOff g.XLength
+        let hw = g.H * g.W
+        let howo = g.Ho * g.Wo
+        let w = g.W
+        let wo = g.Wo
+
+        Par.forChunks (g.N * g.C) (planeGrain (howo * 4)) (fun s e ->
+            let bytes = Runtime.InteropServices.MemoryMarshal.AsBytes(Span<int>(codes))
+
+            for plane in s .. e - 1 do
+                let xb = dxOff + plane * hw
+                let yb = plane * howo
+
+                if 2 * g.Ho < g.H || 2 * wo < w then
+                    Span<float32>(dx, xb, hw).Clear()
+
+                for oh in 0 .. g.Ho - 1 do
+                    let r0 = xb + 2 * oh * w
+                    let r1 = r0 + w
+
+                    for ow in 0 .. wo - 1 do
+                        let c = 2 * ow
+                        let at = bytes[yb + oh * wo + ow]
+                        let v = dy[dyOff + yb + oh * wo + ow]
+                        dx[r0 + c] <- (if at = 0uy then v else 0.0f)
+                        dx[r0 + c + 1] <- (if at = 1uy then v else 0.0f)
+                        dx[r1 + c] <- (if at = 2uy then v else 0.0f)
+                        dx[r1 + c + 1] <- (if at = 3uy then v else 0.0f))
 
     /// Max pooling backward: dx[n, c, indices[n, c, oh, ow]] += dy[n, c, oh, ow] (dx zeroed first unless
     /// <c>accumulate</c>). Shapes: dy and indices [N, C, Ho, Wo]; dx [N, C, H, W].
@@ -209,29 +368,65 @@ module Pool =
         let hw = g.H * g.W
         let howo = g.Ho * g.Wo
 
-        Par.forChunks (g.N * g.C) (planeGrain howo) (fun s e ->
-            for plane in s .. e - 1 do
-                let xb = dxOff + plane * hw
+        if isPair g && not accumulate then
+            // Disjoint 2×2 windows covering rows [0, 2·Ho) × columns [0, 2·Wo): each window's four
+            // cells are written once (dy at its maximum, 0 elsewhere); cells outside every window are cleared.
+            let w = g.W
+            let wo = g.Wo
 
-                if not accumulate then
-                    Span<float32>(dx, xb, hw).Clear()
+            Par.forChunks (g.N * g.C) (planeGrain (howo * 4)) (fun s e ->
+                for plane in s .. e - 1 do
+                    let xb = dxOff + plane * hw
+                    let yb = plane * howo
 
-                let yb = plane * howo
+                    if 2 * g.Ho < g.H || 2 * wo < w then
+                        Span<float32>(dx, xb, hw).Clear()
 
-                for i in 0 .. howo - 1 do
-                    let idx = indices[idxOff + yb + i]
+                    for oh in 0 .. g.Ho - 1 do
+                        let r0 = 2 * oh * w
+                        let r1 = r0 + w
 
-                    if idx >= 0 then
-                        if idx >= hw then
-                            Errors.fail (
-                                sprintf
-                                    "%s: indices entry %d is outside the plane of H·W = %d; pass the indices maxForward wrote."
-                                    op
-                                    idx
-                                    hw
-                            )
+                        for ow in 0 .. wo - 1 do
+                            let c = 2 * ow
+                            let idx = indices[idxOff + yb + oh * wo + ow]
 
-                        dx[xb + idx] <- dx[xb + idx] + dy[dyOff + yb + i])
+                            if idx <> r0 + c && idx <> r0 + c + 1 && idx <> r1 + c && idx <> r1 + c + 1 then
+                                Errors.fail (
+                                    sprintf
+                                        "%s: indices entry %d is not in its 2×2 window; pass the indices maxForward wrote."
+                                        op
+                                        idx
+                                )
+
+                            let v = dy[dyOff + yb + oh * wo + ow]
+                            dx[xb + r0 + c] <- (if idx = r0 + c then v else 0.0f)
+                            dx[xb + r0 + c + 1] <- (if idx = r0 + c + 1 then v else 0.0f)
+                            dx[xb + r1 + c] <- (if idx = r1 + c then v else 0.0f)
+                            dx[xb + r1 + c + 1] <- (if idx = r1 + c + 1 then v else 0.0f))
+        else
+            Par.forChunks (g.N * g.C) (planeGrain howo) (fun s e ->
+                for plane in s .. e - 1 do
+                    let xb = dxOff + plane * hw
+
+                    if not accumulate then
+                        Span<float32>(dx, xb, hw).Clear()
+
+                    let yb = plane * howo
+
+                    for i in 0 .. howo - 1 do
+                        let idx = indices[idxOff + yb + i]
+
+                        if idx >= 0 then
+                            if idx >= hw then
+                                Errors.fail (
+                                    sprintf
+                                        "%s: indices entry %d is outside the plane of H·W = %d; pass the indices maxForward wrote."
+                                        op
+                                        idx
+                                        hw
+                                )
+
+                            dx[xb + idx] <- dx[xb + idx] + dy[dyOff + yb + i])
 
     let private validateAvg op (g: Pool2dGeometry) =
         validateWindow op g
