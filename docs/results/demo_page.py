@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes docs/results/md-snn-mnist.{md,csv} from a demo run directory (report.json, report.csv).
 
-Usage: demo_page.py <run-dir> <wall-seconds> <command>
+Usage: demo_page.py <run-dir> <wall-seconds> <command> [<commit> [<note>]]
 Standard library only; called by docs/results/regenerate.sh.
 """
 import json
@@ -27,6 +27,8 @@ def cpu():
 
 
 def commit():
+    if len(sys.argv) > 4:
+        return sys.argv[4]
     try:
         return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
@@ -43,6 +45,7 @@ lines = [
     f"- Setup: {report['subtitle']}",
     f"- Wall time: {wall / 60:.1f} min on {os.cpu_count()} cores ({cpu()}), commit {commit()}",
     "- Regenerate: `bash docs/results/regenerate.sh`",
+    *([f"- Note: {sys.argv[5]}"] if len(sys.argv) > 5 else []),
     "",
     "## Test accuracy (%) at every timestep",
     "",
