@@ -141,14 +141,23 @@ let private save (key: string) (path: string) (m: Model) =
             Metadata = Map.ofList [ configKey, key ]
         }
 
+/// Saves a finished model and removes the per-epoch files its training left beside it.
+let private saveFinal (key: string) (path: string) (m: Model) =
+    save key path m
+    let dir = Path.GetDirectoryName(Path.GetFullPath path)
+    let stem = Path.GetFileNameWithoutExtension path
+
+    for f in Directory.GetFiles(dir, stem + ".epoch*.safetensors") do
+        File.Delete f
+
 let private stepsOf (m: Model) =
     match m.Mode with
     | ExecutionMode.Snn t -> t
     | ExecutionMode.Ann -> 1
 
 /// Training with a Spectre progress bar (epoch, step, loss terms, accuracy, ETA); loss curves are
-/// collected per student. Each epoch's model is saved to <name>.epoch<i>.safetensors so a Ctrl-C
-/// leaves the last finished epoch behind.
+/// collected per student. Each epoch's model is saved to <name>.epoch<i>.safetensors (removed when
+/// the finished model is saved) and Ctrl-C leaves a trainer snapshot the next run continues from.
 let private train
     (settings: DemoSettings)
     (ct: CancellationToken)
@@ -390,7 +399,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let models, runs =
                 train settings ct settings.TeacherEpochs "teacher" [ "teacher" ] spec teacherB valB
 
-            save tKey (ckpt "teacher") models.Head
+            saveFinal tKey (ckpt "teacher") models.Head
             models.Head, runs
 
     checkpoints.Add(ckpt "teacher")
@@ -467,7 +476,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let models, runs =
                 train settings ct settings.Epochs "distil T=1..4" distilledNames spec trainB valB
 
-            List.iter2 (fun n m -> save (settings.Key n) (ckpt n) m) distilledNames models
+            List.iter2 (fun n m -> saveFinal (settings.Key n) (ckpt n) m) distilledNames models
             models, runs
 
     checkpoints.AddRange(distilledNames |> List.map ckpt)
@@ -487,7 +496,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let models, runs =
                 train settings ct settings.Epochs "baseline" [ name ] spec trainB valB
 
-            save (settings.Key name) (ckpt name) models.Head
+            saveFinal (settings.Key name) (ckpt name) models.Head
             models.Head, runs
 
     checkpoints.Add(ckpt "baseline")

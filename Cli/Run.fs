@@ -18,20 +18,10 @@ let log (fmt: Printf.StringFormat<'a, unit>) =
     Printf.kprintf (fun s -> AnsiConsole.MarkupLine("{0}", Markup.Escape s)) fmt
 
 /// Writes a text file atomically (temporary file in the same directory, then rename).
-let writeText (path: string) (text: string) =
-    let full = Path.GetFullPath path
-    Directory.CreateDirectory(Path.GetDirectoryName full) |> ignore
-    let tmp = sprintf "%s.%s.tmp" full (Guid.NewGuid().ToString("N").Substring(0, 8))
-    File.WriteAllText(tmp, text, UTF8Encoding false)
-    File.Move(tmp, full, true)
+let writeText (path: string) (text: string) = Report.writeTextAtomic path text
 
 /// Writes <stem>.html, .csv and .json into the directory atomically; returns the three paths.
-let writeReport (directory: string) (stem: string) (r: ReportData) =
-    let path ext = Path.Combine(directory, stem + ext)
-    writeText (path ".html") (Report.toHtml r)
-    writeText (path ".csv") (Report.toCsv r)
-    writeText (path ".json") (Report.toJson r)
-    path ".html", path ".csv", path ".json"
+let writeReport (directory: string) (stem: string) (r: ReportData) = Report.write directory stem r
 
 /// Training and test images of a dataset section, fetched (and verified) when needed.
 let loadData (ds: DatasetSection) =

@@ -771,13 +771,35 @@ footer{color:var(--muted);font-size:12px;text-align:center;margin-top:28px}
         add "</main></body></html>\n"
         sb.ToString()
 
+    /// Writes a UTF-8 text file atomically: a temporary file in the same directory, flushed to
+    /// the disk, then renamed over the path, so a crash leaves the old file or the new one.
+    let writeTextAtomic (path: string) (text: string) =
+        let full = Path.GetFullPath path
+        Directory.CreateDirectory(Path.GetDirectoryName full) |> ignore
+        let tmp = sprintf "%s.%s.tmp" full (Guid.NewGuid().ToString "N")
+
+        try
+            do
+                use fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None)
+                let bytes = (UTF8Encoding false).GetBytes text
+                fs.Write(bytes, 0, bytes.Length)
+                fs.Flush true
+
+            File.Move(tmp, full, true)
+        with _ ->
+            (try
+                File.Delete tmp
+             with _ ->
+                 ())
+
+            reraise ()
+
     /// Writes <c>&lt;stem&gt;.html</c>, <c>&lt;stem&gt;.csv</c> and <c>&lt;stem&gt;.json</c> into a directory
-    /// (created when missing) and returns the three paths.
+    /// (created when missing), each atomically, and returns the three paths.
     let write (directory: string) (stem: string) (r: ReportData) =
         Directory.CreateDirectory directory |> ignore
         let path ext = Path.Combine(directory, stem + ext)
-        let utf8 = UTF8Encoding false
-        File.WriteAllText(path ".html", toHtml r, utf8)
-        File.WriteAllText(path ".csv", toCsv r, utf8)
-        File.WriteAllText(path ".json", toJson r, utf8)
+        writeTextAtomic (path ".html") (toHtml r)
+        writeTextAtomic (path ".csv") (toCsv r)
+        writeTextAtomic (path ".json") (toJson r)
         path ".html", path ".csv", path ".json"
