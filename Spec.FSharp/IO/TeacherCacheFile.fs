@@ -81,51 +81,105 @@ module TeacherCacheFile =
                 | true, v when v > 0 -> v
                 | _ -> fail ())
 
-    let private checkSize (what: string) (bytes: int64) =
-        if bytes > int64 Int32.MaxValue then
-            Errors.invalidArg
-                "TeacherCacheFile.save"
-                what
-                (sprintf "%d bytes" bytes)
-                "at most 2 GiB per output: cache fewer probes, use CachePrecision.Float16, or cache a subset"
-
-    let private stored (name: string) (count: int) (o: CachedOutput) : StoredTensor =
-        let shape = Array.append [| count |] o.Shape
-
+    /// The raw little-endian bytes of an output (packed spikes: only the bytes holding bits).
+    let private rawBytes (count: int) (o: CachedOutput) : byte[] =
         match o.Values with
-        | Full a ->
-            checkSize name (int64 a.Length * 4L)
-
-            {
-                Name = name
-                DType = DType.F32
-                Shape = shape
-                Data = MemoryMarshal.AsBytes(ReadOnlySpan a).ToArray()
-            }
-        | Half a ->
-            checkSize name (int64 a.Length * 2L)
-
-            {
-                Name = name
-                DType = DType.F16
-                Shape = shape
-                Data = MemoryMarshal.AsBytes(ReadOnlySpan a).ToArray()
-            }
+        | Full a -> MemoryMarshal.AsBytes(ReadOnlySpan a).ToArray()
+        | Half a -> MemoryMarshal.AsBytes(ReadOnlySpan a).ToArray()
         | Bits a ->
             let bits = int64 count * int64 (Shape.numel o.Shape)
-            let bytes = (bits + 7L) / 8L
-            checkSize name bytes
-            let all = MemoryMarshal.AsBytes(ReadOnlySpan a)
+            let bytes = int ((bits + 7L) / 8L)
+            MemoryMarshal.AsBytes(ReadOnlySpan a).Slice(0, bytes).ToArray()
 
-            {
-                Name = name
-                DType = DType.I8
-                Shape = [| int bytes |]
-                Data = all.Slice(0, int bytes).ToArray()
-            }
+    let private layout (o: CachedOutput) =
+        match o.Values with
+        | Full _ -> "f32"
+        | Half _ -> "f16"
+        | Bits _ -> "bits"
 
-    /// Writes the cache atomically (temporary file, flush, rename).
-    let save (path: string) (cache: TeacherCache) =
+    /// The byte size of an output on disk.
+    let private byteSize (count: int) (o: CachedOutput) =
+        let total = int64 count * int64 (Shape.numel o.Shape)
+
+        match o.Values with
+        | Full _ -> total * 4L
+        | Half _ -> total * 2L
+        | Bits _ -> (total + 7L) / 8L
+
+    /// Bytes [at, at + len) of an output's raw bytes; at and len are multiples of the element size
+    /// (the last part may end early), so arrays past 2 GiB of bytes are sliced by elements.
+    let private slice (o: CachedOutput) (at: int64) (len: int) : byte[] =
+        let part (a: 'T[]) (size: int) =
+            let first = int (at / int64 size)
+            let n = min ((len + size - 1) / size) (a.Length - first)
+            MemoryMarshal.AsBytes(ReadOnlySpan(a, first, n)).Slice(0, len).ToArray()
+
+        match o.Values with
+        | Full a -> part a 4
+        | Half a -> part a 2
+        | Bits a -> part a 8
+
+    /// One output as stored tensors and metadata: a typed tensor [N, T, …] (packed spikes: I8
+    /// bytes) when it fits in partBytes, otherwise raw I8 parts "<name>.part<k>" of at most
+    /// partBytes each, described by "parts.", "layout." and "shape." metadata.
+    let private stored (partBytes: int) (name: string) (count: int) (o: CachedOutput) =
+        let size = byteSize count o
+
+        if size <= int64 partBytes then
+            let data = rawBytes count o
+
+            let dtype, shape =
+                match o.Values with
+                | Full _ -> DType.F32, Array.append [| count |] o.Shape
+                | Half _ -> DType.F16, Array.append [| count |] o.Shape
+                | Bits _ -> DType.I8, [| data.Length |]
+
+            let meta =
+                match o.Values with
+                | Bits _ -> [ "bits." + name, showShape o.Shape ]
+                | _ -> []
+
+            [
+                {
+                    Name = name
+                    DType = dtype
+                    Shape = shape
+                    Data = data
+                }
+            ],
+            meta
+        else
+            // Parts hold whole elements (8 bytes divides every element size).
+            let partBytes = max 8 (partBytes - partBytes % 8)
+            let parts = int ((size + int64 partBytes - 1L) / int64 partBytes)
+
+            let tensors =
+                [
+                    for k in 0 .. parts - 1 do
+                        let at = int64 k * int64 partBytes
+                        let len = int (min (int64 partBytes) (size - at))
+
+                        {
+                            Name = sprintf "%s.part%d" name k
+                            DType = DType.I8
+                            Shape = [| len |]
+                            Data = slice o at len
+                        }
+                ]
+
+            tensors,
+            [
+                "parts." + name, string parts
+                "layout." + name, layout o
+                "shape." + name, showShape o.Shape
+            ]
+
+    /// Writes the cache atomically (temporary file, flush, rename); outputs larger than partBytes
+    /// are split into raw parts of at most that size.
+    let saveWith (partBytes: int) (path: string) (cache: TeacherCache) =
+        if partBytes < 1 then
+            Errors.invalidArg "TeacherCacheFile.saveWith" "partBytes" partBytes "a positive part size"
+
         if not BitConverter.IsLittleEndian then
             Errors.fail "TeacherCacheFile.save: the cache file layout is little-endian; this machine is not."
 
@@ -137,7 +191,8 @@ module TeacherCacheFile =
                 for KeyValue(n, o) in cache.Taps -> "tap." + n, o
             ]
 
-        let tensors = outputs |> List.map (fun (n, o) -> stored n cache.Count o)
+        let pieces = outputs |> List.map (fun (n, o) -> stored partBytes n cache.Count o)
+        let tensors = pieces |> List.collect fst
 
         let metadata =
             Map
@@ -147,13 +202,13 @@ module TeacherCacheFile =
                     yield "teacher_fingerprint", cache.TeacherFingerprint
                     yield "data_fingerprint", cache.DataFingerprint
                     yield "count", string cache.Count
-                    for n, o in outputs do
-                        match o.Values with
-                        | Bits _ -> yield "bits." + n, showShape o.Shape
-                        | _ -> ()
+                    yield! pieces |> List.collect snd
                 ]
 
         SafeTensors.write path tensors metadata
+
+    /// Writes the cache atomically, in parts of at most 1 GiB per output.
+    let save (path: string) (cache: TeacherCache) = saveWith (1 <<< 30) path cache
 
     let private ofStored (file: string) (count: int) (bitShape: int[] option) (s: StoredTensor) : CachedOutput =
         let bad problem =
@@ -222,14 +277,106 @@ module TeacherCacheFile =
             | true, c when c > 0 -> c
             | _ -> bad (sprintf "count '%s' is not a positive integer" (get "count"))
 
-        let outputs =
-            file.Tensors
-            |> List.map (fun s ->
-                let bitShape =
-                    Map.tryFind ("bits." + s.Name) meta
-                    |> Option.map (parseShape path ("bits." + s.Name))
+        // Outputs split into raw parts: "<name>.part<k>" with "parts.", "layout.", "shape." metadata.
+        let split =
+            meta
+            |> Map.toList
+            |> List.choose (fun (k, v) ->
+                if k.StartsWith "parts." then
+                    Some(k.Substring 6, v)
+                else
+                    None)
 
-                s.Name, ofStored path count bitShape s)
+        let partNames = Collections.Generic.HashSet<string>()
+
+        let joined =
+            split
+            |> List.map (fun (name, partsText) ->
+                let parts =
+                    match Int32.TryParse partsText with
+                    | true, p when p > 0 -> p
+                    | _ -> bad (sprintf "parts.%s is '%s', not a positive count" name partsText)
+
+                let shape = parseShape path ("shape." + name) (get ("shape." + name))
+                let total = int64 count * int64 (Shape.numel shape)
+
+                let pieces =
+                    [
+                        for k in 0 .. parts - 1 do
+                            let n = sprintf "%s.part%d" name k
+                            partNames.Add n |> ignore
+
+                            match file.Tensors |> List.tryFind (fun t -> t.Name = n) with
+                            | Some t -> t.Data
+                            | None -> bad (sprintf "part '%s' of '%s' is missing" n name)
+                    ]
+
+                let size = pieces |> List.sumBy (fun d -> int64 d.Length)
+
+                let fill (dst: 'T[]) (elemSize: int) =
+                    if size <> total * int64 elemSize then
+                        bad (
+                            sprintf
+                                "'%s' holds %d bytes in its parts; %d samples of %s need %d"
+                                name
+                                size
+                                count
+                                (showShape shape)
+                                (total * int64 elemSize)
+                        )
+
+                    let mutable at = 0L
+
+                    for d in pieces do
+                        let first = int (at / int64 elemSize)
+                        let n = min ((d.Length + elemSize - 1) / elemSize) (dst.Length - first)
+                        d.AsSpan().CopyTo(MemoryMarshal.AsBytes(Span(dst, first, n)))
+                        at <- at + int64 d.Length
+
+                    dst
+
+                let values =
+                    match get ("layout." + name) with
+                    | "f32" -> Full(fill (Array.zeroCreate<float32>(int total)) 4)
+                    | "f16" -> Half(fill (Array.zeroCreate<Half>(int total)) 2)
+                    | "bits" ->
+                        let words = Array.zeroCreate<uint64>(int ((total + 63L) / 64L))
+                        let bytes = (total + 7L) / 8L
+
+                        if size <> bytes then
+                            bad (
+                                sprintf
+                                    "'%s' holds %d bytes of packed spikes; %d samples of %s need %d"
+                                    name
+                                    size
+                                    count
+                                    (showShape shape)
+                                    bytes
+                            )
+
+                        let mutable at = 0L
+
+                        for d in pieces do
+                            let first = int (at / 8L)
+                            let n = min ((d.Length + 7) / 8) (words.Length - first)
+                            d.AsSpan().CopyTo(MemoryMarshal.AsBytes(Span(words, first, n)))
+                            at <- at + int64 d.Length
+
+                        Bits words
+                    | other -> bad (sprintf "layout.%s is '%s', not f32, f16 or bits" name other)
+
+                name, { Shape = shape; Values = values })
+
+        let outputs =
+            (file.Tensors
+             |> List.filter (fun s -> not (partNames.Contains s.Name))
+             |> List.map (fun s ->
+                 let bitShape =
+                     Map.tryFind ("bits." + s.Name) meta
+                     |> Option.map (parseShape path ("bits." + s.Name))
+
+                 s.Name, ofStored path count bitShape s))
+            @ joined
 
         let logits =
             match outputs |> List.tryFind (fun (n, _) -> n = "logits") with

@@ -140,8 +140,10 @@ module TeacherCache =
                 match dst with
                 | Full a -> Array.blit src from a at inner
                 | Half a ->
-                    for e in 0 .. inner - 1 do
-                        a[at + e] <- Half.op_Explicit src[from + e]
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(
+                        ReadOnlySpan<float32>(src, from, inner),
+                        Span<Half>(a, at, inner)
+                    )
                 | Bits a ->
                     for e in 0 .. inner - 1 do
                         if src[from + e] <> 0.0f then
@@ -282,8 +284,10 @@ module TeacherCache =
                 match o.Values with
                 | Full a -> Array.blit a from dst at inner
                 | Half a ->
-                    for e in 0 .. inner - 1 do
-                        dst[at + e] <- float32 a[from + e]
+                    System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(
+                        ReadOnlySpan<Half>(a, from, inner),
+                        Span<float32>(dst, at, inner)
+                    )
                 | Bits a ->
                     for e in 0 .. inner - 1 do
                         let bit = int64 (from + e)

@@ -183,3 +183,37 @@ let ``training from a loaded cache file is bit-identical to training from the in
             .Students.Head.Final.Parameters
 
     Assert.That(bits (run loaded.Cache), Eq.To(bits (run inMemory)))
+
+[<TestCase(false, 100)>]
+[<TestCase(true, 100)>]
+[<TestCase(true, 8)>]
+let ``outputs larger than the part size are split into parts and load back bit-identical``
+    (half: bool)
+    (partBytes: int)
+    =
+    let data, teacher = setup ()
+
+    let precision =
+        if half then
+            CachePrecision.Float16
+        else
+            CachePrecision.Float32
+
+    let c = TeacherCache.build precision 8 teacher probes data
+    let path = Path.Combine(tempDir (), "parts.safetensors")
+    TeacherCacheFile.saveWith partBytes path c
+    let file = SafeTensors.read path
+    Assert.That(file.Tensors |> List.exists (fun t -> t.Name = "membrane.lif2.part1"))
+    Assert.That(file.Tensors |> List.exists (fun t -> t.Name = "spikes.lif1.part1"))
+    Assert.That(file.Tensors |> List.forall (fun t -> t.Data.Length <= max 8 partBytes))
+    let back = TeacherCacheFile.load path
+    Assert.That(back.Bytes, Is.EqualTo c.Bytes)
+    assertSameOutputs c back
+
+    // A missing part is named.
+    let damaged = file.Tensors |> List.filter (fun t -> t.Name <> "membrane.lif2.part1")
+
+    SafeTensors.write path damaged file.Metadata
+
+    assertRaises<CheckpointFormatException> [ "membrane.lif2.part1"; "missing" ] (fun () ->
+        box (TeacherCacheFile.load path))
