@@ -2,7 +2,7 @@
 # Regenerates docs/results/temporal-kd-fmnist.{md,csv} and docs/results/bkdsnn-fmnist.{md,csv}
 # from fresh runs on real Fashion-MNIST (spec files in Examples/specs/results/).
 #
-#   bash docs/results/regenerate-fmnist.sh            # both pages (~35 min on 2 cores)
+#   bash docs/results/regenerate-fmnist.sh            # both pages (~30 min on 2 cores)
 #   bash docs/results/regenerate-fmnist.sh tkd        # temporal-wise KD page only (trains the teacher)
 #   bash docs/results/regenerate-fmnist.sh bkd        # BKDSNN page only (needs the tkd runs: teacher, student alone)
 #   KEEP=1 bash docs/results/regenerate-fmnist.sh     # skip runs whose report.json already exists
@@ -43,6 +43,8 @@ if [[ $what == all || $what == tkd ]]; then
     python3 docs/results/fmnist_pages.py "$root" tkd
 fi
 if [[ $what == all || $what == bkd ]]; then
-    for m in wsld bkd mixed-l015 mixed-l04 mixed-l06; do run "bkd-$m-s1"; done
+    for s in 1 2; do
+        for m in wsld bkd mixed-l015 mixed-l04 mixed-l06; do run "bkd-$m-s$s"; done
+    done
     python3 docs/results/fmnist_pages.py "$root" bkd
 fi
