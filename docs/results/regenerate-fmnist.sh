@@ -2,9 +2,10 @@
 # Regenerates docs/results/temporal-kd-fmnist.{md,csv} and docs/results/bkdsnn-fmnist.{md,csv}
 # from fresh runs on real Fashion-MNIST (spec files in Examples/specs/results/).
 #
-#   bash docs/results/regenerate-fmnist.sh            # both pages (~30 min on 2 cores)
+#   bash docs/results/regenerate-fmnist.sh            # both pages (~30 min on 2 cores, with xt ~37)
 #   bash docs/results/regenerate-fmnist.sh tkd        # temporal-wise KD page only (trains the teacher)
 #   bash docs/results/regenerate-fmnist.sh bkd        # BKDSNN page only (needs the tkd runs: teacher, student alone)
+#   bash docs/results/regenerate-fmnist.sh xt         # the stronger-teacher follow-up on both pages (needs the tkd runs)
 #   KEEP=1 bash docs/results/regenerate-fmnist.sh     # skip runs whose report.json already exists
 #
 # Runs go to runs/fmnist/<spec name>/ (the teacher, trained once by tkd-kd-s1.json, is loaded from
@@ -47,4 +48,8 @@ if [[ $what == all || $what == bkd ]]; then
         for m in wsld bkd mixed-l015 mixed-l04 mixed-l06; do run "bkd-$m-s$s"; done
     done
     python3 docs/results/fmnist_pages.py "$root" bkd
+fi
+if [[ $what == all || $what == xt ]]; then
+    for m in kd temporal-ensemble temporal-masked wsld bkd mixed-l015; do run "xt-$m-s1"; done
+    python3 docs/results/fmnist_pages.py "$root" all
 fi
