@@ -267,11 +267,7 @@ let private train
                 }
 
             match resume with
-            | Some snap ->
-                task.Value <-
-                    snap.Stages
-                    |> List.sumBy (fun st -> st.Students |> List.sumBy (fun s -> s.Step))
-                    |> float
+            | Some snap -> task.Value <- float snap.CompletedSteps
             | None -> ()
 
             result <- Some(Trainer.fit cfg spec trainB (Some valB))
@@ -286,31 +282,12 @@ let private train
     let runs =
         r.Students
         |> List.mapi (fun i _ ->
-            let points = curves[i]
-
-            let terms =
-                if points.Count = 0 then
-                    [||]
-                else
-                    (snd points[0])
-                    |> List.map fst
-                    |> List.mapi (fun k term ->
-                        {
-                            Term = term
-                            Steps = points |> Seq.map (fun (s, _) -> float s) |> Array.ofSeq
-                            Values = points |> Seq.map (fun (_, ls) -> float (snd ls[k])) |> Array.ofSeq
-                        })
-                    |> Array.ofList
-
-            { Name = names[i]; Terms = terms })
+            {
+                Name = names[i]
+                Terms = Run.lossSeries curves[i]
+            })
 
     r.Students |> List.map (fun s -> s.Best), runs
-
-let private toReportHistogram (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.Histogram =
-    {
-        Edges = h.Edges |> Array.map float
-        Counts = h.Counts |> Array.map float
-    }
 
 /// Runs the demo on the given training and test images (MNIST-shaped: 1×28×28, 10 classes).
 let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) (testSet: ImageSet) : DemoSummary =
@@ -542,25 +519,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     let studentHw = hw (Precision.quantized settings.Bits cellBits) studentArch
     let comparison = Metrics.compare teacherHw studentHw
 
-    let membranes =
-        membraneNames
-        |> List.choose (fun n ->
-            match
-                longest.TeacherHistograms.TryFind n,
-                baselineEval.StudentHistograms.TryFind n,
-                longest.StudentHistograms.TryFind n
-            with
-            | Some t, Some b, Some a ->
-                Some
-                    {
-                        Probe = n
-                        Threshold = 1.0
-                        Teacher = toReportHistogram t
-                        StudentBefore = toReportHistogram b
-                        StudentAfter = toReportHistogram a
-                    }
-            | _ -> None)
-        |> Array.ofList
+    let membranes = Run.membraneProbes membraneNames longest baselineEval longest
 
     let pct (x: float) = sprintf "%.1f %%" (100.0 * x)
 

@@ -221,30 +221,7 @@ let runWith
                     let after = Evaluation.run cfg (Some tm) lastModel testB
                     let before = Evaluation.run cfg None (List.last built.Students) testB
 
-                    let hist (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.Histogram =
-                        {
-                            Edges = h.Edges |> Array.map float
-                            Counts = h.Counts |> Array.map float
-                        }
-
-                    membraneNames
-                    |> List.choose (fun n ->
-                        match
-                            after.TeacherHistograms.TryFind n,
-                            before.StudentHistograms.TryFind n,
-                            after.StudentHistograms.TryFind n
-                        with
-                        | Some t, Some b, Some a ->
-                            Some
-                                {
-                                    Probe = n
-                                    Threshold = 1.0
-                                    Teacher = hist t
-                                    StudentBefore = hist b
-                                    StudentAfter = hist a
-                                }
-                        | _ -> None)
-                    |> Array.ofList
+                    Run.membraneProbes membraneNames after before after
                 | _ -> [||]
 
             let hw =

@@ -128,6 +128,56 @@ let onInterrupt (out: string) (saved: string list) =
 let save (path: string) (quant: QuantConfig option) (metadata: Map<string, string>) (m: Model) =
     SpecFile.saveModel path quant metadata m
 
+/// Per-step loss values (step, [(term, value)]) as one series per term, in the terms' order.
+let lossSeries (points: Collections.Generic.IReadOnlyList<int * (string * float32) list>) : LossSeries[] =
+    if points.Count = 0 then
+        [||]
+    else
+        (snd points[0])
+        |> List.map fst
+        |> List.mapi (fun k term ->
+            {
+                Term = term
+                Steps = points |> Seq.map (fun (s, _) -> float s) |> Array.ofSeq
+                Values = points |> Seq.map (fun (_, ls) -> float (snd ls[k])) |> Array.ofSeq
+            })
+        |> Array.ofList
+
+/// An evaluation histogram as a report histogram.
+let reportHistogram (h: SnnSpec.Training.Histogram) : SnnSpec.Reports.Histogram =
+    {
+        Edges = h.Edges |> Array.map float
+        Counts = h.Counts |> Array.map float
+    }
+
+/// The report's membrane distributions (MD-SNN Fig. 1) per probe: the teacher's (from teacherRun),
+/// the student's before distillation (before) and after it (after); probes missing on a side are
+/// left out.
+let membraneProbes
+    (names: string list)
+    (teacherRun: EvaluationReport)
+    (before: EvaluationReport)
+    (after: EvaluationReport)
+    : MembraneProbe[] =
+    names
+    |> List.choose (fun n ->
+        match
+            teacherRun.TeacherHistograms.TryFind n,
+            before.StudentHistograms.TryFind n,
+            after.StudentHistograms.TryFind n
+        with
+        | Some t, Some b, Some a ->
+            Some
+                {
+                    Probe = n
+                    Threshold = 1.0
+                    Teacher = reportHistogram t
+                    StudentBefore = reportHistogram b
+                    StudentAfter = reportHistogram a
+                }
+        | _ -> None)
+    |> Array.ofList
+
 /// Trains a job with a progress display (epoch, step, loss terms, accuracy, ETA). After every epoch
 /// the best model so far is saved as <name>.partial.safetensors; when the job ends the best model
 /// of each is saved as <name>.safetensors and the partial files are removed. Returns the result
@@ -232,11 +282,7 @@ let train (job: Job) : TrainResult * TrainingRun list =
                     job.Config.OnEpoch r m
 
                 match resume with
-                | Some snap ->
-                    task.Value <-
-                        snap.Stages
-                        |> List.sumBy (fun st -> st.Students |> List.sumBy (fun s -> s.Step))
-                        |> float
+                | Some snap -> task.Value <- float snap.CompletedSteps
                 | None -> ()
 
                 let cfg =
@@ -295,23 +341,9 @@ let train (job: Job) : TrainResult * TrainingRun list =
     let runs =
         [
             for KeyValue((stage, student), points) in curves ->
-                let terms =
-                    if points.Count = 0 then
-                        [||]
-                    else
-                        (snd points[0])
-                        |> List.map fst
-                        |> List.mapi (fun k term ->
-                            {
-                                Term = term
-                                Steps = points |> Seq.map (fun (s, _) -> float s) |> Array.ofSeq
-                                Values = points |> Seq.map (fun (_, ls) -> float (snd ls[k])) |> Array.ofSeq
-                            })
-                        |> Array.ofList
-
                 {
                     Name = job.Name stage student
-                    Terms = terms
+                    Terms = lossSeries points
                 }
         ]
 

@@ -127,6 +127,10 @@ type TrainerSnapshot =
         StudentTrainingMacs: int64
     }
 
+    /// Optimizer steps completed by every student of every stage so far.
+    member s.CompletedSteps =
+        s.Stages |> List.sumBy (fun st -> st.Students |> List.sumBy (fun x -> x.Step))
+
 /// The trainer's settings.
 type TrainConfig =
     {
