@@ -14,6 +14,7 @@
 
 open SnnSpec
 open SnnSpec.Data
+open SnnSpec.Distillation
 open SnnSpec.Training
 open SnnSpec.IO
 
