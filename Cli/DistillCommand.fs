@@ -94,6 +94,12 @@ let runWith
         | Some teacher, true ->
             let tt = built.TeacherTraining
 
+            // A teacher that ends in a spiking population learns from its spike counts.
+            let teacherReadout =
+                match file.Teacher with
+                | Some(TeacherSection.Train(m, _)) when m.SpikingOutput.IsSome -> SnnSpec.Distillation.TimeReadout.Count
+                | _ -> SnnSpec.Distillation.TimeReadout.Mean
+
             let job: Run.Job =
                 {
                     Label = "teacher"
@@ -103,7 +109,7 @@ let runWith
                             match file.Teacher with
                             | Some(TeacherSection.Train(m, _)) -> m.Quantization |> Option.map (fun q -> q.Config)
                             | _ -> None
-                    Spec = DistillationSpec.alone [ teacher ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
+                    Spec = DistillationSpec.alone [ teacher ] [ SpecTerm.crossEntropyWith teacherReadout 0.0f 1.0f ]
                     Config = { tt with Cancellation = ct }
                     Train = trainB
                     Validation = Some valB

@@ -10,9 +10,18 @@ open Spectre.Console
 open SnnSpec
 open SnnSpec.Training
 open SnnSpec.IO
+open SnnSpec.HwSim
+
+/// One crossbar read-out the checkpoint is evaluated through (`--crossbar-adc`), with its accuracy.
+type CrossbarRun =
+    {
+        /// The ADC as given: "ideal" or its bits.
+        Adc: string
+        Result: CrossbarAccuracy
+    }
 
 /// The evaluation of one checkpoint, as printed and as written by --json.
-let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) =
+let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossbar: CrossbarRun list) =
     use ms = new MemoryStream()
 
     do
@@ -39,12 +48,61 @@ let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) =
         | Some a -> w.WriteNumber("teacherAccuracy", a)
         | None -> ()
 
+        if not crossbar.IsEmpty then
+            w.WriteStartArray "crossbar"
+
+            for c in crossbar do
+                w.WriteStartObject()
+                w.WriteString("adc", c.Adc)
+                w.WriteNumber("accuracy", c.Result.Crossbar)
+                w.WriteNumber("integerAccuracy", c.Result.Integer)
+                w.WriteNumber("floatAccuracy", c.Result.Float)
+                w.WriteNumber("samples", c.Result.Samples)
+                w.WriteStartArray "layers"
+
+                for l in c.Result.CrossbarLayers do
+                    w.WriteStringValue l
+
+                w.WriteEndArray()
+                w.WriteEndObject()
+
+            w.WriteEndArray()
+
         w.WriteEndObject()
 
     Encoding.UTF8.GetString(ms.ToArray())
 
-/// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images.
-let execute (checkpoint: string) (teacher: string option) (ds: DatasetSection) (batchSize: int) (json: string option) =
+/// The crossbar options of an `--crossbar-adc` value: "ideal", or the ADC's bits (1–16) over the
+/// largest possible column partial sum; None when the value is neither.
+let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions option =
+    let baseOptions =
+        { CrossbarOptions.Ideal with
+            Rows = rows
+            BitsPerCell = cellBits
+        }
+
+    match value.Trim().ToLowerInvariant() with
+    | "ideal" -> Some baseOptions
+    | v ->
+        match Int32.TryParse v with
+        | true, b when b >= 1 && b <= 16 ->
+            Some
+                { baseOptions with
+                    Adc = Adc.Quantized(b, None)
+                }
+        | _ -> None
+
+/// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images; each crossbar
+/// option (label, options) also runs the quantized checkpoint through the crossbar datapath
+/// (CrossbarInference.accuracy).
+let execute
+    (checkpoint: string)
+    (teacher: string option)
+    (ds: DatasetSection)
+    (batchSize: int)
+    (crossbar: (string * CrossbarOptions) list)
+    (json: string option)
+    =
     let c = Run.loadCheckpoint "the checkpoint" checkpoint
 
     let t =
@@ -78,9 +136,43 @@ let execute (checkpoint: string) (teacher: string option) (ds: DatasetSection) (
 
         AnsiConsole.Write table
 
+    if not crossbar.IsEmpty && not (Model.quantPlan c.Model).IsQuantized then
+        Console.usage
+            "--crossbar-adc needs a quantized checkpoint; %s is full precision. Fix: quantize it first (snnspec quantize %s --bits 4)."
+            checkpoint
+            checkpoint
+
+    let crossbarRuns =
+        crossbar
+        |> List.map (fun (label, o) ->
+            Run.log "crossbar inference, ADC %s: %d-row crossbars, %d-bit cells" label o.Rows o.BitsPerCell
+
+            let a =
+                CrossbarInference.accuracy o c.Model (testB.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))
+
+            { Adc = label; Result = a })
+
+    if not crossbarRuns.IsEmpty then
+        let table =
+            Table()
+                .AddColumns("ADC", "crossbar", "integer path", "fake-quantized float", "images", "layers on crossbars")
+
+        for c in crossbarRuns do
+            table.AddRow(
+                Markup.Escape c.Adc,
+                sprintf "%.2f %%" (100.0 * c.Result.Crossbar),
+                sprintf "%.2f %%" (100.0 * c.Result.Integer),
+                sprintf "%.2f %%" (100.0 * c.Result.Float),
+                string c.Result.Samples,
+                Markup.Escape(String.Join(", ", c.Result.CrossbarLayers))
+            )
+            |> ignore
+
+        AnsiConsole.Write table
+
     match json with
     | Some path ->
-        Run.writeText path (toJson checkpoint ds.Name r)
+        Run.writeText path (toJson checkpoint ds.Name r crossbarRuns)
         Run.log "results: %s" path
     | None -> ()
 
@@ -126,9 +218,27 @@ let command () =
     let json =
         Option<string>("--json", Description = "Also write the results as JSON to this file.")
 
+    let adc =
+        Option<string[]>(
+            "--crossbar-adc",
+            AllowMultipleArgumentsPerToken = true,
+            Description =
+                "Also run a quantized checkpoint through the crossbar datapath with this ADC: 'ideal' or its bits (e.g. --crossbar-adc 4 8 ideal)."
+        )
+
+    let rows =
+        Option<int>("--rows", DefaultValueFactory = (fun _ -> 64), Description = "Crossbar rows (with --crossbar-adc).")
+
+    let cellBits =
+        Option<int>(
+            "--cell-bits",
+            DefaultValueFactory = (fun _ -> 4),
+            Description = "Bits stored per crossbar cell (with --crossbar-adc)."
+        )
+
     cmd.Arguments.Add ckptArg
 
-    for o in [ dataset :> Option; test; dataDir; batch; teacher; json ] do
+    for o in [ dataset :> Option; test; dataDir; batch; teacher; json; adc; rows; cellBits ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -148,7 +258,15 @@ let command () =
             let ds =
                 Run.datasetSection name 2 1 (r.GetValue test) (Option.ofObj (r.GetValue dataDir))
 
-            execute path (Option.ofObj (r.GetValue teacher)) ds bs (Option.ofObj (r.GetValue json))
+            let crossbar =
+                (Option.ofObj (r.GetValue adc) |> Option.defaultValue [||])
+                |> Array.toList
+                |> List.map (fun v ->
+                    match adcOptions (r.GetValue rows) (r.GetValue cellBits) v with
+                    | Some o -> v, o
+                    | None -> Console.usage "--crossbar-adc %s. Fix: give 'ideal' or the ADC's bits, 1 to 16." v)
+
+            execute path (Option.ofObj (r.GetValue teacher)) ds bs crossbar (Option.ofObj (r.GetValue json))
             |> ignore
 
             Console.Success))

@@ -221,6 +221,7 @@ let command () =
                             Ann = r.GetValue ann
                             Seed = r.GetValue seed
                             Dropout = 0.0f
+                            Neuron = None
                             SpikingOutput = None
                             MapTap = None
                             Quantization =

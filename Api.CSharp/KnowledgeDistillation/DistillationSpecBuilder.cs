@@ -19,6 +19,16 @@ public enum MembraneAlignment
     TimeMean,
 }
 
+/// <summary>How a cross-entropy reads per-step outputs [T, B, K] as class scores.</summary>
+public enum OutputReadout
+{
+    /// <summary>The time-mean of the outputs (mean logits, or firing rates of a spiking output).</summary>
+    Mean,
+
+    /// <summary>The time-sum of the outputs: spike counts of a spiking output population.</summary>
+    SpikeCount,
+}
+
 /// <summary>The self-distillation target of temporal-wise KD's TWSD term.</summary>
 public enum SelfDistillationKind
 {
@@ -150,17 +160,33 @@ public sealed class DistillationSpecBuilder
         return this;
     }
 
-    /// <summary>The student's cross-entropy on its time-mean logits.</summary>
+    /// <summary>The student's cross-entropy on its time-mean logits, or on the spike counts of a
+    /// spiking output population (<see cref="OutputReadout.SpikeCount"/>).</summary>
     /// <param name="weight">Weight ≥ 0.</param>
     /// <param name="labelSmoothing">Label smoothing ε in [0, 1).</param>
-    public DistillationSpecBuilder AddCrossEntropy(float weight = 1f, float labelSmoothing = 0f)
+    /// <param name="readout">How the per-step outputs become class scores.</param>
+    public DistillationSpecBuilder AddCrossEntropy(
+        float weight = 1f,
+        float labelSmoothing = 0f,
+        OutputReadout readout = OutputReadout.Mean
+    )
     {
         Check.Fraction(labelSmoothing, false, nameof(labelSmoothing));
+        var r = readout switch
+        {
+            OutputReadout.Mean => SnnSpec.Distillation.TimeReadout.Mean,
+            OutputReadout.SpikeCount => SnnSpec.Distillation.TimeReadout.Count,
+            _ => throw new ArgumentOutOfRangeException(
+                nameof(readout),
+                readout,
+                "Fix: use OutputReadout.Mean or OutputReadout.SpikeCount."
+            ),
+        };
         return Add(
             "ce",
             weight,
             false,
-            (_, _) => LossTermModule.crossEntropy(labelSmoothing, weight)
+            (_, _) => LossTermModule.crossEntropyWith(r, labelSmoothing, weight)
         );
     }
 

@@ -3,6 +3,14 @@ namespace SnnSpec.Distillation
 open System
 open SnnSpec
 
+/// How a per-step output [T, B, K] becomes class scores [B, K] for a cross-entropy.
+[<RequireQualifiedAccess>]
+type TimeReadout =
+    /// z̄ = (1/T) Σ_t z_t: mean logits, or firing rates of a spiking output.
+    | Mean
+    /// n = Σ_t z_t: spike counts of a spiking output population (Distilling Spikes, methods.md §5a).
+    | Count
+
 /// Plain feature distillation (FitNets / LaSNN style): MSE between a student feature and the
 /// detached teacher feature, with an optional trainable 1×1 adapter; and the student's own
 /// cross-entropy with label smoothing.
@@ -68,16 +76,23 @@ module FeatureKd =
         mse teacherFeature (adapt ps studentFeature)
 
     /// Cross-entropy with label smoothing ε: target (1 − ε)·onehot(y) + ε/K, batch mean (PyTorch's
-    /// label_smoothing). logits [B, K], or per-step [T, B, K] read out by the time-mean
-    /// z̄ = (1/T) Σ_t z_t (the SNN readout, methods.md §1); for the per-step mean use TemporalKd.twce.
-    let crossEntropy (labelSmoothing: float32) (logits: Tensor) (labels: int[]) =
+    /// label_smoothing). logits [B, K], or per-step [T, B, K] read out over time by <c>readout</c>:
+    /// TimeReadout.Mean gives z̄ = (1/T) Σ_t z_t (the SNN readout, methods.md §1), TimeReadout.Count gives
+    /// n = Σ_t z_t (spike counts, for a classifier that ends in a spiking population, methods.md §5a).
+    /// For the per-step mean use TemporalKd.twce.
+    let crossEntropyWith (readout: TimeReadout) (labelSmoothing: float32) (logits: Tensor) (labels: int[]) =
         let op = "FeatureKd.crossEntropy"
 
         let z =
-            match logits.Rank with
-            | 2 -> logits
-            | 3 -> Tensor.meanDims [| 0 |] false logits
+            match logits.Rank, readout with
+            | 2, _ -> logits
+            | 3, TimeReadout.Mean -> Tensor.meanDims [| 0 |] false logits
+            | 3, TimeReadout.Count -> Tensor.sumDims [| 0 |] false logits
             | _ -> Errors.invalidArg op "logits shape" (Errors.showShape logits.ShapeRef) "[B, K] or [T, B, K]"
 
         KdShapes.labels op z.ShapeRef[0] z.ShapeRef[1] labels
         Tensor.crossEntropyIdxWith Reduction.Mean labelSmoothing z labels
+
+    /// <c>crossEntropyWith TimeReadout.Mean</c>: CE of the time-mean logits.
+    let crossEntropy (labelSmoothing: float32) (logits: Tensor) (labels: int[]) =
+        crossEntropyWith TimeReadout.Mean labelSmoothing logits labels

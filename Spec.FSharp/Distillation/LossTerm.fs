@@ -244,9 +244,14 @@ module LossTerm =
     let total terms teacher student labels =
         fst (totalWithParts terms teacher student labels)
 
+    /// The student's cross-entropy (label smoothing ε) on its outputs read out over time by
+    /// <c>readout</c> (FeatureKd.crossEntropyWith); ignores the teacher.
+    let crossEntropyWith (readout: TimeReadout) (labelSmoothing: float32) (weight: float32) =
+        create "ce" weight (fun _ s y -> FeatureKd.crossEntropyWith readout labelSmoothing s.Logits y)
+
     /// The student's cross-entropy (label smoothing ε) on its time-mean logits; ignores the teacher.
     let crossEntropy (labelSmoothing: float32) (weight: float32) =
-        create "ce" weight (fun _ s y -> FeatureKd.crossEntropy labelSmoothing s.Logits y)
+        crossEntropyWith TimeReadout.Mean labelSmoothing weight
 
     /// Per-step CE (TWCE / TET): (1/T) Σ_t CE(z_t, y).
     let perStepCrossEntropy (weight: float32) =

@@ -43,6 +43,8 @@ type ModelSection =
         Ann: bool
         Seed: int
         Dropout: float32
+        /// The neuron of every spiking population (the zoo default, SpikingJelly's LIF, when None).
+        Neuron: Neuron option
         /// Appends a spiking population of this name after the classifier (its spikes [T, B, K] are
         /// the output spike tensor Distilling Spikes compares).
         SpikingOutput: string option
@@ -100,7 +102,7 @@ type MembraneProbes =
 /// One loss term of the file, with its weight.
 [<RequireQualifiedAccess>]
 type TermSection =
-    | Ce of weight: float32 * labelSmoothing: float32
+    | Ce of weight: float32 * labelSmoothing: float32 * readout: TimeReadout
     | Twce of weight: float32
     | Kd of weight: float32 * tau: float32
     | Wsld of weight: float32 * tau: float32
@@ -593,6 +595,7 @@ module SpecFile =
             "ann"
             "seed"
             "dropout"
+            "neuron"
             "spikingOutput"
             "mapTap"
             "quantization"
@@ -617,6 +620,17 @@ module SpecFile =
             Ann = optWith boolean n "ann" false
             Seed = optWith integer n "seed" defaultSeed
             Dropout = optWith (fun v -> probability v "the dropout") n "dropout" 0.0f
+            Neuron =
+                tryField n "neuron"
+                |> Option.map (fun v ->
+                    choice
+                        v
+                        [
+                            "lif", Neuron.lif
+                            "mint", Neuron.mint
+                            "if", Neuron.ifNeuron
+                            "leaky", Neuron.leaky
+                        ])
             SpikingOutput = tryField n "spikingOutput" |> Option.map str
             MapTap = tryField n "mapTap" |> Option.map str
             Quantization = tryField n "quantization" |> Option.map quantization
@@ -795,7 +809,7 @@ module SpecFile =
 
         common
         @ (match kind with
-           | "ce" -> [ "labelSmoothing" ]
+           | "ce" -> [ "labelSmoothing"; "readout" ]
            | "kd"
            | "wsld"
            | "twkl" -> [ "tau" ]
@@ -845,7 +859,16 @@ module SpecFile =
             optWith (fun v -> nonNegative v k) n k d
 
         match kind with
-        | "ce" -> TermSection.Ce(weight, optWith (fun v -> probability v "labelSmoothing") n "labelSmoothing" 0.0f)
+        | "ce" ->
+            TermSection.Ce(
+                weight,
+                optWith (fun v -> probability v "labelSmoothing") n "labelSmoothing" 0.0f,
+                optWith
+                    (fun v -> choice v [ "mean", TimeReadout.Mean; "counts", TimeReadout.Count ])
+                    n
+                    "readout"
+                    TimeReadout.Mean
+            )
         | "twce" -> TermSection.Twce weight
         | "kd" -> TermSection.Kd(weight, tau 4.0f)
         | "wsld" -> TermSection.Wsld(weight, tau 2.0f)
@@ -1074,6 +1097,7 @@ module SpecFile =
         { ZooConfig.Mnist with
             Width = m.Width
             Dropout = m.Dropout
+            Neuron = m.Neuron |> Option.defaultValue ZooConfig.Mnist.Neuron
         }
 
     /// The model section's architecture: the zoo model with the optional map tap and spiking output.
@@ -1196,7 +1220,7 @@ module SpecFile =
     /// A spec term of a term section for a teacher/student pair; <c>path</c> locates the term.
     let private specTerm (path: string) (teacher: Model option) (student: Model) (t: TermSection) : SpecTerm =
         match t with
-        | TermSection.Ce(w, eps) -> SpecTerm.crossEntropy eps w
+        | TermSection.Ce(w, eps, readout) -> SpecTerm.crossEntropyWith readout eps w
         | TermSection.Twce w -> SpecTerm.perStepCrossEntropy w
         | TermSection.Kd(w, tau) -> SpecTerm.logitKd tau w
         | TermSection.Wsld(w, tau) -> SpecTerm.wsld tau w

@@ -66,6 +66,11 @@ module SpecTerm =
     let crossEntropy eps weight =
         ofTerm [] (LossTerm.crossEntropy eps weight)
 
+    /// Student cross-entropy with label smoothing ε on its outputs read out by <c>readout</c>
+    /// (TimeReadout.Count: the spike counts of a spiking output population).
+    let crossEntropyWith readout eps weight =
+        ofTerm [] (LossTerm.crossEntropyWith readout eps weight)
+
     /// Per-step cross-entropy (TET / TWCE).
     let perStepCrossEntropy weight =
         ofTerm [] (LossTerm.perStepCrossEntropy weight)

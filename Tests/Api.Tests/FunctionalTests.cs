@@ -263,6 +263,32 @@ public class DistillationTests
     }
 
     [Test]
+    public void SpikeCountCrossEntropyReadsTheTimeSum()
+    {
+        var (_, s) = Pair();
+        var x = TensorOps.Rand(6, 2, 1, 12, 12);
+        var labels = new[] { 3, 7 };
+        var output = s.Forward(x, new ForwardOptions());
+        float Ce(OutputReadout r) =>
+            new DistillationSpecBuilder()
+                .Student(s)
+                .AddCrossEntropy(readout: r)
+                .Build()
+                .Evaluate(null, output, labels)
+                .Total;
+
+        var bySum = TensorOps
+            .CrossEntropy(TensorOps.SumOver(output.Logits, false, 0), labels)
+            .ToScalar();
+        var byMean = TensorOps
+            .CrossEntropy(TensorOps.MeanOver(output.Logits, false, 0), labels)
+            .ToScalar();
+        Assert.That(Ce(OutputReadout.SpikeCount), Is.EqualTo(bySum).Within(1e-5));
+        Assert.That(Ce(OutputReadout.Mean), Is.EqualTo(byMean).Within(1e-5));
+        Assert.That(bySum, Is.Not.EqualTo(byMean).Within(1e-6));
+    }
+
+    [Test]
     public void BuilderRejectsWhatCannotWork()
     {
         var (t, s) = Pair();

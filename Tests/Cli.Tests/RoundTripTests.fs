@@ -83,6 +83,22 @@ let ``train, eval, quantize, distill and report round trip`` () =
     let qm = (SpecFile.loadModel q).Model
     Assert.That((Model.quantPlan qm).IsQuantized)
     Assert.That(run [ "eval"; q; "--test"; "50" ], Is.EqualTo 0)
+
+    // Through the crossbar datapath: an ideal ADC reproduces the integer path; a coarse one is reported
+    // beside it. Crossbar inference of a full-precision checkpoint, or an ADC of 0 bits, is bad usage.
+    let xjson = dir.File "crossbar.json"
+
+    Assert.That(run [ "eval"; q; "--test"; "20"; "--crossbar-adc"; "ideal"; "2"; "--json"; xjson ], Is.EqualTo 0)
+
+    use xdoc = JsonDocument.Parse(File.ReadAllText xjson)
+    let xbar = xdoc.RootElement.GetProperty("crossbar")
+    Assert.That(xbar.GetArrayLength(), Is.EqualTo 2)
+    let ideal = xbar[0]
+    Assert.That(ideal.GetProperty("adc").GetString(), Is.EqualTo "ideal")
+    Assert.That(ideal.GetProperty("accuracy").GetDouble(), Is.EqualTo(ideal.GetProperty("integerAccuracy").GetDouble()))
+    Assert.That(xbar[1].GetProperty("samples").GetInt32(), Is.EqualTo 20)
+    Assert.That(run [ "eval"; teacher; "--test"; "20"; "--crossbar-adc"; "4" ], Is.EqualTo 2)
+    Assert.That(run [ "eval"; q; "--test"; "20"; "--crossbar-adc"; "0" ], Is.EqualTo 2)
     // Quantizing a quantized checkpoint is bad input.
     Assert.That(run [ "quantize"; q ], Is.EqualTo 2)
 

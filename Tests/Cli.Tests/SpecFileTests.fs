@@ -117,6 +117,56 @@ let ``an unknown option value lists the allowed ones`` () =
     Assert.That(e.Message, Does.Contain "prefix, pooled, mean")
 
 [<Test>]
+let ``a ce readout other than mean or counts lists both`` () =
+    let e =
+        spec defaultTeacher defaultStudent """[{ "kind": "ce", "readout": "rate" }]"""
+        |> failsAt "$.terms[0].readout"
+
+    Assert.That(e.Message, Does.Contain "mean, counts")
+
+[<Test>]
+let ``a counts readout makes the ce term read spike counts`` () =
+    let f =
+        SpecFile.parse (spec defaultTeacher defaultStudent """[{ "kind": "ce", "readout": "counts" }]""")
+
+    let b = SpecFile.build f None
+    let term = b.Spec.Terms.Head.Term
+    let z = Tensor.ofArray [| 3; 1; 2 |] [| 0.0f; 1.0f; 1.0f; 1.0f; 0.0f; 1.0f |]
+    let out = SnnSpec.Distillation.KdOutputs.ofLogits z
+    let loss = (SnnSpec.Distillation.LossTerm.evaluate term out out [| 1 |]).ToScalar()
+    // counts (1, 3): CE = log(1 + e^(1 − 3)).
+    Assert.That(float loss, Is.EqualTo(log (1.0 + exp -2.0)).Within 1e-5)
+
+[<Test>]
+let ``a model's neuron sets every population and an unknown one lists the known`` () =
+    let f =
+        SpecFile.parse (
+            spec defaultTeacher """{ "zoo": "convnet", "steps": 4, "neuron": "mint" }""" """[{ "kind": "ce" }]"""
+        )
+
+    let b = SpecFile.build f None
+
+    let neurons =
+        b.Students.Head.Architecture.Layers
+        |> List.choose (fun l ->
+            match l with
+            | Spiking(_, n) -> Some n
+            | _ -> None)
+
+    Assert.That(neurons, Is.Not.Empty)
+
+    Assert.That(
+        neurons
+        |> List.forall (fun n -> n.Dynamics = Neuron.mint.Dynamics && n.Threshold = Neuron.mint.Threshold)
+    )
+
+    let e =
+        spec defaultTeacher """{ "zoo": "convnet", "neuron": "izhikevich" }""" """[{ "kind": "ce" }]"""
+        |> failsAt "$.student.neuron"
+
+    Assert.That(e.Message, Does.Contain "lif, mint, if, leaky")
+
+[<Test>]
 let ``invalid JSON gives the line`` () =
     let e = failsAt "$" "{\n  \"schemaVersion\": 1,\n  \"dataset\": { \"name\": }\n}"
     Assert.That(e.Message, Does.Contain "line 3")

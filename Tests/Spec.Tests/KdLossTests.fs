@@ -384,6 +384,42 @@ let ``the proposed loss is the weighted sum of its parts`` () =
         (v (SpikeKd.proposed noCe a b [||]))
 
 [<Test>]
+let ``the count readout's CE equals the proposed loss's own CE on spike counts`` () =
+    let b = spikes 54 [| 4; 3; 5 |]
+    let y = [| 1; 0; 3 |]
+
+    let onlyCe =
+        { SpikeKd.defaults with
+            Kl = 0.0f
+            L1 = 0.0f
+            L2 = 0.0f
+            SlidingL1 = 0.0f
+            SlidingL2 = 0.0f
+        }
+
+    close
+        "CE on counts"
+        1e-6
+        (v (SpikeKd.proposed onlyCe b b y))
+        (v (FeatureKd.crossEntropyWith TimeReadout.Count 0.0f b y))
+
+[<Property(MaxTest = 30)>]
+let ``CE on counts is CE on T times the time-mean, and its gradient checks`` (seed: int) (steps: PositiveInt) =
+    let t = 1 + steps.Get % 5
+    let z = randn seed [| t; 3; 4 |]
+    let y = [| seed &&& 3; 1; 2 |] |> Array.map (fun c -> abs c % 4)
+    let mean = FeatureKd.crossEntropyWith TimeReadout.Mean 0.1f (z * float32 t) y
+    let count = FeatureKd.crossEntropyWith TimeReadout.Count 0.1f z y
+    close "count vs scaled mean" 1e-4 (v mean) (v count)
+
+    Assert.That(
+        v (FeatureKd.crossEntropy 0.1f z y),
+        Is.EqualTo(v (FeatureKd.crossEntropyWith TimeReadout.Mean 0.1f z y))
+    )
+
+    assertGradCheck "CE on counts" (fun xs -> FeatureKd.crossEntropyWith TimeReadout.Count 0.1f xs[0] y) [| z |]
+
+[<Test>]
 let ``spike shape mismatches name the axis`` () =
     assertRaises<ShapeMismatchException> [ "time axis"; "[4, 2, 3]"; "[5, 2, 3]" ] (fun () ->
         box (SpikeKd.l1 (Tensor.zeros [| 4; 2; 3 |]) (Tensor.zeros [| 5; 2; 3 |])))
