@@ -160,7 +160,8 @@ public sealed record TrainingOptions
     internal TrainConfig ToFSharp(
         Action<TrainProgress> progress,
         Action<EpochReport, Model> onEpoch,
-        CancellationToken ct
+        CancellationToken ct,
+        Action<TrainerSnapshot>? interrupted = null
     )
     {
         SnnSpec.OptimizerKind optimizer = Optimizer switch
@@ -194,11 +195,14 @@ public sealed record TrainingOptions
             FuncConvert.FromAction(progress),
             FuncConvert.FromAction(onEpoch),
             ct,
-            SnapshotPath is { } path
-                ? FuncConvert.FromAction<TrainerSnapshot>(snap =>
-                    SnnSpec.IO.TrainerCheckpoint.save(path, snap)
-                )
-                : d.OnInterrupt,
+            FuncConvert.FromAction<TrainerSnapshot>(snap =>
+            {
+                interrupted?.Invoke(snap);
+                if (SnapshotPath is { } path)
+                {
+                    SnnSpec.IO.TrainerCheckpoint.save(path, snap);
+                }
+            }),
             SnapshotPath is { } p && File.Exists(p)
                 ? Interop.Some(SnnSpec.IO.TrainerCheckpoint.load(p))
                 : d.Resume
@@ -263,6 +267,14 @@ public sealed record TrainingResult
 
     /// <summary>The student's validation accuracy at the full T, when a validation set was given.</summary>
     public double? ValidationAccuracy { get; init; }
+
+    /// <summary>
+    /// The loss terms' trained parameters of the same epoch as <see cref="Student"/> (e.g. the
+    /// blurred-KD restoration block), named "loss.&lt;term&gt;.&lt;name&gt;"; empty when no term has
+    /// parameters or no epoch completed.
+    /// </summary>
+    public IReadOnlyDictionary<string, Tensor> LossParameters { get; init; } =
+        new Dictionary<string, Tensor>();
 }
 
 /// <summary>
@@ -333,6 +345,13 @@ public static class Trainer
         return data.Subset(order.Take(m * o.BatchSize).Order());
     }
 
+    private static IReadOnlyDictionary<string, Tensor> Named(Parameters ps) =>
+        ps.Names.ToDictionary(
+            n => n,
+            n => Tensors.TensorOps.FromArray(ps[n].ToArray(), ps[n].Shape),
+            StringComparer.Ordinal
+        );
+
     private static Model Copy(Model m) =>
         new(
             m.Architecture,
@@ -388,6 +407,7 @@ public static class Trainer
         Model kept = spec.Student.Inner;
         int keptEpoch = -1;
         double? keptAccuracy = null;
+        TrainerSnapshot? interrupted = null;
         var cfg = o.ToFSharp(
             p =>
             {
@@ -430,7 +450,8 @@ public static class Trainer
                         : report.Validation.Value.Accuracy;
                 }
             },
-            ct
+            ct,
+            snap => interrupted = snap
         );
         try
         {
@@ -452,6 +473,7 @@ public static class Trainer
                 Cancelled = false,
                 Epoch = result.BestEpoch,
                 ValidationAccuracy = result.BestAccuracy is null ? null : result.BestAccuracy.Value,
+                LossParameters = Named(result.BestLossParameters),
             };
         }
         catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -464,6 +486,10 @@ public static class Trainer
                 Cancelled = true,
                 Epoch = keptEpoch,
                 ValidationAccuracy = keptAccuracy,
+                LossParameters =
+                    keptEpoch >= 0 && interrupted is { } snap
+                        ? Named(snap.Stages.Head.Students.Head.BestLossParameters)
+                        : new Dictionary<string, Tensor>(),
             };
         }
     }

@@ -78,6 +78,10 @@ public class CoreTrainerTests
         {
             Assert.That(result.Steps, Is.EqualTo(4));
             Assert.That(reports.All(r => r.Terms["bkd"] > 0 && float.IsFinite(r.Terms["bkd"])));
+            // The adapter and restoration block come back with the student.
+            Assert.That(result.LossParameters.Keys, Is.Not.Empty);
+            Assert.That(result.LossParameters.Keys.All(k => k.StartsWith("loss.bkd.")));
+            Assert.That(result.LossParameters.Values.All(t => t.ToArray().All(float.IsFinite)));
         });
     }
 
