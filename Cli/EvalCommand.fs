@@ -109,6 +109,7 @@ let execute
         teacher
         |> Option.map (fun p -> (Run.loadCheckpoint "the teacher checkpoint" p).Model)
 
+    let ds = Run.forModel c.Model ds
     let _, testSet = Run.loadData ds
     let testB = Run.batcher batchSize 0 false testSet
     let r = Evaluation.run EvaluationConfig.Default t c.Model testB

@@ -30,7 +30,7 @@ let execute
 
     let quantized =
         if q.Calibrate && (Model.quantPlan quantized).Weights.Count > 0 then
-            let trainSet, _ = Run.loadData ds
+            let trainSet, _ = Run.loadData (Run.forModel c.Model ds)
             let x = Run.calibrationBatch (batches * batchSize) trainSet
             Run.log "calibrating quantizer scales on %d %s training images" x.Shape[0] ds.Name
             Model.calibrateScales x quantized

@@ -57,6 +57,11 @@ let execute (inputs: string list) (ds: DatasetSection option) (batchSize: int) (
                 let recorded = loaded |> List.tryPick (fun (_, c) -> c.Metadata.TryFind "dataset")
                 Run.datasetSection (defaultArg recorded "mnist") 2 1 1000 None
 
+        let ds =
+            match loaded with
+            | (_, c) :: _ -> Run.forModel c.Model ds
+            | [] -> ds
+
         let _, testSet = Run.loadData ds
         let testB = Run.batcher batchSize 0 false testSet
 

@@ -32,17 +32,22 @@ let loadData (ds: DatasetSection) =
 
     SpecFile.loadDataset options ds
 
-/// A batcher over an image set.
-let batcher (batchSize: int) (seed: int) (shuffle: bool) (s: ImageSet) =
+/// Whether a dataset's samples are frame sequences [T, C, H, W]: the command line's datasets are
+/// images [C, H, W] or emulated event frames.
+let isSequence (s: ISampleSource) = s.SampleShape.Length = 4
+
+/// A batcher over a dataset (time-major batches [T, B, …] for frame sequences).
+let batcher (batchSize: int) (seed: int) (shuffle: bool) (s: ISampleSource) =
     Batching.create
         { Batching.options batchSize seed with
             Shuffle = shuffle
+            TimeMajor = isSequence s
         }
         s
 
 /// The first n training images as one tensor (calibration of quantizer scales).
-let calibrationBatch (n: int) (s: ImageSet) =
-    ImageSet.toTensor s [| 0 .. min s.Count n - 1 |]
+let calibrationBatch (n: int) (s: ISampleSource) =
+    SampleSource.toTensor (isSequence s) s [| 0 .. min s.Count n - 1 |]
 
 let stepsOf (m: Model) =
     match m.Mode with
@@ -499,4 +504,11 @@ let datasetSection (name: string) (train: int) (validation: int) (test: int) (di
         Validation = validation
         Test = test
         Directory = dir
+        Frames = if SpecFile.isEventDataset name then 4 else 0
     }
+
+/// The dataset section read by a model: an event dataset gets one frame per step of an SNN.
+let forModel (m: Model) (ds: DatasetSection) =
+    match m.Mode with
+    | ExecutionMode.Snn t when ds.IsSequence -> { ds with Frames = t }
+    | _ -> ds

@@ -106,7 +106,11 @@ type DataOptions =
 
     static member Create(defaultTest: int) =
         {
-            Dataset = opt "--dataset" "mnist, fashion-mnist or synthetic (generated patterns)." "mnist"
+            Dataset =
+                opt
+                    "--dataset"
+                    "mnist, fashion-mnist, synthetic (generated patterns), or event-mnist / event-fashion-mnist (emulated event recordings, one frame per step)."
+                    "mnist"
             Train = opt "--train" "Training images used (the last --validation of them held out)." 2000
             Validation = opt "--validation" "Training images held out for model selection." 200
             Test = opt "--test" "Test images evaluated." defaultTest
@@ -234,7 +238,13 @@ let command () =
                                             Calibrate = true
                                         }
                         }
-                    Dataset = data.Section r
+                    Dataset =
+                        let ds = data.Section r
+                        // An SNN on event frames reads one frame per step.
+                        if ds.IsSequence && not (r.GetValue ann) then
+                            { ds with Frames = t }
+                        else
+                            ds
                     Training =
                         { SpecFile.defaultTraining with
                             Epochs = epochsValue

@@ -92,6 +92,7 @@ let batcher =
             DropLast = false
             Prefetch = 1
             Transform = None
+            TimeMajor = false
             Key = Rng.create 0
         }
         images

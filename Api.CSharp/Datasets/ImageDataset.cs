@@ -164,6 +164,7 @@ public sealed record BatchingOptions
             DropLast,
             Prefetch,
             null,
+            false,
             RngModule.create(Seed)
         );
     }

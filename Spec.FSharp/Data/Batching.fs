@@ -16,11 +16,15 @@ type BatchOptions =
         Prefetch: int
         /// Applied to each sample after it is copied (augmentation).
         Transform: SampleTransform option
+        /// Samples are sequences [T, …] (e.g. event frames): batches are laid out time-major,
+        /// Inputs [T, B, …], the sequence layout Forward.run takes.
+        TimeMajor: bool
         Key: Rng
     }
 
-/// One batch: <c>Inputs</c> [B, ...SampleShape] float32 and <c>Labels</c> [B]. Both live in buffers the
-/// batcher reuses: they stay valid until the next batch is requested; copy them to keep them longer.
+/// One batch: <c>Inputs</c> [B, ...SampleShape] float32 (time-major [T, B, …] for sequence samples
+/// with BatchOptions.TimeMajor) and <c>Labels</c> [B]. Both live in buffers the batcher reuses: they
+/// stay valid until the next batch is requested; copy them to keep them longer.
 type Batch =
     {
         Inputs: Tensor
@@ -46,6 +50,25 @@ type Batcher(source: ISampleSource, options: BatchOptions) =
 
     let sampleShape = Array.copy source.SampleShape
     let sampleSize = Shape.numel sampleShape
+
+    do
+        if options.TimeMajor && sampleShape.Length < 2 then
+            Errors.invalidArg
+                "Batcher"
+                "TimeMajor"
+                (Errors.showShape sampleShape)
+                "sequence samples [T, …] (at least two axes)"
+
+    // Time-major batches [T, b, …] of sequence samples [T, …]: steps, and floats per step.
+    let steps = if options.TimeMajor then sampleShape[0] else 1
+    let stepSize = sampleSize / max 1 steps
+
+    let batchShape (b: int) =
+        if options.TimeMajor then
+            Array.concat [ [| steps; b |]; sampleShape[1..] ]
+        else
+            Array.append [| b |] sampleShape
+
     let slots = options.Prefetch + 1
 
     let buffers =
@@ -53,17 +76,22 @@ type Batcher(source: ISampleSource, options: BatchOptions) =
 
     let labels = Array.init slots (fun _ -> Array.zeroCreate<int> bs)
 
-    let fullTensors =
-        buffers
-        |> Array.map (fun s -> Tensor(s, 0, Array.append [| bs |] sampleShape, null))
+    let fullTensors = buffers |> Array.map (fun s -> Tensor(s, 0, batchShape bs, null))
+
+    // One sample before it is scattered into a time-major batch, per slot.
+    let scratch =
+        Array.init slots (fun _ ->
+            if options.TimeMajor then
+                Array.zeroCreate<float32> sampleSize
+            else
+                [||])
 
     let batches = if options.DropLast then n / bs else (n + bs - 1) / bs
 
     let lastSize = if batches = 0 then 0 else n - (batches - 1) * bs
     // Tensors and label arrays for a short last batch, made once per slot.
     let lastTensors =
-        buffers
-        |> Array.map (fun s -> Tensor(s, 0, Array.append [| lastSize |] sampleShape, null))
+        buffers |> Array.map (fun s -> Tensor(s, 0, batchShape lastSize, null))
 
     let lastLabels = Array.init slots (fun _ -> Array.zeroCreate<int> lastSize)
     let mutable busy = 0
@@ -88,12 +116,24 @@ type Batcher(source: ISampleSource, options: BatchOptions) =
 
         for j in 0 .. count - 1 do
             let i = perm[start + j]
-            source.CopySample(i, data, j * sampleSize)
             lab[j] <- source.Label i
 
-            match options.Transform with
-            | Some t -> t (Rng.fold i augKey) data (j * sampleSize)
-            | None -> ()
+            if options.TimeMajor then
+                let one = scratch[slot]
+                source.CopySample(i, one, 0)
+
+                match options.Transform with
+                | Some t -> t (Rng.fold i augKey) one 0
+                | None -> ()
+
+                for t in 0 .. steps - 1 do
+                    Array.Copy(one, t * stepSize, data, (t * count + j) * stepSize, stepSize)
+            else
+                source.CopySample(i, data, j * sampleSize)
+
+                match options.Transform with
+                | Some t -> t (Rng.fold i augKey) data (j * sampleSize)
+                | None -> ()
 
         {
             Inputs = (if count = bs then fullTensors[slot] else lastTensors[slot])
@@ -111,7 +151,7 @@ type Batcher(source: ISampleSource, options: BatchOptions) =
     /// The sample indices of one epoch in batch order: batch b holds entries b·BatchSize onwards.
     member _.SampleOrder(epoch: int) : int[] = fst (order epoch)
     /// The shape of Inputs for a full batch.
-    member _.BatchShape = Array.append [| bs |] sampleShape
+    member _.BatchShape = batchShape bs
 
     /// The batches of one epoch, in order. One epoch may be enumerated at a time per batcher.
     member _.Epoch(epoch: int) : seq<Batch> =
@@ -223,6 +263,7 @@ module Batching =
             DropLast = false
             Prefetch = 2
             Transform = None
+            TimeMajor = false
             Key = Rng.create seed
         }
 

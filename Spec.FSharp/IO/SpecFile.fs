@@ -17,7 +17,10 @@ type SpecFileException(jsonPath: string, message: string) =
     member _.JsonPath = jsonPath
 
 /// The dataset of a run: MNIST, Fashion-MNIST (fetched and verified) or "synthetic" (a generated,
-/// learnable 28×28 pattern set for smoke tests). All three are 1×28×28 with 10 classes.
+/// learnable 28×28 pattern set for smoke tests), all 1×28×28 with 10 classes; or "event-mnist",
+/// "event-fashion-mnist", "event-synthetic": N-MNIST-style event recordings EMULATED from those images
+/// (Emulation, EmulatedFrames) and integrated into Frames equal-time frames [T, 2, 34, 34] of ON/OFF
+/// counts.
 type DatasetSection =
     {
         Name: string
@@ -27,7 +30,12 @@ type DatasetSection =
         Test: int
         /// A directory holding the dataset's files, tried before the cache and the download.
         Directory: string option
+        /// Frames per sample of an event dataset (its SNNs run at T = Frames); 0 for image datasets.
+        Frames: int
     }
+
+    /// Whether samples are frame sequences [T, C, H, W] (batched time-major) rather than images.
+    member d.IsSequence = d.Frames > 0
 
 /// A model of the zoo, sized for the dataset.
 type ModelSection =
@@ -198,7 +206,18 @@ module SpecFile =
         ]
 
     /// Known dataset names.
-    let datasets = [ "mnist"; "fashion-mnist"; "synthetic" ]
+    let datasets =
+        [
+            "mnist"
+            "fashion-mnist"
+            "synthetic"
+            "event-mnist"
+            "event-fashion-mnist"
+            "event-synthetic"
+        ]
+
+    /// Whether a dataset name is an emulated event dataset.
+    let isEventDataset (name: string) = name.StartsWith "event-"
 
     /// Known loss term kinds.
     let termKinds =
@@ -534,12 +553,27 @@ module SpecFile =
     // ---- sections -------------------------------------------------------------------
 
     let private dataset (n: Node) =
-        fields n [ "name"; "train"; "validation"; "test"; "directory" ]
+        fields n [ "name"; "train"; "validation"; "test"; "directory"; "frames" ]
 
         let name =
-            choice
-                (required n "name" "\"mnist\", \"fashion-mnist\" or \"synthetic\"")
-                (datasets |> List.map (fun d -> d, d))
+            choice (required n "name" (sprintf "one of %s" (listText datasets))) (datasets |> List.map (fun d -> d, d))
+
+        let frames =
+            match tryField n "frames" with
+            | Some f when not (isEventDataset name) ->
+                fail
+                    f.P
+                    (sprintf
+                        "is given for \"%s\", whose samples are images. Fix: drop it, or use an event dataset (event-mnist, event-fashion-mnist)."
+                        name)
+            | Some f ->
+                let t = positiveInt f "the frame count"
+
+                if t > 256 then
+                    fail f.P (sprintf "is %d. Fix: give at most 256 frames." t)
+
+                t
+            | None -> if isEventDataset name then 4 else 0
 
         let train =
             optWith (fun v -> positiveInt v "the training image count") n "train" 2000
@@ -562,6 +596,7 @@ module SpecFile =
             Validation = validation
             Test = optWith (fun v -> positiveInt v "the test image count") n "test" 500
             Directory = tryField n "directory" |> Option.map str
+            Frames = frames
         }
 
     let private stepsOf (n: Node) =
@@ -1019,6 +1054,33 @@ module SpecFile =
         if student.Ann then
             fail (studentNode.P + ".ann") "is true, but students train as SNNs. Fix: remove \"ann\" from the student."
 
+        // Event samples are sequences of ds.Frames frames: every SNN runs at T = Frames.
+        if ds.IsSequence then
+            let check (path: string) (m: ModelSection) =
+                if not m.Ann then
+                    match m.Steps |> List.tryFindIndex (fun t -> t <> ds.Frames) with
+                    | Some k ->
+                        fail
+                            (if m.Steps.Length > 1 then
+                                 sprintf "%s.steps[%d]" path k
+                             else
+                                 path + ".steps")
+                            (sprintf
+                                "is %d, but %s samples are sequences of %d frames, which an SNN reads one per step. Fix: set \"steps\": %d, or \"dataset\": {\"frames\": %d}."
+                                m.Steps[k]
+                                ds.Name
+                                ds.Frames
+                                ds.Frames
+                                m.Steps[k])
+                    | None -> ()
+
+            check studentNode.P student
+            assistants |> List.iteri (fun i a -> check (sprintf "$.assistants[%d]" i) a)
+
+            match teacherSection with
+            | Some(TeacherSection.Train(m, _)) -> check "$.teacher.model" m
+            | _ -> ()
+
         for i, a in List.indexed assistants do
             if a.Steps.Length > 1 then
                 fail
@@ -1093,11 +1155,17 @@ module SpecFile =
     // ---- building ---------------------------------------------------------------------
 
     /// The zoo configuration of a dataset (all known datasets are 1×28×28, 10 classes).
-    let zooConfig (_: DatasetSection) (m: ModelSection) =
+    let zooConfig (ds: DatasetSection) (m: ModelSection) =
         { ZooConfig.Mnist with
             Width = m.Width
             Dropout = m.Dropout
             Neuron = m.Neuron |> Option.defaultValue ZooConfig.Mnist.Neuron
+            InputChannels = (if ds.IsSequence then 2 else 1)
+            InputSize =
+                (if ds.IsSequence then
+                     28 + 2 * Emulation.defaults.Margin
+                 else
+                     28)
         }
 
     /// The model section's architecture: the zoo model with the optional map tap and spiking output.
@@ -1356,6 +1424,19 @@ module SpecFile =
                     with :? SnnSpecException as e ->
                         fail "$.teacher.checkpoint" (sprintf "cannot be loaded: %s" e.Message)
 
+                match c.Model.Mode with
+                | ExecutionMode.Snn t when ds.IsSequence && t <> ds.Frames ->
+                    fail
+                        "$.teacher.checkpoint"
+                        (sprintf
+                            "is an SNN at T = %d, but %s samples are sequences of %d frames. Fix: set \"dataset\": {\"frames\": %d}, or use a teacher trained at T = %d."
+                            t
+                            ds.Name
+                            ds.Frames
+                            t
+                            ds.Frames)
+                | _ -> ()
+
                 Some c.Model, false, file.Training
             | Some(TeacherSection.Train(m, t)) -> Some(initModel ds m calibration), true, t
 
@@ -1446,9 +1527,19 @@ module SpecFile =
 
         ImageSet.create "synthetic" pixels labels 1 side side 10
 
-    /// The training and test images of the dataset section (training first: fitting images, then the
-    /// held-out validation images). MNIST and Fashion-MNIST are fetched with <c>fetch</c>.
-    let loadDataset (fetch: FetchOptions) (ds: DatasetSection) : ImageSet * ImageSet =
+    /// The frame options of an event dataset: ds.Frames equal-time frames, ON and OFF kept apart.
+    let frameOptions (ds: DatasetSection) : FrameOptions =
+        {
+            Frames = ds.Frames
+            SplitBy = ByTime
+            Downsample = 1
+            MergePolarity = false
+        }
+
+    /// The training and test samples of the dataset section (training first: fitting samples, then the
+    /// held-out validation samples). MNIST and Fashion-MNIST are fetched with <c>fetch</c>; their event
+    /// twins are emulated from the same images once and cached under the data cache.
+    let loadDataset (fetch: FetchOptions) (ds: DatasetSection) : ISampleSource * ISampleSource =
         let take (n: int) (s: ImageSet) =
             if n >= s.Count then
                 s
@@ -1460,14 +1551,32 @@ module SpecFile =
                 UserDir = ds.Directory |> Option.orElse fetch.UserDir
             }
 
-        match ds.Name with
-        | "synthetic" -> synthetic ds.Train 0, synthetic ds.Test 1
-        | "fashion-mnist" ->
-            take ds.Train (Datasets.fashionMnist fetch true), take ds.Test (Datasets.fashionMnist fetch false)
-        | _ -> take ds.Train (Datasets.mnist fetch true), take ds.Test (Datasets.mnist fetch false)
+        let images name =
+            match name with
+            | "synthetic" -> synthetic ds.Train 0, synthetic ds.Test 1
+            | "fashion-mnist" ->
+                take ds.Train (Datasets.fashionMnist fetch true), take ds.Test (Datasets.fashionMnist fetch false)
+            | _ -> take ds.Train (Datasets.mnist fetch true), take ds.Test (Datasets.mnist fetch false)
+
+        if ds.IsSequence then
+            let train, test = images (ds.Name.Substring "event-".Length)
+
+            let dir =
+                Path.Combine(defaultArg fetch.CacheDir (Fetch.cacheRoot ()), "emulated-events")
+
+            let frames (s: ImageSet) =
+                if not (File.Exists(EmulatedFrames.cachePath dir Emulation.defaults (frameOptions ds) s)) then
+                    fetch.Log(sprintf "emulating the event recordings of %d %s images into %s" s.Count s.Name dir)
+
+                EmulatedFrames.cached dir Emulation.defaults (frameOptions ds) s :> ISampleSource
+
+            frames train, frames test
+        else
+            let train, test = images ds.Name
+            train :> ISampleSource, test :> ISampleSource
 
     /// Splits training images into the fitting and the held-out validation images.
-    let split (validation: int) (train: ImageSet) =
+    let split (validation: int) (train: ISampleSource) =
         let n = train.Count
 
         if validation < 1 || validation >= n then
@@ -1477,4 +1586,4 @@ module SpecFile =
                 validation
                 (sprintf "between 1 and the training images - 1 (%d)" (n - 1))
 
-        ImageSet.subset train [| 0 .. n - validation - 1 |], ImageSet.subset train [| n - validation .. n - 1 |]
+        SampleSource.subset train [| 0 .. n - validation - 1 |], SampleSource.subset train [| n - validation .. n - 1 |]

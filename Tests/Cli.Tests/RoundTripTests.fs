@@ -305,3 +305,33 @@ let ``Ctrl-C leaves a snapshot, and --resume ends bit-identical to the uninterru
 
     for n in a.Names do
         Assert.That((b[n].ToArray() = a[n].ToArray()), n)
+
+[<Test>]
+let ``temporal KD from an ANN teacher on emulated event frames, then eval of the student`` () =
+    use dir = new TempDir()
+    let out = dir.File "events"
+
+    let specText =
+        (spec
+            """{ "model": { "zoo": "convnet", "ann": true, "steps": 1, "width": 0.5 } }"""
+            """{ "zoo": "convnet", "width": 0.25, "steps": 2 }"""
+            """[{ "kind": "temporal" }]""")
+            .Replace(
+                """"dataset": { "name": "synthetic", "train": 300, "validation": 50, "test": 100 }""",
+                """"dataset": { "name": "event-synthetic", "frames": 2, "train": 120, "validation": 20, "test": 40 }"""
+            )
+
+    let specPath = dir.File "events.json"
+    File.WriteAllText(specPath, specText)
+    Assert.That(Program.run [| "distill"; specPath; "--out"; out |], Is.EqualTo 0)
+    use doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(out, "report.json")))
+
+    let student =
+        doc.RootElement.GetProperty("accuracy").EnumerateArray()
+        |> Seq.find (fun a -> a.GetProperty("name").GetString() = "student")
+
+    Assert.That(student.GetProperty("timesteps").GetArrayLength(), Is.EqualTo 2)
+    let checkpoint = Path.Combine(out, "student.safetensors")
+    Assert.That((SpecFile.loadModel checkpoint).Model.Architecture.InputShape, Is.EqualTo(box [| 2; 34; 34 |]))
+
+    Assert.That(Program.run [| "eval"; checkpoint; "--dataset"; "event-synthetic"; "--test"; "30" |], Is.EqualTo 0)

@@ -167,6 +167,30 @@ let ``a model's neuron sets every population and an unknown one lists the known`
     Assert.That(e.Message, Does.Contain "lif, mint, if, leaky")
 
 [<Test>]
+let ``event datasets give the frame count to every SNN and the zoo 2x34x34 inputs`` () =
+    let eventSpec (dataset: string) (student: string) =
+        (spec """{ "model": { "zoo": "convnet", "ann": true, "steps": 1 } }""" student """[{ "kind": "kd" }]""")
+            .Replace(""""dataset": { "name": "synthetic",""", dataset)
+
+    let f =
+        SpecFile.parse (
+            eventSpec """"dataset": { "name": "event-synthetic", "frames": 3,""" """{ "zoo": "convnet", "steps": 3 }"""
+        )
+
+    Assert.That((f.Dataset.Frames, f.Dataset.IsSequence), Is.EqualTo((3, true)))
+    Assert.That((SpecFile.architecture f.Dataset f.Student).InputShape, Is.EqualTo(box [| 2; 34; 34 |]))
+    // Four frames by default; an SNN at another T fails at its steps.
+    let e =
+        eventSpec """"dataset": { "name": "event-mnist",""" """{ "zoo": "convnet", "steps": [2, 4] }"""
+        |> failsAt "$.student.steps[0]"
+
+    Assert.That(e.Message, Does.Contain "sequences of 4 frames")
+    // Frames belong to event datasets only.
+    eventSpec """"dataset": { "name": "mnist", "frames": 4,""" defaultStudent
+    |> failsAt "$.dataset.frames"
+    |> ignore
+
+[<Test>]
 let ``invalid JSON gives the line`` () =
     let e = failsAt "$" "{\n  \"schemaVersion\": 1,\n  \"dataset\": { \"name\": }\n}"
     Assert.That(e.Message, Does.Contain "line 3")

@@ -287,6 +287,7 @@ let ``accuracy over a batcher epoch equals accuracy over the same batches`` () =
                 DropLast = false
                 Prefetch = 0
                 Transform = None
+                TimeMajor = false
                 Key = Rng.create 0
             }
             set

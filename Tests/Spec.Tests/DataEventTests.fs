@@ -399,6 +399,120 @@ let ``emulated streams round-trip through the N-MNIST file format and run throug
     Assert.That(batch.Inputs.Shape, Eq.To [| 3; 10; 2; 34; 34 |])
     Assert.That(batch.Inputs.ToArray() |> Array.sum, Eq.To(float32 (set.Samples |> Array.sumBy Array.length)))
 
+[<Property(MaxTest = 25)>]
+let ``time-major batches are the transposes of sample-major ones, short last batch included``
+    (seed: int)
+    (size: FsCheck.PositiveInt)
+    =
+    let set =
+        {
+            Name = "toy"
+            Samples =
+                Array.init 7 (fun i ->
+                    Array.init (1 + (i * 3 + abs seed) % 9) (fun k -> ev ((i + k) % 5) (k % 5) (int64 k) (k % 2)))
+            Labels = Array.init 7 (fun i -> i % 3)
+            Width = 5
+            Height = 5
+            Classes = 3
+        }
+
+    let frames = Frames.integrateSet (opts 3 ByCount) set
+    let bs = 1 + size.Get % 4
+
+    let options =
+        { Batching.options bs seed with
+            Prefetch = abs (seed % 2)
+        }
+
+    let sampleMajor = Batching.create options frames
+    let timeMajor = Batching.create { options with TimeMajor = true } frames
+
+    for a, b in Seq.zip (sampleMajor.Epoch 1) (timeMajor.Epoch 1) do
+        let n = a.Labels.Length
+        Assert.That(b.Labels, Eq.To a.Labels)
+        Assert.That(b.Inputs.Shape, Eq.To [| 3; n; 2; 5; 5 |])
+        Assert.That(b.Inputs.ToArray(), Eq.To((Tensor.transpose 0 1 a.Inputs).ToArray()))
+
+    Assert.That(timeMajor.BatchShape, Eq.To [| 3; bs; 2; 5; 5 |])
+    // The one-tensor form agrees with the batches.
+    let all = SampleSource.toTensor true frames [| 0..6 |]
+    let byBatch = SampleSource.toTensor false frames [| 0..6 |]
+    Assert.That(all.ToArray(), Eq.To((Tensor.transpose 0 1 byBatch).ToArray()))
+
+[<Test>]
+let ``time-major batching needs sequence samples`` () =
+    assertRaises<SnnSpecException> [ "TimeMajor"; "sequence" ] (fun () ->
+        box (
+            Batching.create
+                { Batching.options 2 0 with
+                    TimeMajor = true
+                }
+                (SampleSource.subset (ImageSet.create "flat" [| 1uy; 2uy |] [| 0; 1 |] 1 1 1 2) [| 0; 1 |]
+                 |> fun s ->
+                     { new ISampleSource with
+                         member _.Count = s.Count
+                         member _.SampleShape = [| 1 |]
+                         member _.Label i = s.Label i
+                         member _.CopySample(i, d, o) = s.CopySample(i, d, o)
+                     })
+        ))
+
+[<Test>]
+let ``sample subsets are views in the given order and check their indices`` () =
+    let images =
+        ImageSet.create "four" [| 0uy; 85uy; 170uy; 255uy |] [| 0; 1; 2; 3 |] 1 1 1 4
+
+    let sub = SampleSource.subset images [| 3; 1 |]
+    Assert.That((sub.Count, sub.Label 0, sub.Label 1), Eq.To((2, 3, 1)))
+    Assert.That((SampleSource.toTensor false sub [| 0; 1 |]).ToArray(), Eq.To [| 1.0f; 85.0f / 255.0f |])
+    Assert.That(SampleSource.take 10 images, Is.SameAs images)
+    Assert.That((SampleSource.take 2 images).Count, Eq.To 2)
+    assertRaises<SnnSpecException> [ "indices"; "4" ] (fun () -> box (SampleSource.subset images [| 4 |]))
+
+[<Test>]
+let ``emulated frames built image by image equal emulating the set and integrating it; the cache reloads them`` () =
+    let images =
+        ImageSet.create
+            "squares"
+            (Array.concat [ squareImage (); Array.rev (squareImage ()); squareImage () ])
+            [| 0; 1; 0 |]
+            1
+            28
+            28
+            2
+
+    let o = opts 4 ByTime
+    let direct = EmulatedFrames.ofImages Emulation.defaults o images
+
+    let viaEvents =
+        Frames.integrateSet o (Emulation.emulateSet Emulation.defaults images)
+
+    Assert.That(direct.Shape, Eq.To [| 4; 2; 34; 34 |])
+    Assert.That(direct.Counts, Eq.To viaEvents.Counts)
+    Assert.That(direct.Labels, Eq.To [| 0; 1; 0 |])
+    Assert.That(direct.Counts |> Array.exists (fun c -> c > 0us))
+
+    let dir = tempDir ()
+    let first = EmulatedFrames.cached dir Emulation.defaults o images
+    let path = EmulatedFrames.cachePath dir Emulation.defaults o images
+    Assert.That(File.Exists path)
+    let stamp = File.GetLastWriteTimeUtc path
+    let again = EmulatedFrames.cached dir Emulation.defaults o images
+    Assert.That(again.Counts, Eq.To first.Counts)
+    Assert.That(File.GetLastWriteTimeUtc path, Eq.To stamp)
+    // Other options or other images are other files.
+    Assert.That(EmulatedFrames.cachePath dir Emulation.defaults (opts 2 ByTime) images, Is.Not.EqualTo path)
+
+    Assert.That(
+        EmulatedFrames.cachePath dir Emulation.defaults o (ImageSet.subset images [| 0; 1 |]),
+        Is.Not.EqualTo path
+    )
+    // A damaged cache file is rebuilt.
+    File.WriteAllBytes(path, Array.create 40 7uy)
+    let rebuilt = EmulatedFrames.cached dir Emulation.defaults o images
+    Assert.That(rebuilt.Counts, Eq.To first.Counts)
+    Assert.That((Frames.load path).Counts, Eq.To first.Counts)
+
 // ---------------------------------------------------------------- Augmentation
 
 let sample () =

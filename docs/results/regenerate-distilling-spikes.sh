@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Distilling Spikes on MNIST and Fashion-MNIST (docs/results/distilling-spikes.md): teacher, assistant
+# and student SNNs trained alone; the student distilled from the teacher with each spike-tensor loss
+# and the combined loss; teacher → assistant → student. Spec files: Examples/specs/results/ds-*.json.
+#
+#   bash docs/results/regenerate-distilling-spikes.sh              # both datasets (~90 min on 2 cores)
+#   bash docs/results/regenerate-distilling-spikes.sh mnist        # one dataset (mnist or fmnist)
+#   KEEP=1 bash docs/results/regenerate-distilling-spikes.sh       # skip runs whose report.json exists
+#   SNNSPEC_CLI="dotnet /path/to/snnspec.dll" bash ...              # run a copied build (edit the tree meanwhile)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=runs/ds
+mkdir -p "$root"
+if [[ -z "${SNNSPEC_CLI:-}" ]]; then
+    dotnet build Cli -c Release >"$root/build.log" 2>&1 || { tail -30 "$root/build.log"; exit 1; }
+fi
+read -r -a cli <<<"${SNNSPEC_CLI:-dotnet run -c Release --project Cli --no-build --}"
+
+run() {
+    local name=$1 out=$root/$1
+    if [[ "${KEEP:-0}" == 1 && -f $out/report.json ]]; then
+        echo "== $name: kept"
+        return
+    fi
+    echo "== $name ($(date -u +%H:%M:%S) UTC)"
+    rm -rf "$out"
+    local start
+    start=$(date +%s.%N)
+    "${cli[@]}" distill "Examples/specs/results/$name.json" --out "$out" \
+        </dev/null >"$root/$name.log" 2>&1 || { tail -20 "$root/$name.log"; exit 1; }
+    echo "$(date +%s.%N) - $start" | bc >"$root/$name.seconds"
+    grep -E '│ student' "$root/$name.log" | tail -1 || true
+}
+
+for d in ${1:-mnist fmnist}; do
+    # The teacher first (every distilled run loads it), the assistant stage before its student.
+    for r in teacher-alone assistant-alone student-alone l1 l2 kl sl1 sl2 combined t-ta t-ta-s; do
+        run "ds-$d-$r"
+    done
+done
+python3 docs/results/distilling_spikes_page.py "$root"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# MD-SNN on MNIST, the rest of issue #9 item 4 (docs/results/md-snn-kd-mnist.md): membrane KD on and off
+# at two probe granularities, crossbar-inference accuracy with 4- and 8-bit ADCs, and versatile vs
+# one-teacher-per-timestep training cost. Needs the main job's teacher and the bit-width runs
+# (regenerate-mdsnn-bits.sh) for the conv-wise row; runs the demo first when its teacher is missing.
+#
+#   bash docs/results/regenerate-mdsnn-kd.sh             # everything (~45 min on 2 cores)
+#   bash docs/results/regenerate-mdsnn-kd.sh accuracy    # granularity and crossbar runs only
+#   bash docs/results/regenerate-mdsnn-kd.sh cost        # versatile vs per-timestep only (time it on a quiet machine)
+#   bash docs/results/regenerate-mdsnn-kd.sh full        # the 4-bit student on the teacher's full budget (~20 min)
+#   KEEP=1 ...                                           # skip runs whose report.json exists
+#   SNNSPEC_CLI="dotnet /path/to/snnspec.dll" ...        # run a copied build
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+what=${1:-all}
+root=runs/mdsnn
+mkdir -p "$root"
+if [[ -z "${SNNSPEC_CLI:-}" ]]; then
+    dotnet build Cli -c Release >"$root/build.log" 2>&1 || { tail -30 "$root/build.log"; exit 1; }
+fi
+read -r -a cli <<<"${SNNSPEC_CLI:-dotnet run -c Release --project Cli --no-build --}"
+[ -f snnspec-demo/teacher.safetensors ] || "${cli[@]}" demo
+
+run() {
+    local name=$1 out=$root/$1
+    if [[ "${KEEP:-0}" == 1 && -f $out/report.json ]]; then
+        echo "== $name: kept"
+        return
+    fi
+    echo "== $name ($(date -u +%H:%M:%S) UTC)"
+    rm -rf "$out"
+    local start
+    start=$(date +%s.%N)
+    "${cli[@]}" distill "Examples/specs/results/$name.json" --out "$out" </dev/null >"$root/$name.log" 2>&1 ||
+        { tail -20 "$root/$name.log"; exit 1; }
+    echo "$(date +%s.%N) - $start" | bc >"$root/$name.seconds"
+    grep -E '│ student' "$root/$name.log" | tail -1 || true
+}
+
+if [[ $what == all || $what == accuracy ]]; then
+    [[ -f $root/mdsnn-b4-distilled/report.json ]] || run mdsnn-b4-distilled
+    run mdsnn-b4-nomembrane
+    run mdsnn-b4-stagewise
+    run mdsnn-xbar-b4
+    # The integer student through the crossbar datapath: ideal, 8-bit and 4-bit ADCs, 64-row
+    # crossbars with 4-bit cells, all 10000 test images.
+    "${cli[@]}" eval "$root/mdsnn-xbar-b4/student.safetensors" --dataset mnist --test 10000 \
+        --crossbar-adc ideal 8 4 --json "$root/mdsnn-xbar-b4.crossbar.json" >"$root/mdsnn-xbar-b4.eval.log" 2>&1 ||
+        { tail -20 "$root/mdsnn-xbar-b4.eval.log"; exit 1; }
+fi
+if [[ $what == all || $what == cost ]]; then
+    run mdsnn-versatile
+    for t in 1 2 3 4; do run "mdsnn-pertimestep-t$t"; done
+    dotnet fsi Examples/experiments/versatile-cost.fsx >"$root/versatile-cost.json"
+fi
+if [[ $what == all || $what == full ]]; then
+    run mdsnn-b4-full
+fi
+python3 docs/results/mdsnn_kd_page.py "$root"
