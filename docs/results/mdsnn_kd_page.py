@@ -54,7 +54,8 @@ lines = [
     "images and accuracy is measured on all 10000 test images.",
     "",
     "- Regenerate: `bash docs/results/regenerate-mdsnn-kd.sh` (spec files `Examples/specs/results/mdsnn-*.json`)",
-    f"- Hardware: {os.cpu_count()} cores ({cpu()}), commit {commit()}",
+    f"- Hardware: {os.cpu_count()} cores ({cpu()}), commit {commit()}. Other experiments shared the cores",
+    "  while these ran, so wall times are upper bounds; accuracies do not depend on it.",
 ]
 
 # ---------------------------------------------------------------- membrane KD and granularity
@@ -141,9 +142,10 @@ if vers and all(per):
         "teacher at T = 4 whose forward serves all four students batch by batch (`mdsnn-versatile`). Per",
         "timestep: for each t a teacher trained at T = t and the student at t distilled from it",
         "(`mdsnn-pertimestep-t1` … `t4`). Wall time is the whole command (data loading, teacher training,",
-        "distillation, test evaluation), one run after another on a quiet machine.",
+        "distillation, test evaluation), one run after another; another experiment shared the two cores",
+        "throughout, so both schemes ran under the same load.",
         "",
-        "| scheme | teacher(s) at t = 4 | student t = 1 | t = 2 | t = 3 | t = 4 | wall time |",
+        "| scheme | teacher(s), at their full T | student t = 1 | t = 2 | t = 3 | t = 4 | wall time |",
         "|---|---|---|---|---|---|---|",
     ]
     vstud = [v for k, v in sorted(vers["acc"].items()) if k.startswith("student")]
