@@ -79,7 +79,14 @@ let runWith
     let testB = Run.batcher t.BatchSize t.Seed false testSet
 
     let meta (role: string) =
-        Map.ofList [ "role", role; "dataset", ds.Name; "spec", file.Name ]
+        Map.ofList
+            [
+                "role", role
+                "dataset", ds.Name
+                "spec", file.Name
+                if ds.IsSequence then
+                    "frames", string ds.Frames
+            ]
 
     let checkpoints = ResizeArray<string * string>()
 

@@ -109,7 +109,13 @@ let execute
         teacher
         |> Option.map (fun p -> (Run.loadCheckpoint "the teacher checkpoint" p).Model)
 
-    let ds = Run.forModel c.Model ds
+    if not crossbar.IsEmpty && not (Model.quantPlan c.Model).IsQuantized then
+        Console.usage
+            "--crossbar-adc needs a quantized checkpoint; %s is full precision. Fix: quantize it first (snnspec quantize %s --bits 4)."
+            checkpoint
+            checkpoint
+
+    let ds = Run.forModel c ds
     let _, testSet = Run.loadData ds
     let testB = Run.batcher batchSize 0 false testSet
     let r = Evaluation.run EvaluationConfig.Default t c.Model testB
@@ -136,12 +142,6 @@ let execute
             table.AddRow(Markup.Escape n, sprintf "%.4f" v) |> ignore
 
         AnsiConsole.Write table
-
-    if not crossbar.IsEmpty && not (Model.quantPlan c.Model).IsQuantized then
-        Console.usage
-            "--crossbar-adc needs a quantized checkpoint; %s is full precision. Fix: quantize it first (snnspec quantize %s --bits 4)."
-            checkpoint
-            checkpoint
 
     let crossbarRuns =
         crossbar

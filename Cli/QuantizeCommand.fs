@@ -30,9 +30,14 @@ let execute
 
     let quantized =
         if q.Calibrate && (Model.quantPlan quantized).Weights.Count > 0 then
-            let trainSet, _ = Run.loadData (Run.forModel c.Model ds)
+            let trainSet, _ = Run.loadData (Run.forModel c ds)
             let x = Run.calibrationBatch (batches * batchSize) trainSet
-            Run.log "calibrating quantizer scales on %d %s training images" x.Shape[0] ds.Name
+
+            Run.log
+                "calibrating quantizer scales on %d %s training images"
+                (min (batches * batchSize) trainSet.Count)
+                ds.Name
+
             Model.calibrateScales x quantized
         else
             quantized

@@ -59,7 +59,7 @@ let execute (inputs: string list) (ds: DatasetSection option) (batchSize: int) (
 
         let ds =
             match loaded with
-            | (_, c) :: _ -> Run.forModel c.Model ds
+            | (_, c) :: _ -> Run.forModel c ds
             | [] -> ds
 
         let _, testSet = Run.loadData ds

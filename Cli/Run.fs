@@ -507,8 +507,13 @@ let datasetSection (name: string) (train: int) (validation: int) (test: int) (di
         Frames = if SpecFile.isEventDataset name then 4 else 0
     }
 
-/// The dataset section read by a model: an event dataset gets one frame per step of an SNN.
-let forModel (m: Model) (ds: DatasetSection) =
-    match m.Mode with
-    | ExecutionMode.Snn t when ds.IsSequence -> { ds with Frames = t }
-    | _ -> ds
+/// The dataset section a checkpoint reads: on an event dataset, the frame count it was trained with
+/// (its "frames" metadata), else one frame per step of an SNN.
+let forModel (c: Checkpoint) (ds: DatasetSection) =
+    if not ds.IsSequence then
+        ds
+    else
+        match c.Metadata.TryFind "frames" |> Option.map Int32.TryParse, c.Model.Mode with
+        | Some(true, f), _ when f > 0 -> { ds with Frames = f }
+        | _, ExecutionMode.Snn t -> { ds with Frames = t }
+        | _ -> ds

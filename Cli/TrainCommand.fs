@@ -67,6 +67,8 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                         "dataset", o.Dataset.Name
                         "zoo", o.Model.Zoo
                         "epochs", string t.Epochs
+                        if o.Dataset.IsSequence then
+                            "frames", string o.Dataset.Frames
                     ]
         }
 
@@ -242,6 +244,11 @@ let command () =
                         let ds = data.Section r
                         // An SNN on event frames reads one frame per step.
                         if ds.IsSequence && not (r.GetValue ann) then
+                            if t > 256 then
+                                Console.usage
+                                    "--steps %d on event frames. Fix: give at most 256 steps (one frame each)."
+                                    t
+
                             { ds with Frames = t }
                         else
                             ds

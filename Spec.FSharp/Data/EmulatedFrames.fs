@@ -40,21 +40,29 @@ module EmulatedFrames =
             Classes = images.Classes
         }
 
-    /// A key over the images (pixels, labels, sizes) and both option sets (SHA-256, 24 hex digits).
+    /// Bumped whenever the emulation or the integration changes what a given input produces, so that
+    /// older cache files are not reused.
+    let private version = 1
+
+    /// A key over the images (pixels, labels, sizes, classes), both option sets (floats by their
+    /// bits) and the emulation's version (SHA-256, 24 hex digits).
     let fingerprint (emu: EmulationOptions) (frames: FrameOptions) (images: ImageSet) =
         use h = IncrementalHash.CreateHash HashAlgorithmName.SHA256
+        let bits (x: float32) = BitConverter.SingleToInt32Bits x
 
         let options =
             sprintf
-                "%s|%d|%d|%d|%d|%g|%g|%g|%d|%d|%d|%016x|%d|%A|%d|%b"
+                "v%d|%s|%d|%d|%d|%d|%d|%08x|%08x|%08x|%d|%d|%d|%016x|%d|%A|%d|%b"
+                version
                 images.Name
                 images.Count
                 images.Channels
                 images.Height
                 images.Width
-                emu.Threshold
-                emu.ThresholdMismatch
-                emu.Floor
+                images.Classes
+                (bits emu.Threshold)
+                (bits emu.ThresholdMismatch)
+                (bits emu.Floor)
                 emu.StepUs
                 emu.SaccadeUs
                 emu.Margin

@@ -81,7 +81,7 @@ module FeatureKd =
     /// n = Σ_t z_t (spike counts, for a classifier that ends in a spiking population, methods.md §5a).
     /// For the per-step mean use TemporalKd.twce.
     let crossEntropyWith (readout: TimeReadout) (labelSmoothing: float32) (logits: Tensor) (labels: int[]) =
-        let op = "FeatureKd.crossEntropy"
+        let op = "FeatureKd.crossEntropyWith"
 
         let z =
             match logits.Rank, readout with

@@ -564,7 +564,7 @@ module SpecFile =
                 fail
                     f.P
                     (sprintf
-                        "is given for \"%s\", whose samples are images. Fix: drop it, or use an event dataset (event-mnist, event-fashion-mnist)."
+                        "is given for \"%s\", whose samples are images. Fix: drop it, or use an event dataset (event-mnist, event-fashion-mnist, event-synthetic)."
                         name)
             | Some f ->
                 let t = positiveInt f "the frame count"

@@ -164,7 +164,6 @@ module TeacherCache =
 
         let n = source.Count
         let sampleShape = source.SampleShape
-        let sampleSize = Shape.numel sampleShape
 
         let probes = { probes with FiringRates = false }
 
@@ -192,17 +191,15 @@ module TeacherCache =
                 o
 
         let mutable first = 0
+        // Sequence samples [T, …] (one axis more than the teacher's input) run time-major [T, B, …].
+        let timeMajor = sampleShape.Length = teacher.Architecture.InputShape.Length + 1
 
         while first < n do
             let count = min batchSize (n - first)
-            let data = Array.zeroCreate<float32>(count * sampleSize)
-
-            for j in 0 .. count - 1 do
-                source.CopySample(first + j, data, j * sampleSize)
 
             Diff.noGrad (fun () ->
                 use _ = TensorScope.Begin()
-                let x = Tensor.ofArray (Array.append [| count |] sampleShape) data
+                let x = SampleSource.toTensor timeMajor source [| first .. first + count - 1 |]
                 let out = Model.forward ctx teacher x
                 let z = KdOutputs.stepLogits out.Logits
                 let lo = get "logits" "logits" z

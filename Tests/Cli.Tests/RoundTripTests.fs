@@ -335,3 +335,50 @@ let ``temporal KD from an ANN teacher on emulated event frames, then eval of the
     Assert.That((SpecFile.loadModel checkpoint).Model.Architecture.InputShape, Is.EqualTo(box [| 2; 34; 34 |]))
 
     Assert.That(Program.run [| "eval"; checkpoint; "--dataset"; "event-synthetic"; "--test"; "30" |], Is.EqualTo 0)
+
+    // The ANN teacher records its frame count, so it is evaluated on the frames it was trained on.
+    let teacher = Path.Combine(out, "teacher.safetensors")
+    Assert.That((SpecFile.loadModel teacher).Metadata.TryFind "frames", Is.EqualTo(Some "2"))
+    let json = dir.File "teacher-eval.json"
+
+    Assert.That(
+        Program.run
+            [|
+                "eval"
+                teacher
+                "--dataset"
+                "event-synthetic"
+                "--test"
+                "30"
+                "--json"
+                json
+            |],
+        Is.EqualTo 0
+    )
+
+    use tdoc = JsonDocument.Parse(File.ReadAllText json)
+    Assert.That(tdoc.RootElement.GetProperty("samples").GetInt32(), Is.EqualTo 30)
+
+    // The frozen teacher's outputs cached for the whole (time-major) training set train the same
+    // student, to the bit, as the live teacher.
+    let cachedSpec = dir.File "events-cached.json"
+    let cachedOut = dir.File "events-cached"
+
+    File.WriteAllText(
+        cachedSpec,
+        specText
+            .Replace(
+                """{ "model": { "zoo": "convnet", "ann": true, "steps": 1, "width": 0.5 } }""",
+                sprintf """{ "checkpoint": %s }""" (JsonSerializer.Serialize teacher)
+            )
+            .Replace(""""batchSize": 16 }""", """"batchSize": 16, "teacherCache": "memory" }""")
+    )
+
+    Assert.That(Program.run [| "distill"; cachedSpec; "--out"; cachedOut |], Is.EqualTo 0)
+    let live = (SpecFile.loadModel checkpoint).Model.Parameters
+
+    let cached =
+        (SpecFile.loadModel (Path.Combine(cachedOut, "student.safetensors"))).Model.Parameters
+
+    for name in live.Names do
+        Assert.That(cached[name].ToArray(), Is.EqualTo(box (live[name].ToArray())), name)

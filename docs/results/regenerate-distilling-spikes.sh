@@ -3,7 +3,7 @@
 # and student SNNs trained alone; the student distilled from the teacher with each spike-tensor loss
 # and the combined loss; teacher → assistant → student. Spec files: Examples/specs/results/ds-*.json.
 #
-#   bash docs/results/regenerate-distilling-spikes.sh              # both datasets (~90 min on 2 cores)
+#   bash docs/results/regenerate-distilling-spikes.sh              # both datasets (~110 min on 2 cores)
 #   bash docs/results/regenerate-distilling-spikes.sh mnist        # one dataset (mnist or fmnist)
 #   KEEP=1 bash docs/results/regenerate-distilling-spikes.sh       # skip runs whose report.json exists
 #   SNNSPEC_CLI="dotnet /path/to/snnspec.dll" bash ...              # run a copied build (edit the tree meanwhile)
@@ -37,5 +37,11 @@ for d in ${1:-mnist fmnist}; do
     for r in teacher-alone assistant-alone student-alone l1 l2 kl sl1 sl2 combined t-ta t-ta-s; do
         run "ds-$d-$r"
     done
+    # Follow-ups: per-element weights for the combined loss (both datasets); on Fashion-MNIST also a
+    # second seed for the closest rows and KL at τ = 4.
+    run "ds-$d-combined-mean"
+    if [[ $d == fmnist ]]; then
+        for r in student-alone-s3 kl-s3 combined-s3 combined-mean-s3 kl-tau4; do run "ds-$d-$r"; done
+    fi
 done
 python3 docs/results/distilling_spikes_page.py "$root"
