@@ -37,6 +37,10 @@ def cpu():
 
 
 def commit():
+    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
+    recorded = os.path.join(runs, "commit")
+    if os.path.exists(recorded):
+        return open(recorded).read().strip()
     try:
         return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
@@ -69,11 +73,11 @@ lines = [
     "encoding. The prediction is the class with the most output spikes. Widths: teacher 1 (32/64/128",
     "channels/units), assistant 0.75, student 0.5 (16/32/64).",
     "The poster gives neither architectures nor T, Δ or loss weights (methods.md §5c, §7.6); ours are",
-    "our choice, fixed before any run and not tuned.",
+    "our choice, fixed before any run and not tuned (the follow-up rows excepted, as marked).",
     "",
-    "- Training: every model of a dataset gets the same budget, 2 (MNIST) or 3 (Fashion-MNIST) epochs over",
-    "  58000 training images, batches of 64,",
-    "  Adam 5e-3 with a cosine schedule. Models trained alone use CE on their spike counts",
+    "- Training: every model of a dataset gets the same budget, 2 (MNIST) or 3 (Fashion-MNIST) epochs",
+    "  over 58000 training images, batches of 64, Adam 5e-3 with a cosine schedule. Models trained alone",
+    "  use CE on their spike counts",
     "  (`ce` term, `readout: counts`); each distilled row adds one spike loss at weight 1 to that CE",
     "  (`spikes` term, Δ = 2, τ = 1, raw windows). The combined row weighs all five components and the",
     "  CE equally. T → TA → S uses the combined loss in both stages.",
@@ -161,7 +165,8 @@ for ds, label, ok in verdicts:
     lines.append(f"- {ds}, {label}: **{'met' if ok else 'not met'}**")
 met = sum(ok for _, _, ok in verdicts)
 lines += ["", f"{met} of {len(verdicts)} distilled students meet it.", "",
-          f"Wall time: {total / 60:.1f} min for all runs on {os.cpu_count()} cores ({cpu()}), commit {commit()}.", ""]
+          f"Wall time: {total / 60:.1f} min for all runs on {os.cpu_count()} cores ({cpu()}), commit {commit()}. Other",
+          "experiments shared the cores during most runs, so per-run wall times are upper bounds.", ""]
 NOTES = os.path.join(here, "distilling-spikes.notes.md")
 if os.path.exists(NOTES):
     lines += [open(NOTES).read().rstrip(), ""]

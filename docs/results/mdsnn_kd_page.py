@@ -21,6 +21,10 @@ def cpu():
 
 
 def commit():
+    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
+    recorded = os.path.join(runs, "commit")
+    if os.path.exists(recorded):
+        return open(recorded).read().strip()
     try:
         return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):

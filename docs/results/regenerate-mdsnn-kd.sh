@@ -18,6 +18,7 @@ mkdir -p "$root"
 if [[ -z "${SNNSPEC_CLI:-}" ]]; then
     dotnet build Cli -c Release >"$root/build.log" 2>&1 || { tail -30 "$root/build.log"; exit 1; }
 fi
+git rev-parse --short HEAD >"$root/commit"
 read -r -a cli <<<"${SNNSPEC_CLI:-dotnet run -c Release --project Cli --no-build --}"
 [ -f snnspec-demo/teacher.safetensors ] || "${cli[@]}" demo
 

@@ -25,6 +25,10 @@ def cpu():
 
 
 def commit():
+    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
+    recorded = os.path.join(runs, "commit")
+    if os.path.exists(recorded):
+        return open(recorded).read().strip()
     try:
         return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
@@ -61,7 +65,8 @@ lines = [
     f"- ANN teacher: {teacher[0]:.2f} % test accuracy.",
     "- Regenerate: `bash docs/results/regenerate-temporal-kd-events.sh` (spec files `Examples/specs/results/tkdev-*.json`)",
     f"- Wall time: {total / 60:.1f} min for all runs (including the one-time emulation and the teacher) on",
-    f"  {os.cpu_count()} cores ({cpu()}), commit {commit()}",
+    f"  {os.cpu_count()} cores ({cpu()}), commit {commit()}; other experiments shared the cores during the seed-1",
+    "  runs, so their wall times are upper bounds.",
     "",
     "## Test accuracy (%) at every t, one T = 4 run per row",
     "",
