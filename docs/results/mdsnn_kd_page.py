@@ -51,7 +51,7 @@ lines = [
     "# MD-SNN on MNIST: membrane KD, probe granularity, crossbar inference and the versatile teacher",
     "",
     "Issue #9 item 4, the parts not on [md-snn-mnist.md](md-snn-mnist.md) and",
-    "[md-snn-bits-mnist.md](md-snn-bits-mnist.md). Every student is a 4-bit ConvNet SNN at T = 4",
+    "[md-snn-bits-mnist.md](md-snn-bits-mnist.md). Unless a row or section says otherwise, every student is a 4-bit ConvNet SNN at T = 4",
     "(weights, membranes and folded batch norm quantized, scales calibrated on a training batch) trained",
     "with the demo's student budget: 11000 training images, 1 epoch, batches of 32, Adam 5e-3 with a",
     "cosine schedule, seed 0 (student initialisation 1). The best epoch is chosen on 1000 validation",
