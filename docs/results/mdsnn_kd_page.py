@@ -95,6 +95,17 @@ if all([alone, nomem, conv, stage]):
         lines.append(f"| {label} | {row(s)} | `{full['name']}` ({full['seconds']:.0f} s) |")
         for t, v in enumerate(s, 1):
             csv_rows.append(("granularity", label, t, f"{v:.2f}", full["name"], f"{full['seconds']:.1f}"))
+    second = [(label, load(name + "-s2")) for label, name in (
+        ("4-bit, alone (per-step CE)", "mdsnn-b4-alone"), ("4-bit, temporal-wise KD, no membrane KD", "mdsnn-b4-nomembrane"),
+        ("4-bit, + membrane KD conv-wise = block-wise", "mdsnn-b4-distilled"), ("4-bit, + membrane KD stage-wise", "mdsnn-b4-stagewise"))]
+    if all(r for _, r in second):
+        lines += ["", "A second seed (student initialisation 2, training 1), and the mean of the two at t = 4:", "",
+                  "| model | t = 1 | t = 2 | t = 3 | t = 4 | mean of the seeds at t = 4 |", "|---|---|---|---|---|---|"]
+        for (label, r), first in zip(second, (alone, nomem, conv, stage)):
+            s2 = r["acc"]["student"]
+            lines.append(f"| {label} | {row(s2)} | {(s2[-1] + first['acc']['student'][-1]) / 2:.2f} |")
+            for t, v in enumerate(s2, 1):
+                csv_rows.append(("granularity, seed 2", label, t, f"{v:.2f}", r["name"], f"{r['seconds']:.1f}"))
     best = max([r["acc"]["student"][-1] for r in (conv, stage, full) if r])
     gap = teacher[-1] - best
     lines += ["", f"Best 4-bit student vs the teacher at t = 4: {gap:.2f} points (goal: within 0.3, "

@@ -42,6 +42,8 @@ if [[ $what == all || $what == accuracy ]]; then
     [[ -f $root/mdsnn-b4-distilled/report.json ]] || run mdsnn-b4-distilled
     run mdsnn-b4-nomembrane
     run mdsnn-b4-stagewise
+    # A second seed of the four granularity rows.
+    for r in alone nomembrane distilled stagewise; do run "mdsnn-b4-$r-s2"; done
     run mdsnn-xbar-b4
     # The integer student through the crossbar datapath: ideal, 8-bit and 4-bit ADCs, 64-row
     # crossbars with 4-bit cells, all 10000 test images.
