@@ -81,12 +81,9 @@ module EmulatedFrames =
     let cachePath (dir: string) (emu: EmulationOptions) (frames: FrameOptions) (images: ImageSet) =
         Path.Combine(dir, sprintf "emulated-frames-%s.bin" (fingerprint emu frames images))
 
-    /// The frames of <c>ofImages</c>, loaded from <c>dir</c> when an earlier call with the same images
-    /// and options saved them, else built and saved (atomically). A damaged file is rebuilt.
-    let cached (dir: string) (emu: EmulationOptions) (frames: FrameOptions) (images: ImageSet) =
-        Directory.CreateDirectory dir |> ignore
-        let path = cachePath dir emu frames images
-
+    /// The frames of <c>ofImages</c>, loaded from <c>path</c> when it holds them, else built and saved
+    /// there (atomically). A damaged file is rebuilt.
+    let cachedAt (path: string) (emu: EmulationOptions) (frames: FrameOptions) (images: ImageSet) =
         let build () =
             let f = ofImages emu frames images
             Frames.save path f
@@ -101,3 +98,8 @@ module EmulatedFrames =
                 build ()
         else
             build ()
+
+    /// <c>cachedAt</c> the file of these images and options in <c>dir</c> (<c>cachePath</c>).
+    let cached (dir: string) (emu: EmulationOptions) (frames: FrameOptions) (images: ImageSet) =
+        Directory.CreateDirectory dir |> ignore
+        cachedAt (cachePath dir emu frames images) emu frames images

@@ -1565,10 +1565,13 @@ module SpecFile =
                 Path.Combine(defaultArg fetch.CacheDir (Fetch.cacheRoot ()), "emulated-events")
 
             let frames (s: ImageSet) =
-                if not (File.Exists(EmulatedFrames.cachePath dir Emulation.defaults (frameOptions ds) s)) then
+                Directory.CreateDirectory dir |> ignore
+                let path = EmulatedFrames.cachePath dir Emulation.defaults (frameOptions ds) s
+
+                if not (File.Exists path) then
                     fetch.Log(sprintf "emulating the event recordings of %d %s images into %s" s.Count s.Name dir)
 
-                EmulatedFrames.cached dir Emulation.defaults (frameOptions ds) s :> ISampleSource
+                EmulatedFrames.cachedAt path Emulation.defaults (frameOptions ds) s :> ISampleSource
 
             frames train, frames test
         else

@@ -6,33 +6,20 @@ Standard library only; called by docs/results/regenerate.sh.
 """
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
+
+import pagekit
+from pagekit import cpu
 
 run_dir, wall, command = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 here = os.path.dirname(os.path.abspath(__file__))
 report = json.load(open(os.path.join(run_dir, "report.json")))
 
 
-def cpu():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def commit():
-    if len(sys.argv) > 4:
-        return sys.argv[4]
-    try:
-        return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return sys.argv[4] if len(sys.argv) > 4 else pagekit.commit()
 
 
 lines = [

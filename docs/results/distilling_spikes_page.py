@@ -5,12 +5,14 @@ Usage: distilling_spikes_page.py <runs-dir>   (standard library only; a dataset 
 missing is left out of the page)
 """
 import csv
-import json
 import os
-import subprocess
 import sys
 
+import pagekit
+from pagekit import cpu
+
 runs = sys.argv[1]
+run_commit = pagekit.commit(os.path.join(runs, "commit"))
 here = os.path.dirname(os.path.abspath(__file__))
 
 # The poster's numbers (methods.md §5d).
@@ -29,34 +31,11 @@ DISTILLED = [("l1", "full L1"), ("l2", "full L2"), ("kl", "KL on counts"), ("sl1
 STAGES = [("t-ta", "T → TA (assistant)"), ("combined", "T → S (student)"), ("t-ta-s", "T → TA → S (student)")]
 
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def commit():
-    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
-    recorded = os.path.join(runs, "commit")
-    if os.path.exists(recorded):
-        return open(recorded).read().strip()
-    try:
-        return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def load(d, row):
-    name = f"ds-{d}-{row}"
-    path = os.path.join(runs, name, "report.json")
-    if not os.path.exists(path):
-        return None
-    report = json.load(open(path))
-    acc = [a for a in report["accuracy"] if a["name"] != "teacher"][0]["accuracy"]
-    sec_path = os.path.join(runs, name + ".seconds")
-    seconds = float(open(sec_path).read()) if os.path.exists(sec_path) else float("nan")
-    return {"name": name, "acc": [100 * a for a in acc], "seconds": seconds}
+    r = pagekit.run(runs, f"ds-{d}-{row}")
+    return r and dict(r, acc=r["acc"]["student"])
 
 
 def pct(x):
@@ -165,7 +144,7 @@ for ds, label, ok in verdicts:
     lines.append(f"- {ds}, {label}: **{'met' if ok else 'not met'}**")
 met = sum(ok for _, _, ok in verdicts)
 lines += ["", f"{met} of {len(verdicts)} distilled students meet it.", "",
-          f"Wall time: {total / 60:.1f} min for all runs on {os.cpu_count()} cores ({cpu()}), commit {commit()}. Other",
+          f"Wall time: {total / 60:.1f} min for all runs on {os.cpu_count()} cores ({cpu()}), commit {run_commit}. Other",
           "experiments shared the cores during most runs, so per-run wall times are upper bounds.", ""]
 NOTES = os.path.join(here, "distilling-spikes.notes.md")
 if os.path.exists(NOTES):

@@ -11,30 +11,18 @@ Standard library only.
 import csv
 import json
 import os
-import platform
 import re
 import sys
 
+import pagekit
+from pagekit import cpu
+
 root = sys.argv[1]
+run_commit = pagekit.commit(os.path.join(root, "commit"))
 which = sys.argv[2] if len(sys.argv) > 2 else "all"
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def commit():
-    try:
-        return open(os.path.join(root, "commit")).read().strip()
-    except OSError:
-        return "unknown"
 
 
 def timings():
@@ -142,7 +130,7 @@ def setup_lines(runs, teacher_run):
             f" Test accuracy {pct(teacher_run['teacher'][0])} %."
         )
     lines += [
-        f"- Hardware: {os.cpu_count()} cores ({cpu()}), nothing else running; commit {commit()}.",
+        f"- Hardware: {os.cpu_count()} cores ({cpu()}), nothing else running; commit {run_commit}.",
         f"- Wall time: {total / 60:.1f} min for the {len(runs)} runs in the tables below (per run under Commands;"
         " each includes loading the data and evaluating every model on the test images).",
     ]
@@ -160,6 +148,21 @@ def write_csv(path, runs, extra=None):
         if extra:
             for row in extra:
                 w.writerow(row)
+
+
+def write_page(name, L, rows, xrows, xruns, teacher_run, goal_rows):
+    """Writes <name>.md and its CSV: the page's rows, the stronger-teacher rows and both ANN teachers."""
+    open(os.path.join(here, name + ".md"), "w").write("\n".join(L))
+    extra = []
+    if teacher_run is not None:
+        extra.append([teacher_run["name"], "ANN teacher (width 1)", 0, "teacher", 1, f"{teacher_run['teacher'][0]:.4f}", "", "ce"])
+    if xruns:
+        extra.append([xruns[0]["name"], "ANN teacher (width 1, stronger)", 0, "teacher", 1, f"{xruns[0]['teacher'][0]:.4f}", "", "ce"])
+    stronger = [("stronger teacher: " + lab, r) for k, lab, r in xrows if r is not None and r["name"].startswith("xt-")]
+    write_csv(os.path.join(here, name + ".csv"), [(label, r) for _, label, _, r in rows] + stronger, extra)
+    print(f"wrote docs/results/{name}.md and .csv")
+    for g in goal_rows:
+        print("goal", g)
 
 
 def commands_section(runs):
@@ -376,16 +379,7 @@ def tkd_page():
           "shape of the comparison carries over, not the values.", ""]
     L += commands_section(runs + xruns)
     L.append("")
-    open(os.path.join(here, "temporal-kd-fmnist.md"), "w").write("\n".join(L))
-    extra = []
-    if teacher_run is not None:
-        extra.append([teacher_run["name"], "ANN teacher (width 1)", 0, "teacher", 1, f"{teacher_run['teacher'][0]:.4f}", "", "ce"])
-    if xruns:
-        extra.append([xruns[0]["name"], "ANN teacher (width 1, stronger)", 0, "teacher", 1, f"{xruns[0]['teacher'][0]:.4f}", "", "ce"])
-    write_csv(os.path.join(here, "temporal-kd-fmnist.csv"), [(label, r) for _, label, _, r in rows] + [("stronger teacher: " + lab, r) for k, lab, r in xrows if r is not None and r["name"].startswith("xt-")], extra)
-    print("wrote docs/results/temporal-kd-fmnist.md and .csv")
-    for g in goal_rows:
-        print("goal", g)
+    write_page("temporal-kd-fmnist", L, rows, xrows, xruns, teacher_run, goal_rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,16 +508,7 @@ def bkd_page():
           "Fashion-MNIST with a small ConvNet and 2 epochs; only the shape of the comparison carries over.", ""]
     L += commands_section(runs + xruns)
     L.append("")
-    open(os.path.join(here, "bkdsnn-fmnist.md"), "w").write("\n".join(L))
-    extra = []
-    if teacher_run is not None:
-        extra.append([teacher_run["name"], "ANN teacher (width 1)", 0, "teacher", 1, f"{teacher:.4f}", "", "ce"])
-    if xruns:
-        extra.append([xruns[0]["name"], "ANN teacher (width 1, stronger)", 0, "teacher", 1, f"{xruns[0]['teacher'][0]:.4f}", "", "ce"])
-    write_csv(os.path.join(here, "bkdsnn-fmnist.csv"), [(label, r) for _, label, _, r in rows] + [("stronger teacher: " + lab, r) for k, lab, r in xrows if r is not None and r["name"].startswith("xt-")], extra)
-    print("wrote docs/results/bkdsnn-fmnist.md and .csv")
-    for g in goal_rows:
-        print("goal", g)
+    write_page("bkdsnn-fmnist", L, rows, xrows, xruns, teacher_run, goal_rows)
 
 
 if which in ("tkd", "all"):

@@ -6,25 +6,16 @@ Usage: mdsnn_bits_page.py <runs-dir>   (standard library only)
 import csv
 import json
 import os
-import subprocess
 import sys
 
+import pagekit
+from pagekit import cpu
+
 runs = sys.argv[1]
+run_commit = pagekit.commit(os.path.join(runs, "bits.commit"))
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def commit():
-    try:
-        return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def load(name):
@@ -62,7 +53,7 @@ lines = [
     "",
     "- Seeds: student initialisation 1, training 0 (shuffling and every per-step key).",
     "- Regenerate: `bash docs/results/regenerate-mdsnn-bits.sh` (runs the demo first when `snnspec-demo/teacher.safetensors` is missing)",
-    f"- Wall time: {total / 60:.1f} min for the six runs on {os.cpu_count()} cores ({cpu()}), commit {commit()}",
+    f"- Wall time: {total / 60:.1f} min for the six runs on {os.cpu_count()} cores ({cpu()}), commit {run_commit}",
     "",
     "## Test accuracy (%) at every t (one T = 4 run per row, read at t)",
     "",

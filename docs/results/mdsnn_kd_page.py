@@ -6,40 +6,20 @@ Usage: mdsnn_kd_page.py <runs-dir>   (standard library only; parts whose runs ar
 import csv
 import json
 import os
-import subprocess
 import sys
 
+import pagekit
+from pagekit import cpu
+
 runs = sys.argv[1]
+run_commit = pagekit.commit(os.path.join(runs, "commit"))
 here = os.path.dirname(os.path.abspath(__file__))
 
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def commit():
-    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
-    recorded = os.path.join(runs, "commit")
-    if os.path.exists(recorded):
-        return open(recorded).read().strip()
-    try:
-        return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def load(name):
-    path = os.path.join(runs, name, "report.json")
-    if not os.path.exists(path):
-        return None
-    report = json.load(open(path))
-    seconds_path = os.path.join(runs, name + ".seconds")
-    seconds = float(open(seconds_path).read()) if os.path.exists(seconds_path) else float("nan")
-    acc = {a["name"]: [100 * v for v in a["accuracy"]] for a in report["accuracy"]}
-    return {"name": name, "acc": acc, "seconds": seconds}
+    return pagekit.run(runs, name)
 
 
 def row(values):
@@ -58,7 +38,7 @@ lines = [
     "images and accuracy is measured on all 10000 test images.",
     "",
     "- Regenerate: `bash docs/results/regenerate-mdsnn-kd.sh` (spec files `Examples/specs/results/mdsnn-*.json`)",
-    f"- Hardware: {os.cpu_count()} cores ({cpu()}), commit {commit()}. Other experiments shared the cores",
+    f"- Hardware: {os.cpu_count()} cores ({cpu()}), commit {run_commit}. Other experiments shared the cores",
     "  while these ran, so wall times are upper bounds; accuracies do not depend on it.",
 ]
 

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 dotnet build Cli -c Release >/dev/null
 [ -f snnspec-demo/teacher.safetensors ] || dotnet run -c Release --project Cli --no-build -- demo
 mkdir -p runs/mdsnn
+git rev-parse --short HEAD > runs/mdsnn/bits.commit
 for b in 2 4 8; do
   for v in alone distilled; do
     name=mdsnn-b$b-$v

@@ -14,32 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
 root=runs/mdsnn
-mkdir -p "$root"
-if [[ -z "${SNNSPEC_CLI:-}" ]]; then
-    dotnet build Cli -c Release >"$root/build.log" 2>&1 || { tail -30 "$root/build.log"; exit 1; }
-fi
-git rev-parse --short HEAD >"$root/commit"
-read -r -a cli <<<"${SNNSPEC_CLI:-dotnet run -c Release --project Cli --no-build --}"
+source docs/results/runkit.sh
 [ -f snnspec-demo/teacher.safetensors ] || "${cli[@]}" demo
 
-run() {
-    local name=$1 out=$root/$1
-    if [[ "${KEEP:-0}" == 1 && -f $out/report.json ]]; then
-        echo "== $name: kept"
-        return
-    fi
-    echo "== $name ($(date -u +%H:%M:%S) UTC)"
-    rm -rf "$out"
-    local start
-    start=$(date +%s.%N)
-    "${cli[@]}" distill "Examples/specs/results/$name.json" --out "$out" </dev/null >"$root/$name.log" 2>&1 ||
-        { tail -20 "$root/$name.log"; exit 1; }
-    echo "$(date +%s.%N) - $start" | bc >"$root/$name.seconds"
-    grep -E '│ student' "$root/$name.log" | tail -1 || true
-}
-
 if [[ $what == all || $what == accuracy ]]; then
-    [[ -f $root/mdsnn-b4-distilled/report.json ]] || run mdsnn-b4-distilled
+    # The alone and conv-wise rows come from regenerate-mdsnn-bits.sh; run here when missing.
+    for r in alone distilled; do [[ -f $root/mdsnn-b4-$r/report.json ]] || run "mdsnn-b4-$r"; done
     run mdsnn-b4-nomembrane
     run mdsnn-b4-stagewise
     # A second seed of the four granularity rows.

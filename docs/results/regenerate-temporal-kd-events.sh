@@ -8,28 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=runs/events
-mkdir -p "$root"
-if [[ -z "${SNNSPEC_CLI:-}" ]]; then
-    dotnet build Cli -c Release >"$root/build.log" 2>&1 || { tail -30 "$root/build.log"; exit 1; }
-fi
-git rev-parse --short HEAD >"$root/commit"
-read -r -a cli <<<"${SNNSPEC_CLI:-dotnet run -c Release --project Cli --no-build --}"
-
-run() {
-    local name=$1 out=$root/$1
-    if [[ "${KEEP:-0}" == 1 && -f $out/report.json ]]; then
-        echo "== $name: kept"
-        return
-    fi
-    echo "== $name ($(date -u +%H:%M:%S) UTC)"
-    rm -rf "$out"
-    local start
-    start=$(date +%s.%N)
-    "${cli[@]}" distill "Examples/specs/results/$name.json" --out "$out" </dev/null >"$root/$name.log" 2>&1 ||
-        { tail -20 "$root/$name.log"; exit 1; }
-    echo "$(date +%s.%N) - $start" | bc >"$root/$name.seconds"
-    grep -E '│ (teacher|student)' "$root/$name.log" | tail -2 || true
-}
+source docs/results/runkit.sh
 
 # Seed 1 (tkdev-kd trains the teacher every other run loads), then seed 2.
 for r in kd temporal-masked temporal-ensemble alone kd-s2 temporal-masked-s2 temporal-ensemble-s2 alone-s2; do

@@ -4,12 +4,14 @@
 Usage: temporal_kd_events_page.py <runs-dir>   (standard library only)
 """
 import csv
-import json
 import os
-import subprocess
 import sys
 
+import pagekit
+from pagekit import cpu
+
 runs = sys.argv[1]
+run_commit = pagekit.commit(os.path.join(runs, "commit"))
 here = os.path.dirname(os.path.abspath(__file__))
 ROWS = [("tkdev-alone", "student alone (CE on the time-mean logits)"),
         ("tkdev-kd", "standard KD (CE + 0.2·KL_3 on the time-mean logits)"),
@@ -17,28 +19,11 @@ ROWS = [("tkdev-alone", "student alone (CE on the time-mean logits)"),
         ("tkdev-temporal-masked", "temporal-wise KD, code form (correctness-masked self target)")]
 
 
-def cpu():
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def commit():
-    # The commit the runs were made with, recorded by the regenerate script; else the checkout's.
-    recorded = os.path.join(runs, "commit")
-    if os.path.exists(recorded):
-        return open(recorded).read().strip()
-    try:
-        return subprocess.check_output(["git", "-C", here, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def load(name):
-    report = json.load(open(os.path.join(runs, name, "report.json")))
-    seconds = float(open(os.path.join(runs, name + ".seconds")).read())
-    return {a["name"]: [100 * v for v in a["accuracy"]] for a in report["accuracy"]}, seconds
+    r = pagekit.run(runs, name)
+    return r["acc"], r["seconds"]
 
 
 runs_by_name = {name: load(name) for name, _ in ROWS}
@@ -65,7 +50,7 @@ lines = [
     f"- ANN teacher: {teacher[0]:.2f} % test accuracy.",
     "- Regenerate: `bash docs/results/regenerate-temporal-kd-events.sh` (spec files `Examples/specs/results/tkdev-*.json`)",
     f"- Wall time: {total / 60:.1f} min for all runs (including the one-time emulation and the teacher) on",
-    f"  {os.cpu_count()} cores ({cpu()}), commit {commit()}; other experiments shared the cores during the seed-1",
+    f"  {os.cpu_count()} cores ({cpu()}), commit {run_commit}; other experiments shared the cores during the seed-1",
     "  runs, so their wall times are upper bounds.",
     "",
     "## Test accuracy (%) at every t, one T = 4 run per row",
