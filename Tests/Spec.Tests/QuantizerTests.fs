@@ -54,14 +54,17 @@ let ``MINT's weight gradient is zero outside the clamp range and (1 − tanh²) 
     let g =
         Diff.grad (fun w -> Tensor.sum (Quantizer.mint (Bits.Fixed bits) (Tensor.scalar alpha) w)) w
 
+    // A weight whose |tanh w| is within float rounding of α may fall on either side of the clamp
+    // (the kernel's tanh and MathF.Tanh differ in the last bits): either gradient is right there.
+    let inside (t: float32) (gv: float32) = abs (gv - (1.0f - t * t)) < 1e-5f
+
     Array.forall2
         (fun (wv: float32) (gv: float32) ->
             let t = MathF.Tanh wv
 
-            if abs t > alpha then
-                gv = 0.0f
-            else
-                abs (gv - (1.0f - t * t)) < 1e-5f)
+            if abs (abs t - alpha) < 1e-6f then gv = 0.0f || inside t gv
+            elif abs t > alpha then gv = 0.0f
+            else inside t gv)
         (w.ToArray())
         (g.ToArray())
 
