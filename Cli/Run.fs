@@ -508,12 +508,16 @@ let datasetSection (name: string) (train: int) (validation: int) (test: int) (di
     }
 
 /// The dataset section a checkpoint reads: on an event dataset, the frame count it was trained with
-/// (its "frames" metadata), else one frame per step of an SNN.
+/// (its "frames" metadata), else the frames an ANN stacks, else one frame per step of an SNN.
 let forModel (c: Checkpoint) (ds: DatasetSection) =
     if not ds.IsSequence then
         ds
     else
         match c.Metadata.TryFind "frames" |> Option.map Int32.TryParse, c.Model.Mode with
         | Some(true, f), _ when f > 0 -> { ds with Frames = f }
+        | _ when (Architecture.stackedFrames c.Model.Architecture).IsSome ->
+            { ds with
+                Frames = (Architecture.stackedFrames c.Model.Architecture).Value
+            }
         | _, ExecutionMode.Snn t -> { ds with Frames = t }
         | _ -> ds

@@ -130,8 +130,14 @@ let command () =
 
     let width = opt "--width" "Channel width multiplier." 1.0f
     let hidden = opt "--hidden" "Hidden sizes of an mlp, comma-separated." "128"
-    let steps = opt "--steps" "Timesteps T." 4
+    let steps = opt "--steps" "Timesteps T (on event data also the frame count)." 4
     let ann = opt "--ann" "Train the ANN twin (an ANN teacher)." false
+
+    let stack =
+        opt
+            "--stack-frames"
+            "With --ann on event data: read the frames concatenated along channels, in order, instead of their time-mean."
+            false
 
     let bits =
         opt "--bits" "Quantization-aware training at N bits (MINT); 0 trains full precision." 0
@@ -157,7 +163,7 @@ let command () =
             false
 
     for o in
-        [ model :> Option; width; hidden; steps; ann; bits ]
+        [ model :> Option; width; hidden; steps; ann; stack; bits ]
         @ data.All
         @ [ epochs; batch; optimizer; lr; wd; seed; loss; name; out; resume ] do
         cmd.Options.Add o
@@ -225,6 +231,7 @@ let command () =
                             Hidden = hiddenSizes
                             Steps = [ t ]
                             Ann = r.GetValue ann
+                            StackFrames = r.GetValue stack
                             Seed = r.GetValue seed
                             Dropout = 0.0f
                             Neuron = None
@@ -242,8 +249,19 @@ let command () =
                         }
                     Dataset =
                         let ds = data.Section r
-                        // An SNN on event frames reads one frame per step.
-                        if ds.IsSequence && not (r.GetValue ann) then
+
+                        if r.GetValue stack && not (r.GetValue ann) then
+                            Console.usage
+                                "--stack-frames without --ann. Fix: add --ann (an SNN reads one frame per step)."
+
+                        if r.GetValue stack && not ds.IsSequence then
+                            Console.usage
+                                "--stack-frames on %s, whose samples are images. Fix: use an event dataset (event-mnist, event-fashion-mnist, event-synthetic)."
+                                ds.Name
+
+                        // On event data --steps is the frame count: an SNN reads one frame per step,
+                        // an ANN their time-mean or (--stack-frames) all of them concatenated.
+                        if ds.IsSequence then
                             if t > 256 then
                                 Console.usage
                                     "--steps %d on event frames. Fix: give at most 256 steps (one frame each)."

@@ -287,6 +287,10 @@ module Network =
             | Dropout _
             | RepeatOverTime
             | Tap _ -> st
+            | StackFrames f ->
+                match st.Shape with
+                | Spatial(c, h, w) -> { st with Shape = Spatial(c * f, h, w) }
+                | Flat c -> { st with Shape = Flat(c * f) }
             | Stage(n, ls) -> walk (full prefix n) st ls
             | Residual(n, kind, main, shortcut, after) ->
                 let name = full prefix n

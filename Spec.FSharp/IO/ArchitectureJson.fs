@@ -175,6 +175,9 @@ module ArchitectureJson =
             w.WriteString("name", n)
             layers "layers" (full n) ls
         | RepeatOverTime -> start "repeat_over_time"
+        | StackFrames f ->
+            start "stack_frames"
+            w.WriteNumber("frames", f)
         | Tap n ->
             start "tap"
             w.WriteString("name", n)
@@ -388,6 +391,7 @@ module ArchitectureJson =
             let n = name ()
             Stage(n, children n "layers")
         | "repeat_over_time" -> RepeatOverTime
+        | "stack_frames" -> StackFrames(int l "frames" 1 where)
         | "tap" -> Tap(name ())
         | other -> bad (sprintf "%s: unknown layer type %A" where other)
 

@@ -49,6 +49,9 @@ type ModelSection =
         Steps: int list
         /// Run as the ANN twin (teachers only).
         Ann: bool
+        /// An ANN on event frames that reads the T frames concatenated along channels, in order
+        /// (Architecture.stackFrames), instead of their time-mean.
+        StackFrames: bool
         Seed: int
         Dropout: float32
         /// The neuron of every spiking population (the zoo default, SpikingJelly's LIF, when None).
@@ -628,6 +631,7 @@ module SpecFile =
             "hidden"
             "steps"
             "ann"
+            "stackFrames"
             "seed"
             "dropout"
             "neuron"
@@ -653,6 +657,7 @@ module SpecFile =
             Hidden = hidden
             Steps = optWith stepsOf n "steps" [ 4 ]
             Ann = optWith boolean n "ann" false
+            StackFrames = optWith boolean n "stackFrames" false
             Seed = optWith integer n "seed" defaultSeed
             Dropout = optWith (fun v -> probability v "the dropout") n "dropout" 0.0f
             Neuron =
@@ -1054,6 +1059,28 @@ module SpecFile =
         if student.Ann then
             fail (studentNode.P + ".ann") "is true, but students train as SNNs. Fix: remove \"ann\" from the student."
 
+        let checkStacking (path: string) (m: ModelSection) =
+            if m.StackFrames && not m.Ann then
+                fail
+                    (path + ".stackFrames")
+                    "is true, but only an ANN stacks frames (an SNN reads one frame per step). Fix: set \"ann\": true, or remove \"stackFrames\"."
+
+            if m.StackFrames && not ds.IsSequence then
+                fail
+                    (path + ".stackFrames")
+                    (sprintf
+                        "is true, but %s samples are images, not frame sequences. Fix: use an event dataset (event-mnist, event-fashion-mnist, event-synthetic), or remove \"stackFrames\"."
+                        ds.Name)
+
+        checkStacking studentNode.P student
+
+        assistants
+        |> List.iteri (fun i a -> checkStacking (sprintf "$.assistants[%d]" i) a)
+
+        match teacherSection with
+        | Some(TeacherSection.Train(m, _)) -> checkStacking "$.teacher.model" m
+        | _ -> ()
+
         // Event samples are sequences of ds.Frames frames: every SNN runs at T = Frames.
         if ds.IsSequence then
             let check (path: string) (m: ModelSection) =
@@ -1160,7 +1187,10 @@ module SpecFile =
             Width = m.Width
             Dropout = m.Dropout
             Neuron = m.Neuron |> Option.defaultValue ZooConfig.Mnist.Neuron
-            InputChannels = (if ds.IsSequence then 2 else 1)
+            InputChannels =
+                (if m.StackFrames then 2 * ds.Frames
+                 elif ds.IsSequence then 2
+                 else 1)
             InputSize =
                 (if ds.IsSequence then
                      28 + 2 * Emulation.defaults.Margin
@@ -1200,7 +1230,12 @@ module SpecFile =
             | None -> withTap
             | Some name -> withTap @ [ Spiking(name, cfg.Neuron) ]
 
-        { arch with Layers = layers }
+        let arch = { arch with Layers = layers }
+
+        if m.StackFrames then
+            Architecture.stackFrames ds.Frames arch
+        else
+            arch
 
     /// A fresh model of the section at T = the largest of its steps (quantized when configured; the
     /// scales calibrated on <c>calibration</c> when given and asked for).
@@ -1245,7 +1280,7 @@ module SpecFile =
     let private tapShapes (m: Model) (taps: string list) =
         Diff.noGrad (fun () ->
             use _ = TensorScope.Begin()
-            let x = Tensor.zeros (Array.append [| 2 |] m.Architecture.InputShape)
+            let x = Tensor.zeros (Architecture.batchShape 2 m.Architecture)
 
             let out =
                 Model.forward
@@ -1425,6 +1460,28 @@ module SpecFile =
                         fail "$.teacher.checkpoint" (sprintf "cannot be loaded: %s" e.Message)
 
                 match c.Model.Mode with
+                | ExecutionMode.Ann when
+                    (Architecture.stackedFrames c.Model.Architecture
+                     |> Option.exists ((<>) ds.Frames))
+                    ->
+                    let f = (Architecture.stackedFrames c.Model.Architecture).Value
+
+                    fail
+                        "$.teacher.checkpoint"
+                        (if ds.IsSequence then
+                             sprintf
+                                 "is an ANN that stacks %d frames, but %s samples are sequences of %d frames. Fix: set \"dataset\": {\"frames\": %d}, or use a teacher trained on %d frames."
+                                 f
+                                 ds.Name
+                                 ds.Frames
+                                 f
+                                 ds.Frames
+                         else
+                             sprintf
+                                 "is an ANN that stacks %d event frames, but %s samples are images. Fix: use the event dataset it was trained on, with \"frames\": %d."
+                                 f
+                                 ds.Name
+                                 f)
                 | ExecutionMode.Snn t when ds.IsSequence && t <> ds.Frames ->
                     fail
                         "$.teacher.checkpoint"

@@ -63,6 +63,10 @@ type LayerSpec =
     /// Layers before this marker run once on the static [B, …] input; their output is then repeated
     /// over T (MINT's direct encoding through the first conv). Without it the input is repeated first.
     | RepeatOverTime
+    /// First layer only: the input is a sequence of this many frames [T, B, C, …] whose frames are
+    /// concatenated along the channel axis into one static sample [B, T·C, …] (an ANN that reads
+    /// event frames in order). InputShape stays the per-frame shape [C, …]; see Architecture.stackFrames.
+    | StackFrames of frames: int
     /// Records the current value under this name (e.g. "feature", the input to the classifier).
     | Tap of name: string
 
@@ -106,7 +110,8 @@ module Architecture =
             | AdaptiveAvgPool _
             | Flatten
             | Dropout _
-            | RepeatOverTime -> [])
+            | RepeatOverTime
+            | StackFrames _ -> [])
 
     /// (full name, layer) for every named layer, depth first.
     let layers (arch: Architecture) = walk "" arch.Layers
@@ -118,3 +123,45 @@ module Architecture =
             match l with
             | Spiking _ -> Some n
             | _ -> None)
+
+    /// The frame count T of an architecture that starts with StackFrames T.
+    let stackedFrames (arch: Architecture) =
+        match arch.Layers with
+        | StackFrames f :: _ -> Some f
+        | _ -> None
+
+    /// An architecture built for T·C input channels, turned into one that reads a sequence of T
+    /// frames [T, B, C, …] by concatenating them along channels ([B, T·C, …], frame 0 first): the
+    /// usual ANN baseline on event frames, which sees their order where a time-mean would not.
+    /// InputShape becomes the per-frame [C, …].
+    let stackFrames (frames: int) (arch: Architecture) =
+        if frames < 1 then
+            Errors.invalidArg "Architecture.stackFrames" "frames" frames "at least 1"
+
+        if arch.InputShape.Length = 0 || arch.InputShape[0] % frames <> 0 then
+            Errors.invalidArg
+                "Architecture.stackFrames"
+                "arch"
+                (Errors.showShape arch.InputShape)
+                (sprintf
+                    "an architecture whose input has a multiple of %d channels (T·C, built for the stacked frames)"
+                    frames)
+
+        if stackedFrames arch |> Option.isSome then
+            Errors.invalidArg
+                "Architecture.stackFrames"
+                "arch"
+                arch.Name
+                "an architecture that does not stack frames already"
+
+        { arch with
+            Layers = StackFrames frames :: arch.Layers
+            InputShape = Array.append [| arch.InputShape[0] / frames |] arch.InputShape[1..]
+        }
+
+    /// The shape of a batch of B samples the architecture reads: [B, …InputShape], or
+    /// [T, B, …InputShape] when it stacks T frames (for shape probes on zero batches).
+    let batchShape (batch: int) (arch: Architecture) =
+        match stackedFrames arch with
+        | Some f -> Array.append [| f; batch |] arch.InputShape
+        | None -> Array.append [| batch |] arch.InputShape

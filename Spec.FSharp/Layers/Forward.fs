@@ -427,6 +427,12 @@ module Forward =
                 "RepeatOverTime"
                 prefix
                 "the marker only at the top level of an architecture's layer list (it splits the static part from the per-step part)"
+        | StackFrames _ ->
+            Errors.invalidArg
+                "Forward.run"
+                "StackFrames"
+                prefix
+                "the marker only as the first layer of an architecture's top-level list (it turns the input sequence into one static sample)"
 
     /// Runs a layer list: a conv whose plan folds the Norm after it runs as FoldedBatchNorm.conv2d;
     /// an exported (weight [→ Norm] → Spiking) group on a binary input runs in integer arithmetic.
@@ -591,6 +597,20 @@ module Forward =
             }
 
         let sequence = x.Rank = inRank + 2
+        let stacked = Architecture.stackedFrames arch
+
+        match stacked with
+        | Some f when not sequence || x.Shape[0] <> f ->
+            Errors.shapeMismatch
+                "Forward.run"
+                [ x.Shape; Array.append [| f; -1 |] arch.InputShape ]
+                (sprintf
+                    "%s stacks %d frames: give a sequence [%d, B, %s]"
+                    arch.Name
+                    f
+                    f
+                    (System.String.Join(", ", arch.InputShape)))
+        | _ -> ()
 
         if not sequence && x.Rank <> inRank + 1 then
             Errors.shapeMismatch
@@ -607,7 +627,7 @@ module Forward =
                 [ x.Shape; arch.InputShape ]
                 (sprintf "%s takes inputs of shape %s per sample" arch.Name (Errors.showShape arch.InputShape))
 
-        if sequence && snn && x.Shape[0] <> steps then
+        if sequence && snn && stacked.IsNone && x.Shape[0] <> steps then
             Errors.shapeMismatch
                 "Forward.run"
                 [ x.Shape; [| steps |] ]
@@ -652,15 +672,26 @@ module Forward =
                 | RepeatOverTime -> true
                 | _ -> false)
 
+        // [T, B, C, …] → [B, T, C, …] → [B, T·C, …]: frame t fills channels t·C … (t+1)·C − 1.
+        let stack (s: Tensor) =
+            let perm = Array.init s.Rank id
+            perm[0] <- 1
+            perm[1] <- 0
+
+            Tensor.permute perm s
+            |> Tensor.reshape (Array.append [| s.Shape[1]; s.Shape[0] * s.Shape[2] |] s.Shape[3..])
+
         let mutable value =
-            if sequence then
+            if stacked.IsSome then
+                (if hasMarker then stack x else repeat (stack x))
+            elif sequence then
                 (if snn then flatten x else Tensor.meanDims [| 0 |] false x)
             elif hasMarker then
                 x
             else
                 repeat x
 
-        let mutable repeated = sequence || not hasMarker
+        let mutable repeated = (sequence && stacked.IsNone) || not hasMarker
 
         let segment = ResizeArray()
 
@@ -668,7 +699,12 @@ module Forward =
             value <- applyList r "" value (List.ofSeq segment)
             segment.Clear()
 
-        for layer in arch.Layers do
+        let body =
+            match arch.Layers with
+            | StackFrames _ :: rest -> rest
+            | layers -> layers
+
+        for layer in body do
             match layer with
             | RepeatOverTime ->
                 flush ()
@@ -706,7 +742,9 @@ module Forward =
     let mutable internal InferenceSliceSteps = 128
 
     /// Runs the architecture. The input is a static batch [B, …InputShape] (repeated over T, after
-    /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape]. A quantized
+    /// the layers before RepeatOverTime if present) or a sequence [T, B, …InputShape] (an SNN reads
+    /// one frame per step, an ANN their time-mean, an architecture starting with StackFrames T the
+    /// frames concatenated along channels, see Architecture.stackFrames). A quantized
     /// model's plan (Model.quantize) is read from the buffers and applied: weights through
     /// Quantizer.mint, folded conv–BN pairs, quantized membranes (Neuron.runWith). An eval-mode
     /// run without a tape and without probes on a static batch of more than

@@ -51,7 +51,10 @@ module Model =
         let modeText =
             match m.Mode with
             | ExecutionMode.Snn t -> sprintf "SNN, T = %d" t
-            | ExecutionMode.Ann -> "ANN"
+            | ExecutionMode.Ann ->
+                match Architecture.stackedFrames m.Architecture with
+                | Some f -> sprintf "ANN, %d frames stacked" f
+                | None -> "ANN"
 
         sb.AppendLine(
             sprintf

@@ -124,7 +124,7 @@ module SpecTerm =
         let shape =
             Diff.noGrad (fun () ->
                 use _ = TensorScope.Begin()
-                let x = Tensor.zeros (Array.append [| 2 |] m.Architecture.InputShape)
+                let x = Tensor.zeros (Architecture.batchShape 2 m.Architecture)
 
                 let out =
                     Model.forward
@@ -286,7 +286,7 @@ module DistillationSpec =
     let private probeShapes (m: Model) (probes: ProbeRequest) =
         Diff.noGrad (fun () ->
             use _ = TensorScope.Begin()
-            let x = Tensor.zeros (Array.append [| 2 |] m.Architecture.InputShape)
+            let x = Tensor.zeros (Architecture.batchShape 2 m.Architecture)
 
             let out =
                 Model.forward

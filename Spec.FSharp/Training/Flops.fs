@@ -43,6 +43,7 @@ module Flops =
                 | Dropout _
                 | Tap _
                 | RepeatOverTime -> ()
+                | StackFrames f -> s <- Array.append [| s[0] * f |] s[1..]
 
             s, macs
 

@@ -92,6 +92,8 @@ let ``bad input exits with code 2`` () =
             [ "train"; "--model"; "nosuch" ]
             [ "train"; "--dataset"; "nosuch" ]
             [ "train"; "--validation"; "5000" ]
+            [ "train"; "--dataset"; "event-synthetic"; "--stack-frames" ]
+            [ "train"; "--dataset"; "synthetic"; "--ann"; "--stack-frames" ]
             [ "report"; dir.File "nothing-here" ]
         ] do
         Assert.That(Program.run (Array.ofList args), Is.EqualTo 2, String.concat " " args)

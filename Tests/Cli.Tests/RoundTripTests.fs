@@ -382,3 +382,58 @@ let ``temporal KD from an ANN teacher on emulated event frames, then eval of the
 
     for name in live.Names do
         Assert.That(cached[name].ToArray(), Is.EqualTo(box (live[name].ToArray())), name)
+
+[<Test>]
+let ``an ANN that stacks event frames trains, evaluates on its frames and teaches an SNN`` () =
+    use dir = new TempDir()
+    let out = dir.File "stacked"
+
+    let trained =
+        Program.run
+            [|
+                "train"
+                "--model"
+                "convnet"
+                "--width"
+                "0.25"
+                "--ann"
+                "--stack-frames"
+                "--steps"
+                "3"
+                "--dataset"
+                "event-synthetic"
+                "--train"
+                "100"
+                "--validation"
+                "20"
+                "--test"
+                "30"
+                "--out"
+                out
+            |]
+
+    Assert.That(trained, Is.EqualTo 0)
+    let teacher = Path.Combine(out, "teacher.safetensors")
+    let c = SpecFile.loadModel teacher
+    Assert.That(Architecture.stackedFrames c.Model.Architecture, Is.EqualTo(Some 3))
+    Assert.That(c.Model.Architecture.InputShape, Is.EqualTo(box [| 2; 34; 34 |]))
+    Assert.That(Program.run [| "eval"; teacher; "--dataset"; "event-synthetic"; "--test"; "30" |], Is.EqualTo 0)
+
+    let specText frames =
+        (spec
+            (sprintf """{ "checkpoint": %s }""" (JsonSerializer.Serialize teacher))
+            (sprintf """{ "zoo": "convnet", "width": 0.25, "steps": %d }""" frames)
+            """[{ "kind": "ce" }, { "kind": "kd" }]""")
+            .Replace(
+                """"dataset": { "name": "synthetic", "train": 300, "validation": 50, "test": 100 }""",
+                sprintf
+                    """"dataset": { "name": "event-synthetic", "frames": %d, "train": 100, "validation": 20, "test": 30 }"""
+                    frames
+            )
+
+    let specPath = dir.File "stacked-kd.json"
+    File.WriteAllText(specPath, specText 3)
+    Assert.That(Program.run [| "distill"; specPath; "--out"; dir.File "kd" |], Is.EqualTo 0)
+    // A teacher that stacks 3 frames cannot read sequences of 2.
+    File.WriteAllText(specPath, specText 2)
+    Assert.That(Program.run [| "distill"; specPath; "--out"; dir.File "kd2" |], Is.EqualTo 2)

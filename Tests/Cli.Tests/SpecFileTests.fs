@@ -191,6 +191,38 @@ let ``event datasets give the frame count to every SNN and the zoo 2x34x34 input
     |> ignore
 
 [<Test>]
+let ``an ANN teacher on event frames may stack them, and only an ANN on event data may`` () =
+    let withTeacher (dataset: string) (teacher: string) =
+        (spec teacher """{ "zoo": "convnet", "steps": 3 }""" """[{ "kind": "kd" }]""")
+            .Replace(""""dataset": { "name": "synthetic",""", dataset)
+
+    let events = """"dataset": { "name": "event-synthetic", "frames": 3,"""
+
+    let f =
+        SpecFile.parse (withTeacher events """{ "model": { "zoo": "convnet", "ann": true, "stackFrames": true } }""")
+
+    match f.Teacher with
+    | Some(TeacherSection.Train(m, _)) ->
+        let arch = SpecFile.architecture f.Dataset m
+        Assert.That(Architecture.stackedFrames arch, Is.EqualTo(Some 3))
+        Assert.That(arch.InputShape, Is.EqualTo(box [| 2; 34; 34 |]))
+    | other -> Assert.Fail(sprintf "unexpected teacher %A" other)
+
+    let e =
+        withTeacher events """{ "model": { "zoo": "convnet", "steps": 3, "stackFrames": true } }"""
+        |> failsAt "$.teacher.model.stackFrames"
+
+    Assert.That(e.Message, Does.Contain "\"ann\": true")
+
+    let e =
+        withTeacher
+            """"dataset": { "name": "synthetic","""
+            """{ "model": { "zoo": "convnet", "ann": true, "stackFrames": true } }"""
+        |> failsAt "$.teacher.model.stackFrames"
+
+    Assert.That(e.Message, Does.Contain "event dataset")
+
+[<Test>]
 let ``invalid JSON gives the line`` () =
     let e = failsAt "$" "{\n  \"schemaVersion\": 1,\n  \"dataset\": { \"name\": }\n}"
     Assert.That(e.Message, Does.Contain "line 3")

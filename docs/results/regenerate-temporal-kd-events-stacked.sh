@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Temporal-wise KD on emulated event-MNIST from an ANN teacher that reads the 4 frames concatenated
+# along channels, in order (docs/results/temporal-kd-events.md, second part): standard KD, paper form
+# and reference-code form, two seeds. The students alone are the first part's (regenerate-temporal-kd-events.sh).
+#
+#   bash docs/results/regenerate-temporal-kd-events-stacked.sh   # ~10 min on 2 cores
+#   KEEP=1 ... / SNNSPEC_CLI="dotnet /path/to/snnspec.dll" ...    # as the other regenerate scripts
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=runs/events-stacked
+source docs/results/runkit.sh
+
+# tkdev-stacked-kd trains the teacher every other run loads.
+for r in kd temporal-masked temporal-ensemble kd-s2 temporal-masked-s2 temporal-ensemble-s2; do
+    run "tkdev-stacked-$r"
+done
+if [[ -f runs/events/commit ]]; then python3 docs/results/temporal_kd_events_page.py runs/events; fi
