@@ -11,12 +11,16 @@ open SnnSpec
 open SnnSpec.Training
 open SnnSpec.IO
 open SnnSpec.HwSim
+open SnnSpec.Data
 
 /// One crossbar read-out the checkpoint is evaluated through (`--crossbar-adc`), with its accuracy.
 type CrossbarRun =
     {
         /// The ADC as given: "ideal" or its bits.
         Adc: string
+        /// Per-layer full scales calibrated on training images (--adc-coverage); empty for the
+        /// largest possible partial sum.
+        FullScales: Map<string, float>
         Result: CrossbarAccuracy
     }
 
@@ -58,6 +62,15 @@ let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossba
                 w.WriteNumber("integerAccuracy", c.Result.Integer)
                 w.WriteNumber("floatAccuracy", c.Result.Float)
                 w.WriteNumber("samples", c.Result.Samples)
+
+                if not c.FullScales.IsEmpty then
+                    w.WriteStartObject "fullScales"
+
+                    for KeyValue(n, f) in c.FullScales do
+                        w.WriteNumber(n, f)
+
+                    w.WriteEndObject()
+
                 w.WriteStartArray "layers"
 
                 for l in c.Result.CrossbarLayers do
@@ -94,13 +107,16 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
 
 /// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images; each crossbar
 /// option (label, options) also runs the quantized checkpoint through the crossbar datapath
-/// (CrossbarInference.accuracy).
+/// (CrossbarInference.accuracy). With calibration (coverage, n), the full scale of every quantized
+/// ADC is set per layer to cover that share of the partial sums of the first n training images
+/// (CrossbarInference.calibrateFullScales); the test images are never used for it.
 let execute
     (checkpoint: string)
     (teacher: string option)
     (ds: DatasetSection)
     (batchSize: int)
     (crossbar: (string * CrossbarOptions) list)
+    (calibration: (float * int) option)
     (json: string option)
     =
     let c = Run.loadCheckpoint "the checkpoint" checkpoint
@@ -116,7 +132,7 @@ let execute
             checkpoint
 
     let ds = Run.forModel c ds
-    let _, testSet = Run.loadData ds
+    let trainSet, testSet = Run.loadData ds
     let testB = Run.batcher batchSize 0 false testSet
     let r = Evaluation.run EvaluationConfig.Default t c.Model testB
 
@@ -143,15 +159,46 @@ let execute
 
         AnsiConsole.Write table
 
+    let fullScales =
+        match calibration, crossbar |> List.tryFind (fun (_, o) -> o.Adc <> Adc.Ideal) with
+        | Some(coverage, n), Some(_, o) ->
+            let images = SampleSource.take (min n trainSet.Count) trainSet
+            Run.log "ADC full scales: %g of the partial sums of %d training images" coverage images.Count
+
+            let scales =
+                CrossbarInference.calibrateFullScales
+                    o
+                    coverage
+                    c.Model
+                    ((Run.batcher batchSize 0 false images).Epoch 0 |> Seq.map (fun b -> b.Inputs))
+
+            for KeyValue(n, f) in scales do
+                Run.log "  %s: %g levels" n f
+
+            scales
+        | _ -> Map.empty
+
     let crossbarRuns =
         crossbar
         |> List.map (fun (label, o) ->
+            let scales = if o.Adc = Adc.Ideal then Map.empty else fullScales
+            let o = { o with FullScales = scales }
+
+            let label =
+                match calibration with
+                | Some(coverage, _) when not scales.IsEmpty -> sprintf "%s (full scale %g)" label coverage
+                | _ -> label
+
             Run.log "crossbar inference, ADC %s: %d-row crossbars, %d-bit cells" label o.Rows o.BitsPerCell
 
             let a =
                 CrossbarInference.accuracy o c.Model (testB.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))
 
-            { Adc = label; Result = a })
+            {
+                Adc = label
+                FullScales = scales
+                Result = a
+            })
 
     if not crossbarRuns.IsEmpty then
         let table =
@@ -237,9 +284,36 @@ let command () =
             Description = "Bits stored per crossbar cell (with --crossbar-adc)."
         )
 
+    let coverage =
+        Option<Nullable<float>>(
+            "--adc-coverage",
+            Description =
+                "With a quantized --crossbar-adc: set each layer's ADC full scale to cover this share of its partial sums on training images (e.g. 0.999) instead of the largest possible sum."
+        )
+
+    let calibrationImages =
+        Option<int>(
+            "--calibration-images",
+            DefaultValueFactory = (fun _ -> 512),
+            Description = "Training images the ADC full scales are calibrated on (with --adc-coverage)."
+        )
+
     cmd.Arguments.Add ckptArg
 
-    for o in [ dataset :> Option; test; dataDir; batch; teacher; json; adc; rows; cellBits ] do
+    for o in
+        [
+            dataset :> Option
+            test
+            dataDir
+            batch
+            teacher
+            json
+            adc
+            rows
+            cellBits
+            coverage
+            calibrationImages
+        ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -256,8 +330,28 @@ let command () =
             if bs < 1 then
                 Console.usage "--batch-size %d. Fix: give at least 1." bs
 
+            let calibration =
+                match Option.ofNullable (r.GetValue coverage) with
+                | None -> None
+                | Some p when not (p > 0.0 && p <= 1.0) ->
+                    Console.usage "--adc-coverage %g. Fix: give a share in (0, 1], e.g. 0.999." p
+                | Some p ->
+                    let n = r.GetValue calibrationImages
+
+                    if n < 1 then
+                        Console.usage "--calibration-images %d. Fix: give at least 1." n
+
+                    Some(p, n)
+
             let ds =
-                Run.datasetSection name 2 1 (r.GetValue test) (Option.ofObj (r.GetValue dataDir))
+                Run.datasetSection
+                    name
+                    (match calibration with
+                     | Some(_, n) -> n + 1
+                     | None -> 2)
+                    1
+                    (r.GetValue test)
+                    (Option.ofObj (r.GetValue dataDir))
 
             let crossbar =
                 (Option.ofObj (r.GetValue adc) |> Option.defaultValue [||])
@@ -267,7 +361,14 @@ let command () =
                     | Some o -> v, o
                     | None -> Console.usage "--crossbar-adc %s. Fix: give 'ideal' or the ADC's bits, 1 to 16." v)
 
-            execute path (Option.ofObj (r.GetValue teacher)) ds bs crossbar (Option.ofObj (r.GetValue json))
+            execute
+                path
+                (Option.ofObj (r.GetValue teacher))
+                ds
+                bs
+                crossbar
+                calibration
+                (Option.ofObj (r.GetValue json))
             |> ignore
 
             Console.Success))

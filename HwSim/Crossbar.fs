@@ -163,14 +163,12 @@ module Crossbar =
             Cells = cells
         }
 
-    /// One read of a spike vector (length = inputs) through the datapath: one value per output.
-    let forward (p: ProgrammedCrossbar) (spikes: bool[]) : float[] =
-        if spikes.Length <> p.Inputs then
-            Errors.invalidArg "Crossbar.forward" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
-
+    /// Visits every ADC read of a spike vector: for each X-row tile and each slice k,
+    /// visit active k psum with psum[j] the column partial sum Σ_{active rows i of the tile} g_k[i, j]
+    /// and active the tile's active row count (psum is reused between calls).
+    let private visitReads (p: ProgrammedCrossbar) (spikes: bool[]) (visit: int -> int -> float[] -> unit) =
         let c = p.Config
         let m = p.Outputs
-        let out = Array.zeroCreate m
         let psum = Array.zeroCreate m
         let tiles = (p.Inputs + c.Rows - 1) / c.Rows
 
@@ -194,15 +192,41 @@ module Crossbar =
                         for j in 0 .. m - 1 do
                             psum[j] <- psum[j] + g[b + j]
 
-                let shift = 2.0 ** float (k * c.BitsPerCell)
+                visit active k psum
 
-                for j in 0 .. m - 1 do
-                    out[j] <- out[j] + shift * convert c psum[j]
+    /// One read of a spike vector (length = inputs) through the datapath: one value per output,
+    /// out_j = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_kj)] − offset · active.
+    let forward (p: ProgrammedCrossbar) (spikes: bool[]) : float[] =
+        if spikes.Length <> p.Inputs then
+            Errors.invalidArg "Crossbar.forward" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
+
+        let c = p.Config
+        let m = p.Outputs
+        let out = Array.zeroCreate m
+        let last = p.Cells.Length - 1
+
+        visitReads p spikes (fun active k psum ->
+            let shift = 2.0 ** float (k * c.BitsPerCell)
 
             for j in 0 .. m - 1 do
-                out[j] <- out[j] - float (p.Offset * active)
+                out[j] <- out[j] + shift * convert c psum[j]
+
+            if k = last then
+                for j in 0 .. m - 1 do
+                    out[j] <- out[j] - float (p.Offset * active))
 
         out
+
+    /// Calls record with every column partial sum (before the ADC) of the reads of a spike vector
+    /// whose tile has at least one active row: the values an ADC's full scale must cover.
+    let observe (p: ProgrammedCrossbar) (spikes: bool[]) (record: float -> unit) =
+        if spikes.Length <> p.Inputs then
+            Errors.invalidArg "Crossbar.observe" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
+
+        visitReads p spikes (fun active _ psum ->
+            if active > 0 then
+                for v in psum do
+                    record v)
 
     /// forward for each spike vector of a batch.
     let forwardBatch (p: ProgrammedCrossbar) (batch: bool[][]) = batch |> Array.map (forward p)

@@ -14,6 +14,10 @@ type CrossbarOptions =
         /// Bits per cell b_cell.
         BitsPerCell: int
         Adc: Adc
+        /// Per-layer ADC full scales (level units) by exported layer name, e.g. from
+        /// CrossbarInference.calibrateFullScales; they replace a quantized ADC's full scale for
+        /// those layers. Empty keeps Adc's.
+        FullScales: Map<string, float>
         /// Per-cell conductance variation; each layer (and each kernel tap of a conv) draws its cells
         /// from its own seed derived from this one, so a run is deterministic for a seed.
         Variation: Variation option
@@ -25,6 +29,7 @@ type CrossbarOptions =
             Rows = 64
             BitsPerCell = 4
             Adc = Adc.Ideal
+            FullScales = Map.empty
             Variation = None
         }
 
@@ -59,7 +64,10 @@ module CrossbarInference =
             Rows = o.Rows
             WeightBits = max 2 il.Bits
             BitsPerCell = o.BitsPerCell
-            Adc = o.Adc
+            Adc =
+                match o.Adc, o.FullScales.TryFind il.Name with
+                | Adc.Quantized(bits, _), Some f -> Adc.Quantized(bits, Some f)
+                | adc, _ -> adc
             Variation =
                 o.Variation
                 |> Option.map (fun v ->
@@ -94,9 +102,15 @@ module CrossbarInference =
     let private toInt (v: float) =
         int (Math.Round(v, MidpointRounding.AwayFromZero))
 
-    /// The product Σ code·x of a layer's programmed crossbars with a binary input [N, …] (flat 0/1
-    /// codes and shape), rounded to integers: the product hook of IntegerExport.runWith.
-    let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
+    /// The product of a layer's crossbars with a binary input [N, …] (flat 0/1 codes and shape), each
+    /// crossbar read through <c>read</c> (called in parallel over samples), rounded to integers.
+    let private productWith
+        (read: ProgrammedCrossbar -> bool[] -> float[])
+        (il: IntegerLayer)
+        (xbars: ProgrammedCrossbar[])
+        (x: int[])
+        (inShape: int[])
+        : int[] * int[] =
         let o = il.Shape[0]
 
         if il.Kind = "linear" then
@@ -107,7 +121,7 @@ module CrossbarInference =
                 0,
                 n,
                 fun i ->
-                    let r = Crossbar.forward xbars[0] (Array.init fin (fun k -> x[i * fin + k] <> 0))
+                    let r = read xbars[0] (Array.init fin (fun k -> x[i * fin + k] <> 0))
 
                     for j in 0 .. o - 1 do
                         acc[i * o + j] <- toInt r[j]
@@ -148,7 +162,7 @@ module CrossbarInference =
                                             any <- any || s
 
                                         if any then
-                                            let r = Crossbar.forward tap column
+                                            let r = read tap column
 
                                             for oc in 0 .. o - 1 do
                                                 let ai = (oc * ho + oy) * wo + ox
@@ -162,6 +176,11 @@ module CrossbarInference =
             |> ignore
 
             acc, [| n; o; ho; wo |]
+
+    /// The product Σ code·x of a layer's programmed crossbars with a binary input [N, …] (flat 0/1
+    /// codes and shape), rounded to integers: the product hook of IntegerExport.runWith.
+    let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
+        productWith Crossbar.forward il xbars x inShape
 
     /// An exported model with its integer pairs programmed onto crossbars (a programmed chip): reuse
     /// it across batches so that variation is drawn once.
@@ -271,3 +290,78 @@ module CrossbarInference =
     /// accuracy over one epoch (0) of a batcher.
     let accuracyOn (o: CrossbarOptions) (m: Model) (batcher: SnnSpec.Data.Batcher) : CrossbarAccuracy =
         accuracy o m (batcher.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))
+
+    /// Per-layer ADC full scales calibrated on data: for every integer pair, the smallest whole
+    /// number of levels F such that a fraction <c>coverage</c> ∈ (0, 1] of its column partial sums
+    /// (reads with at least one active row, Crossbar.observe) lie in [0, F], collected over the
+    /// calibration inputs on ideal crossbars without variation (so every layer sees the activity of
+    /// the integer path). coverage 1 gives the largest partial sum seen; F is at least 1. Calibrate
+    /// on training data, never on the test set. Pass the result as CrossbarOptions.FullScales.
+    let calibrateFullScales
+        (o: CrossbarOptions)
+        (coverage: float)
+        (m: Model)
+        (inputs: seq<Tensor>)
+        : Map<string, float> =
+        if not (coverage > 0.0 && coverage <= 1.0) then
+            Errors.invalidArg
+                "CrossbarInference.calibrateFullScales"
+                "coverage"
+                coverage
+                "a fraction in (0, 1], e.g. 0.999"
+
+        let ideal =
+            prepare
+                { o with
+                    Adc = Adc.Ideal
+                    FullScales = Map.empty
+                    Variation = None
+                }
+                m
+
+        // Ideal partial sums are whole levels in [0, Rows · (2^b_cell − 1)]: one counter per level.
+        let top = o.Rows * ((1 <<< o.BitsPerCell) - 1)
+
+        let counts =
+            ideal.Crossbars |> Map.map (fun _ _ -> Array.zeroCreate<int64>(top + 1))
+
+        let hook (il: IntegerLayer) (codes: int[]) (shape: int[]) =
+            match ideal.Crossbars.TryFind il.Name with
+            | Some xbars ->
+                let histogram = counts[il.Name]
+
+                let read (xbar: ProgrammedCrossbar) (spikes: bool[]) =
+                    Crossbar.observe xbar spikes (fun v ->
+                        let level = min top (max 0 (int (Math.Round v)))
+                        Threading.Interlocked.Increment(&histogram[level]) |> ignore)
+
+                    Crossbar.forward xbar spikes
+
+                productWith read il xbars codes shape
+            | None -> Forward.exactProduct il codes shape
+
+        let mutable seen = 0
+
+        for x in inputs do
+            IntegerExport.runWith hook ideal.Exported ProbeRequest.None m x |> ignore
+            seen <- seen + 1
+
+        if seen = 0 then
+            Errors.invalidArg "CrossbarInference.calibrateFullScales" "inputs" 0 "at least one calibration batch"
+
+        counts
+        |> Map.map (fun _ histogram ->
+            let total = Array.sum histogram
+
+            if total = 0L then
+                1.0
+            else
+                let needed = int64 (Math.Ceiling(coverage * float total))
+                let mutable level = 0
+                let mutable covered = histogram[0]
+
+                while covered < needed do
+                    level <- level + 1
+                    covered <- covered + histogram[level]
+
+                float (max 1 level))

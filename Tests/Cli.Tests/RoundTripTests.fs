@@ -437,3 +437,72 @@ let ``an ANN that stacks event frames trains, evaluates on its frames and teache
     // A teacher that stacks 3 frames cannot read sequences of 2.
     File.WriteAllText(specPath, specText 2)
     Assert.That(Program.run [| "distill"; specPath; "--out"; dir.File "kd2" |], Is.EqualTo 2)
+
+[<Test>]
+let ``a MINT student with the integer preset runs on crossbars, with ADC full scales calibrated on training images``
+    ()
+    =
+    use dir = new TempDir()
+    let run (args: string list) = Program.run (Array.ofList args)
+    let out = dir.File "mint"
+
+    let specText =
+        spec
+            ""
+            """{ "zoo": "convnet", "width": 0.25, "steps": 2, "neuron": "mint", "quantization": { "preset": "integer", "bits": 4, "calibrate": true } }"""
+            """[{ "kind": "ce" }]"""
+
+    let specPath = dir.File "mint.json"
+    File.WriteAllText(specPath, specText)
+    Assert.That(run [ "distill"; specPath; "--out"; out ], Is.EqualTo 0)
+    let q = Path.Combine(out, "student.safetensors")
+    // Every crossbar layer gets a full scale in whole levels within the largest possible sum; the
+    // ideal ADC keeps none and equals the integer path. A coverage outside (0, 1] is bad usage.
+    let cjson = dir.File "calibrated.json"
+
+    Assert.That(
+        run
+            [
+                "eval"
+                q
+                "--test"
+                "20"
+                "--crossbar-adc"
+                "ideal"
+                "4"
+                "--adc-coverage"
+                "0.99"
+                "--calibration-images"
+                "24"
+                "--json"
+                cjson
+            ],
+        Is.EqualTo 0
+    )
+
+    use cdoc = JsonDocument.Parse(File.ReadAllText cjson)
+    let runs = cdoc.RootElement.GetProperty("crossbar")
+    Assert.That(runs[0].TryGetProperty("fullScales") |> fst, Is.False)
+
+    Assert.That(
+        runs[0].GetProperty("accuracy").GetDouble(),
+        Is.EqualTo(runs[0].GetProperty("integerAccuracy").GetDouble())
+    )
+
+    Assert.That(runs[1].GetProperty("adc").GetString(), Is.EqualTo "4 (full scale 0.99)")
+
+    let layers =
+        runs[1].GetProperty("layers").EnumerateArray()
+        |> Seq.map (fun l -> l.GetString())
+        |> List.ofSeq
+
+    Assert.That(layers, Is.Not.Empty)
+    let scales = runs[1].GetProperty("fullScales")
+    Assert.That(scales.EnumerateObject() |> Seq.length, Is.EqualTo layers.Length)
+
+    for l in layers do
+        let f = scales.GetProperty(l).GetDouble()
+        Assert.That(f, Is.InRange(1.0, 64.0 * 15.0), l)
+        Assert.That(f, Is.EqualTo(System.Math.Round(f: float)), l)
+
+    Assert.That(run [ "eval"; q; "--test"; "20"; "--crossbar-adc"; "4"; "--adc-coverage"; "1.5" ], Is.EqualTo 2)

@@ -333,3 +333,54 @@ let ``a pre-exported model runs as the model it was exported from`` () =
             }
             m
         |> ignore)
+
+[<Test>]
+let ``calibrated full scales cover the requested share of partial sums and grow with it`` () =
+    let m = snd (models.Force().Head)
+    let batches = [ images 40 4; images 41 4 ]
+
+    let scales coverage =
+        CrossbarInference.calibrateFullScales CrossbarOptions.Ideal coverage m batches
+
+    let full, most, half = scales 1.0, scales 0.9, scales 0.5
+    Assert.That(full.Keys |> Array.ofSeq, Is.EqualTo(box [| "conv2"; "fc1" |]))
+
+    for name in full.Keys do
+        Assert.That(half[name], Is.LessThanOrEqualTo most[name], name)
+        Assert.That(most[name], Is.LessThanOrEqualTo full[name], name)
+        Assert.That(half[name], Is.GreaterThanOrEqualTo 1.0, name)
+        Assert.That(full[name], Is.EqualTo(Math.Round full[name]), name)
+        // Partial sums of 64 rows of 4-bit cells never exceed 64 · 15.
+        Assert.That(full[name], Is.LessThanOrEqualTo 960.0, name)
+
+    Assert.That(full |> Map.exists (fun n f -> half[n] < f), "half the sums lie below the largest")
+
+    // Coverage 1 is at least every partial sum: a fine ADC (30 bits) over those full scales never
+    // clips and reads the calibration batches as the integer path does.
+    let fine =
+        { CrossbarOptions.Ideal with
+            Adc = Adc.Quantized(30, None)
+            FullScales = full
+        }
+
+    for x in batches do
+        let integer = (fst (IntegerExport.run (IntegerExport.export m) probes m x)).Logits
+        same "fine ADC over calibrated scales" (integer.ToArray()) ((CrossbarInference.run fine m x).ToArray())
+
+[<Test>]
+let ``calibration refuses a coverage outside (0, 1] and an empty input`` () =
+    let m = snd (models.Force().Head)
+
+    for bad in [ 0.0; 1.5; nan ] do
+        let e =
+            Assert.Throws<SnnSpecException>(fun () ->
+                CrossbarInference.calibrateFullScales CrossbarOptions.Ideal bad m [ images 42 2 ]
+                |> ignore)
+
+        Assert.That(e.Message, Does.Contain "coverage")
+
+    let e =
+        Assert.Throws<SnnSpecException>(fun () ->
+            CrossbarInference.calibrateFullScales CrossbarOptions.Ideal 0.99 m [] |> ignore)
+
+    Assert.That(e.Message, Does.Contain "calibration batch")

@@ -59,6 +59,33 @@ let ``with an ideal ADC and no variation the crossbar equals the integer matmul`
             exactly (Crossbar.exact c.Weights s) (Crossbar.forward p s))
 
 [<Property(MaxTest = 200)>]
+let ``observed partial sums are the ADC's inputs: whole levels within the full scale, one per column per slice per live tile``
+    ()
+    =
+    Prop.forAll caseArb (fun c ->
+        let p = Crossbar.program c.Config c.Weights
+        let slices = Crossbar.slices c.Config
+        let levels = float ((1 <<< min c.Config.BitsPerCell c.Config.WeightBits) - 1)
+        let m = Array2D.length2 c.Weights
+
+        for s in c.Spikes do
+            let seen = ResizeArray()
+            Crossbar.observe p s seen.Add
+
+            let live =
+                Array.chunkBySize c.Config.Rows s
+                |> Array.filter (Array.exists id)
+                |> Array.length
+
+            Assert.That(seen.Count, Is.EqualTo(live * slices * m))
+
+            for v in seen do
+                Assert.That(v, Is.EqualTo(Math.Round v))
+                Assert.That(v, Is.InRange(0.0, float (min c.Config.Rows s.Length) * levels))
+
+            Assert.That(seen |> Seq.forall (fun v -> v <= Crossbar.fullScale c.Config)))
+
+[<Property(MaxTest = 200)>]
 let ``a quantized ADC whose steps are one level and whose full scale covers the column is exact`` () =
     Prop.forAll caseArb (fun c ->
         let cell = min c.Config.BitsPerCell c.Config.WeightBits
