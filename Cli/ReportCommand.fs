@@ -57,20 +57,24 @@ let execute (inputs: string list) (ds: DatasetSection option) (batchSize: int) (
                 let recorded = loaded |> List.tryPick (fun (_, c) -> c.Metadata.TryFind "dataset")
                 Run.datasetSection (defaultArg recorded "mnist") 2 1 1000 None
 
-        let ds =
-            match loaded with
-            | (_, c) :: _ -> Run.forModel c ds
-            | [] -> ds
+        // Each checkpoint reads the frames it was trained on (event data); one test set per frame count.
+        let sections = loaded |> List.map (fun (_, c) -> Run.forModel c ds)
 
-        let _, testSet = Run.loadData ds
-        let testB = Run.batcher batchSize 0 false testSet
+        let testSets =
+            sections
+            |> List.distinct
+            |> List.map (fun d -> d, Run.batcher batchSize 0 false (snd (Run.loadData d)))
+
+        let ds = sections.Head
+        let testCount = (snd testSets.Head).Source.Count
 
         let rows =
-            loaded
-            |> List.map (fun (f, c) ->
+            List.zip loaded sections
+            |> List.map (fun ((f, c), d) ->
                 let name = Path.GetFileNameWithoutExtension f
                 let role = c.Metadata.TryFind "role" |> Option.defaultValue "model"
                 Run.log "evaluating %s" f
+                let testB = testSets |> List.find (fun (s, _) -> s = d) |> snd
                 name, role, c.Model, Evaluation.accuracyPerStep c.Model testB)
 
         Run.printAccuracy (rows |> List.map (fun (n, _, _, a) -> n, a))
@@ -83,7 +87,7 @@ let execute (inputs: string list) (ds: DatasetSection option) (batchSize: int) (
         let data: ReportData =
             {
                 Title = defaultArg title "SnnSpec report"
-                Subtitle = sprintf "%d checkpoint(s) on %d %s test images" rows.Length testSet.Count ds.Name
+                Subtitle = sprintf "%d checkpoint(s) on %d %s test images" rows.Length testCount ds.Name
                 Summary =
                     rows
                     |> List.map (fun (n, _, _, a) ->

@@ -506,3 +506,59 @@ let ``a MINT student with the integer preset runs on crossbars, with ADC full sc
         Assert.That(f, Is.EqualTo(System.Math.Round(f: float)), l)
 
     Assert.That(run [ "eval"; q; "--test"; "20"; "--crossbar-adc"; "4"; "--adc-coverage"; "1.5" ], Is.EqualTo 2)
+
+[<Test>]
+let ``report evaluates each event checkpoint on the frames it was trained on`` () =
+    use dir = new TempDir()
+
+    let train (frames: int) (extra: string list) =
+        Program.run (
+            Array.ofList (
+                [
+                    "train"
+                    "--model"
+                    "convnet"
+                    "--width"
+                    "0.25"
+                    "--steps"
+                    string frames
+                    "--dataset"
+                    "event-synthetic"
+                    "--train"
+                    "60"
+                    "--validation"
+                    "10"
+                    "--test"
+                    "20"
+                    "--out"
+                    dir.Path
+                    "--name"
+                    sprintf "t%d" frames
+                ]
+                @ extra
+            )
+        )
+
+    Assert.That(train 2 [], Is.EqualTo 0)
+    Assert.That(train 3 [ "--ann"; "--stack-frames" ], Is.EqualTo 0)
+    let out = dir.File "report"
+
+    Assert.That(
+        Program.run
+            [|
+                "report"
+                dir.File "t2.safetensors"
+                dir.File "t3.safetensors"
+                "--test"
+                "20"
+                "--out"
+                out
+            |],
+        Is.EqualTo 0
+    )
+
+    use doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(out, "report.json")))
+    let rows = doc.RootElement.GetProperty("accuracy")
+    Assert.That(rows.GetArrayLength(), Is.EqualTo 2)
+    Assert.That(rows[0].GetProperty("timesteps").GetArrayLength(), Is.EqualTo 2)
+    Assert.That(rows[1].GetProperty("timesteps").GetArrayLength(), Is.EqualTo 1)
