@@ -93,4 +93,39 @@ public static class DatasetCatalog
         FetchSettings? settings = null,
         CancellationToken cancellationToken = default
     ) => Task.Run(() => LoadFashionMnist(train, settings), cancellationToken);
+
+    /// <summary>
+    /// Emulated event-MNIST: N-MNIST-style recordings emulated from MNIST's training or test split
+    /// (<see cref="EventFrameDataset.Emulate"/>), integrated into <paramref name="frames"/> frames,
+    /// cached under the cache root. An emulation, not the recorded N-MNIST.
+    /// </summary>
+    /// <param name="train">True for the training split, false for the test split.</param>
+    /// <param name="frames">Frames T per recording, 1 to 256.</param>
+    /// <param name="settings">Where to look for MNIST and which cache to use; null enables every source.</param>
+    public static EventFrameDataset LoadEventMnist(
+        bool train,
+        int frames = 4,
+        FetchSettings? settings = null
+    ) => Emulated(LoadMnist(train, settings), frames, settings);
+
+    /// <summary>Emulated event-Fashion-MNIST, as <see cref="LoadEventMnist"/>.</summary>
+    /// <param name="train">True for the training split, false for the test split.</param>
+    /// <param name="frames">Frames T per recording, 1 to 256.</param>
+    /// <param name="settings">Where to look for Fashion-MNIST and which cache to use; null enables every source.</param>
+    public static EventFrameDataset LoadEventFashionMnist(
+        bool train,
+        int frames = 4,
+        FetchSettings? settings = null
+    ) => Emulated(LoadFashionMnist(train, settings), frames, settings);
+
+    private static EventFrameDataset Emulated(
+        ImageDataset images,
+        int frames,
+        FetchSettings? settings
+    ) =>
+        EventFrameDataset.Emulate(
+            images,
+            frames,
+            Path.Combine(settings?.CacheDirectory ?? CacheRoot, "emulated-events")
+        );
 }

@@ -7,11 +7,15 @@ namespace SnnSpec.Datasets;
 /// A labelled image set held compactly as bytes, sample-major [N, C, H, W]; samples become float32
 /// in [0, 1] (pixel / 255) when batched.
 /// </summary>
-public sealed class ImageDataset
+public sealed class ImageDataset : Dataset
 {
     internal ImageDataset(ImageSet set) => Inner = set;
 
     internal ImageSet Inner { get; }
+
+    internal override ISampleSource Source => Inner;
+
+    internal override Dataset SubsetOf(int[] indices) => Subset(indices);
 
     /// <summary>An image set from raw pixels and labels.</summary>
     /// <param name="name">A display name.</param>
@@ -61,11 +65,8 @@ public sealed class ImageDataset
         );
     }
 
-    /// <summary>The set's name, e.g. "MNIST".</summary>
-    public string Name => Inner.Name;
-
-    /// <summary>Number of samples.</summary>
-    public int Count => Inner.Count;
+    /// <inheritdoc />
+    public override string Name => Inner.Name;
 
     /// <summary>Channels C.</summary>
     public int Channels => Inner.Channels;
@@ -76,14 +77,8 @@ public sealed class ImageDataset
     /// <summary>Width W.</summary>
     public int Width => Inner.Width;
 
-    /// <summary>Number of classes.</summary>
-    public int Classes => Inner.Classes;
-
-    /// <summary>The shape of one sample, [C, H, W].</summary>
-    public int[] SampleShape => new[] { Inner.Channels, Inner.Height, Inner.Width };
-
-    /// <summary>A copy of the labels.</summary>
-    public int[] Labels => (int[])Inner.Labels.Clone();
+    /// <inheritdoc />
+    public override int Classes => Inner.Classes;
 
     /// <summary>The samples at the given indices, in that order, as a new set.</summary>
     /// <param name="indices">Indices in [0, Count).</param>
@@ -111,112 +106,7 @@ public sealed class ImageDataset
         return ImageSetModule.toTensor(Inner, idx);
     }
 
-    private void CheckIndices(int[] idx)
-    {
-        foreach (var i in idx)
-        {
-            if (i < 0 || i >= Count)
-            {
-                throw new ArgumentOutOfRangeException(
-                    "indices",
-                    i,
-                    $"index {i} is outside the set; indices must lie in [0, {Count})."
-                );
-            }
-        }
-    }
-
-    /// <summary>Epochs of batches over this set.</summary>
-    /// <param name="options">Batch size, shuffling and prefetching; null uses the defaults (64, shuffled).</param>
-    public DataLoader Batches(BatchingOptions? options = null) =>
-        new(Inner, options ?? new BatchingOptions());
-
     /// <inheritdoc />
     public override string ToString() =>
         $"{Name}: {Count} images {Channels}×{Height}×{Width}, {Classes} classes";
-}
-
-/// <summary>How a <see cref="DataLoader"/> forms batches.</summary>
-public sealed record BatchingOptions
-{
-    /// <summary>Samples per batch ≥ 1.</summary>
-    public int BatchSize { get; init; } = 64;
-
-    /// <summary>Visit samples in a fresh seeded random order each epoch.</summary>
-    public bool Shuffle { get; init; } = true;
-
-    /// <summary>Leave out a last batch smaller than <see cref="BatchSize"/>.</summary>
-    public bool DropLast { get; init; }
-
-    /// <summary>Batches prepared ahead on a background thread (0 = on the caller's thread).</summary>
-    public int Prefetch { get; init; } = 2;
-
-    /// <summary>Seed of the shuffling order.</summary>
-    public int Seed { get; init; }
-
-    internal BatchOptions ToFSharp()
-    {
-        Check.Positive(BatchSize, nameof(BatchSize), "BatchingOptions.BatchSize");
-        Check.NonNegative(Prefetch, nameof(Prefetch), "BatchingOptions.Prefetch");
-        return new BatchOptions(
-            BatchSize,
-            Shuffle,
-            DropLast,
-            Prefetch,
-            null,
-            false,
-            RngModule.create(Seed)
-        );
-    }
-}
-
-/// <summary>One batch: inputs [B, C, H, W] and labels [B].</summary>
-/// <remarks>Both live in buffers the loader reuses: they stay valid until the next batch is requested.</remarks>
-public sealed class DataBatch
-{
-    internal DataBatch(Batch batch)
-    {
-        Inputs = batch.Inputs;
-        Labels = batch.Labels;
-        Index = batch.Index;
-    }
-
-    /// <summary>Inputs [B, C, H, W] in [0, 1].</summary>
-    public Tensor Inputs { get; }
-
-    /// <summary>Labels, one per sample.</summary>
-    public int[] Labels { get; }
-
-    /// <summary>Position of the batch within its epoch.</summary>
-    public int Index { get; }
-}
-
-/// <summary>Epochs of batches over an image set, filled into reused buffers.</summary>
-public sealed class DataLoader
-{
-    private readonly Batcher batcher;
-
-    internal DataLoader(ImageSet set, BatchingOptions options)
-    {
-        Check.NotNull(options, nameof(options));
-        batcher = Batching.create(options.ToFSharp(), set);
-        BatchSize = options.BatchSize;
-    }
-
-    /// <summary>Samples per full batch.</summary>
-    public int BatchSize { get; }
-
-    /// <summary>Batches per epoch.</summary>
-    public int BatchesPerEpoch => batcher.BatchesPerEpoch;
-
-    /// <summary>The batches of one epoch, in order (one epoch may be enumerated at a time).</summary>
-    /// <param name="epoch">Epoch number ≥ 0 (it seeds the shuffled order).</param>
-    public IEnumerable<DataBatch> Epoch(int epoch)
-    {
-        Check.NonNegative(epoch, nameof(epoch));
-        foreach (var b in batcher.Epoch(epoch))
-        {
-            yield return new DataBatch(b);
-        }
-    }
 }

@@ -98,7 +98,7 @@ public sealed record TrainingOptions
     /// A validation set evaluated after every epoch; the result's student is then the epoch with the
     /// best validation accuracy at the full T (null: the last epoch).
     /// </summary>
-    public ImageDataset? Validation { get; init; }
+    public Dataset? Validation { get; init; }
 
     /// <summary>
     /// A file for exact resumption (null: none). When cancellation stops a run, the trainer's
@@ -288,14 +288,14 @@ public static class Trainer
 {
     /// <summary>Runs the training loop on a worker thread.</summary>
     /// <param name="spec">Student, teacher and loss terms.</param>
-    /// <param name="data">The training set (samples shaped like the student's input).</param>
+    /// <param name="data">The training set: images shaped like the student's input, or event frames of T = the student's steps.</param>
     /// <param name="options">Epochs, batch size, optimizer, schedule; null uses the defaults.</param>
     /// <param name="progress">Receives a report after every step; may be null.</param>
     /// <param name="cancellationToken">Stops after the current step; the result then has <see cref="TrainingResult.Cancelled"/> set.</param>
     /// <exception cref="SnnSpec.Training.TrainingDivergedException">A loss term or gradient became NaN or infinite (the task faults with it).</exception>
     public static Task<TrainingResult> TrainAsync(
         DistillationSpec spec,
-        ImageDataset data,
+        Dataset data,
         TrainingOptions? options = null,
         IProgress<TrainingProgress>? progress = null,
         CancellationToken cancellationToken = default
@@ -316,14 +316,13 @@ public static class Trainer
         );
     }
 
-    private static void CheckData(DistillationSpec spec, ImageDataset data, string param)
+    private static void CheckData(DistillationSpec spec, Dataset data, string param)
     {
-        if (!data.SampleShape.SequenceEqual(spec.Student.InputShape))
+        var what = param == "data" ? "data" : "options.Validation";
+        data.CheckReadableBy(spec.Student, what, param);
+        if (spec.Teacher is { } teacher)
         {
-            throw new ArgumentException(
-                $"{(param == "data" ? "data" : "options.Validation")} holds samples of shape [{string.Join(", ", data.SampleShape)}] but the student {spec.Student.Name} takes [{string.Join(", ", spec.Student.InputShape)}].",
-                param
-            );
+            data.CheckReadableBy(teacher, what, param);
         }
         if (data.Classes > spec.Student.Classes)
         {
@@ -334,7 +333,7 @@ public static class Trainer
         }
     }
 
-    private static ImageDataset Limit(ImageDataset data, TrainingOptions o)
+    private static Dataset Limit(Dataset data, TrainingOptions o)
     {
         if (o.MaxStepsPerEpoch is not { } m || (long)m * o.BatchSize >= data.Count)
         {
@@ -342,7 +341,7 @@ public static class Trainer
         }
         var order = Enumerable.Range(0, data.Count).ToArray();
         new Random(o.Seed).Shuffle(order);
-        return data.Subset(order.Take(m * o.BatchSize).Order());
+        return data.SubsetOf(order.Take(m * o.BatchSize).Order().ToArray());
     }
 
     private static IReadOnlyDictionary<string, Tensor> Named(Parameters ps) =>
@@ -372,7 +371,7 @@ public static class Trainer
 
     private static TrainingResult Run(
         DistillationSpec spec,
-        ImageDataset data,
+        Dataset data,
         TrainingOptions o,
         IProgress<TrainingProgress>? progress,
         CancellationToken ct
@@ -385,8 +384,8 @@ public static class Trainer
             Shuffle = true,
             Seed = o.Seed,
             Prefetch = 1,
-        }.ToFSharp();
-        var trainBatcher = Batching.create(batchOptions, train.Inner);
+        }.ToFSharp(train.Frames > 0);
+        var trainBatcher = Batching.create(batchOptions, train.Source);
         var validation = o.Validation is { } v
             ? Interop.Some(
                 Batching.create(
@@ -395,8 +394,8 @@ public static class Trainer
                         BatchSize = o.BatchSize,
                         Shuffle = false,
                         Prefetch = 1,
-                    }.ToFSharp(),
-                    v.Inner
+                    }.ToFSharp(v.Frames > 0),
+                    v.Source
                 )
             )
             : Interop.None<Batcher>();

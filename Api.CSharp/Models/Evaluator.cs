@@ -57,14 +57,14 @@ public static class Evaluator
         return Readout.correctPerStep(logits, labels);
     }
 
-    /// <summary>Evaluates a model on a whole image set in eval mode.</summary>
+    /// <summary>Evaluates a model on a whole dataset in eval mode.</summary>
     /// <param name="model">The model (its T sets the deployment lengths evaluated).</param>
-    /// <param name="data">The samples; their shape must match the model's input.</param>
+    /// <param name="data">Images shaped like the model's input, or event frames (an SNN's T must equal their count).</param>
     /// <param name="batchSize">Samples per forward run ≥ 1.</param>
     /// <param name="cancellationToken">Stops between batches.</param>
     public static StepAccuracy Evaluate(
         SnnModel model,
-        ImageDataset data,
+        Dataset data,
         int batchSize = 256,
         CancellationToken cancellationToken = default
     )
@@ -72,13 +72,7 @@ public static class Evaluator
         Check.NotNull(model, nameof(model));
         Check.NotNull(data, nameof(data));
         Check.Positive(batchSize, nameof(batchSize));
-        if (!data.SampleShape.SequenceEqual(model.InputShape))
-        {
-            throw new ArgumentException(
-                $"data holds samples of shape [{string.Join(", ", data.SampleShape)}] but {model.Name} takes [{string.Join(", ", model.InputShape)}].",
-                nameof(data)
-            );
-        }
+        data.CheckReadableBy(model, "data", nameof(data));
         var loader = data.Batches(
             new BatchingOptions
             {

@@ -255,6 +255,38 @@ public sealed record ZooOptions
     /// <summary>Seed of the parameter initialisation: the same seed gives the same values.</summary>
     public int Seed { get; init; }
 
+    /// <summary>
+    /// For an ANN on event frames: read sequences of this many frames [T, B, C, H, W] concatenated
+    /// along channels ([B, T·C, H, W], frame 0 first) instead of their time-mean; 0 for none.
+    /// <see cref="InputChannels"/> stays the per-frame channel count.
+    /// </summary>
+    public int StackFrames { get; init; }
+
+    /// <summary>
+    /// The input geometry and class count of a dataset, and for event frames T = its frame count
+    /// (an SNN reads one frame per step); other options keep their defaults.
+    /// </summary>
+    /// <param name="data">Images [C, H, H] or frames [T, C, H, H].</param>
+    public static ZooOptions For(Datasets.Dataset data)
+    {
+        Check.NotNull(data, nameof(data));
+        var s = data.StepShape;
+        if (s.Length != 3 || s[1] != s[2])
+        {
+            throw new ArgumentException(
+                $"{data.Name} holds samples of shape [{string.Join(", ", data.SampleShape)}]; the zoo takes square images [C, H, H] or frames [T, C, H, H].",
+                nameof(data)
+            );
+        }
+        return new ZooOptions
+        {
+            InputChannels = s[0],
+            InputSize = s[1],
+            Classes = data.Classes,
+            Steps = data.Frames > 0 ? data.Frames : 4,
+        };
+    }
+
     /// <summary>MNIST / Fashion-MNIST: 1×28×28, 10 classes.</summary>
     public static ZooOptions Mnist => new();
 
@@ -279,6 +311,14 @@ public sealed record ZooOptions
         Check.Positive(Classes, nameof(Classes), "ZooOptions.Classes");
         Check.Fraction(Dropout, false, nameof(Dropout), "ZooOptions.Dropout");
         Check.PositiveFinite(NormAlpha, nameof(NormAlpha), "ZooOptions.NormAlpha");
+        Check.NonNegative(StackFrames, nameof(StackFrames), "ZooOptions.StackFrames");
+        if (StackFrames > 0 && !Ann)
+        {
+            throw new ArgumentException(
+                "ZooOptions.StackFrames is set but Ann is false: only an ANN stacks frames (an SNN reads one frame per step). Set Ann = true or StackFrames = 0.",
+                nameof(StackFrames)
+            );
+        }
         if (Neuron is null)
         {
             throw new ArgumentNullException(nameof(Neuron), "ZooOptions.Neuron must not be null.");
@@ -305,7 +345,7 @@ public sealed record ZooOptions
         return new ZooConfig(
             Width,
             neuron,
-            InputChannels,
+            StackFrames > 0 ? InputChannels * StackFrames : InputChannels,
             InputSize,
             Classes,
             norm,

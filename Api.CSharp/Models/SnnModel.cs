@@ -117,6 +117,10 @@ public sealed class SnnModel
                 $"kind must be one of {string.Join(", ", Enum.GetNames<ModelKind>())}."
             ),
         };
+        if (o.StackFrames > 0)
+        {
+            arch = ArchitectureModule.stackFrames(o.StackFrames, arch);
+        }
         return new SnnModel(ModelModule.init(o.Seed, o.Mode, arch));
     }
 
@@ -154,7 +158,11 @@ public sealed class SnnModel
     /// <summary>True for the ANN twin (spiking layers replaced by ReLU).</summary>
     public bool IsAnn => Inner.Mode.IsAnn;
 
-    /// <summary>The per-sample input shape, e.g. [1, 28, 28].</summary>
+    /// <summary>The frames T an ANN reads concatenated along channels (<see cref="ZooOptions.StackFrames"/>); null when it does not stack frames.</summary>
+    public int? StackedFrames =>
+        ArchitectureModule.stackedFrames(Inner.Architecture) is { } f ? f.Value : null;
+
+    /// <summary>The per-sample input shape (per frame for event data), e.g. [1, 28, 28].</summary>
     public int[] InputShape => (int[])Inner.Architecture.InputShape.Clone();
 
     /// <summary>Number of classes K.</summary>
@@ -339,6 +347,13 @@ public sealed class SnnModel
         {
             throw new ArgumentException(
                 $"input is a sequence of {s[0]} steps but the model runs T = {Steps}; use WithSteps({s[0]}) or pass a static batch.",
+                nameof(input)
+            );
+        }
+        if (StackedFrames is { } f && (!seq || s[0] != f))
+        {
+            throw new ArgumentException(
+                $"input has shape [{string.Join(", ", s)}]; {Name} stacks {f} frames and takes a sequence [{f}, B, {string.Join(", ", inShape)}].",
                 nameof(input)
             );
         }

@@ -1,0 +1,94 @@
+using SnnSpec.Data;
+
+namespace SnnSpec.Datasets;
+
+/// <summary>
+/// Labelled samples the trainer and evaluator read: an <see cref="ImageDataset"/> (samples
+/// [C, H, W]) or an <see cref="EventFrameDataset"/> (sequences of T frames [T, C, H, W], batched
+/// time-major as [T, B, C, H, W] so that an SNN reads one frame per step).
+/// </summary>
+public abstract class Dataset
+{
+    private protected Dataset() { }
+
+    internal abstract ISampleSource Source { get; }
+
+    internal abstract Dataset SubsetOf(int[] indices);
+
+    /// <summary>The set's name, e.g. "MNIST".</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Number of classes.</summary>
+    public abstract int Classes { get; }
+
+    /// <summary>Number of samples.</summary>
+    public int Count => Source.Count;
+
+    /// <summary>The shape of one sample: [C, H, W] for images, [T, C, H, W] for event frames.</summary>
+    public int[] SampleShape => (int[])Source.SampleShape.Clone();
+
+    /// <summary>Frames T per sample of a sequence set; 0 for images.</summary>
+    public int Frames => Source.SampleShape.Length == 4 ? Source.SampleShape[0] : 0;
+
+    /// <summary>What a model reads per step: the sample shape without its frame axis, [C, H, W].</summary>
+    public int[] StepShape => Frames > 0 ? SampleShape[1..] : SampleShape;
+
+    /// <summary>The label of every sample, in order.</summary>
+    public int[] Labels => Enumerable.Range(0, Count).Select(Source.Label).ToArray();
+
+    /// <summary>Epochs of batches over this set ([B, C, H, W], or [T, B, C, H, W] for frames).</summary>
+    /// <param name="options">Batch size, shuffling and prefetching; null uses the defaults (64, shuffled).</param>
+    public DataLoader Batches(BatchingOptions? options = null) =>
+        new(Source, options ?? new BatchingOptions());
+
+    private protected void CheckIndices(int[] idx)
+    {
+        foreach (var i in idx)
+        {
+            if (i < 0 || i >= Count)
+            {
+                throw new ArgumentOutOfRangeException(
+                    "indices",
+                    i,
+                    $"index {i} is outside the set; indices must lie in [0, {Count})."
+                );
+            }
+        }
+    }
+
+    /// <summary>
+    /// Throws an <see cref="ArgumentException"/> naming <paramref name="param"/> when a model of
+    /// this input shape, mode and T cannot read these samples.
+    /// </summary>
+    internal void CheckReadableBy(Models.SnnModel model, string what, string param)
+    {
+        if (!StepShape.SequenceEqual(model.InputShape))
+        {
+            throw new ArgumentException(
+                $"{what} holds samples of shape [{string.Join(", ", SampleShape)}] but {model.Name} takes [{string.Join(", ", model.InputShape)}]{(Frames > 0 ? " per frame" : "")}.",
+                param
+            );
+        }
+        if (Frames > 0 && !model.IsAnn && model.Steps != Frames)
+        {
+            throw new ArgumentException(
+                $"{what} holds sequences of {Frames} frames but {model.Name} runs T = {model.Steps}; an SNN reads one frame per step. Use model.WithSteps({Frames}) or a set of {model.Steps} frames.",
+                param
+            );
+        }
+        if (Frames == 0 && model.StackedFrames is { } stacks)
+        {
+            throw new ArgumentException(
+                $"{what} holds images but {model.Name} stacks {stacks} event frames. Use an EventFrameDataset of {stacks} frames.",
+                param
+            );
+        }
+        if (Frames > 0 && model.StackedFrames is { } f && f != Frames)
+        {
+            throw new ArgumentException(
+                $"{what} holds sequences of {Frames} frames but {model.Name} stacks {f}. Use a set of {f} frames.",
+                param
+            );
+        }
+    }
+}

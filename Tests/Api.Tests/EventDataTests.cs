@@ -1,0 +1,135 @@
+using SnnSpec.Datasets;
+using SnnSpec.KnowledgeDistillation;
+using SnnSpec.Learning;
+using SnnSpec.Models;
+
+namespace SnnSpec.Api.Tests;
+
+public class EventDataTests
+{
+    private static string cache = "";
+
+    [OneTimeSetUp]
+    public void CreateCache() =>
+        cache = Directory.CreateTempSubdirectory("snnspec-api-events-").FullName;
+
+    [OneTimeTearDown]
+    public void RemoveCache() => Directory.Delete(cache, true);
+
+    private static EventFrameDataset Events(int n, int frames) =>
+        EventFrameDataset.Emulate(DataAndEvaluationTests.Synthetic(n, 28), frames, cache);
+
+    [Test]
+    public void EmulatedFramesBatchTimeMajorAndComeBackFromTheCache()
+    {
+        var images = DataAndEvaluationTests.Synthetic(20, 28);
+        var events = Events(20, 3);
+        Assert.Multiple(() =>
+        {
+            Assert.That(events.Name, Is.EqualTo("event-synthetic"));
+            Assert.That(events.SampleShape, Is.EqualTo(new[] { 3, 2, 34, 34 }));
+            Assert.That(events.Frames, Is.EqualTo(3));
+            Assert.That(events.StepShape, Is.EqualTo(new[] { 2, 34, 34 }));
+            Assert.That(events.Labels, Is.EqualTo(images.Labels));
+            Assert.That(events.Classes, Is.EqualTo(10));
+            Assert.That(images.Frames, Is.EqualTo(0));
+        });
+        var batch = events
+            .Batches(
+                new BatchingOptions
+                {
+                    BatchSize = 8,
+                    Shuffle = false,
+                    Prefetch = 0,
+                }
+            )
+            .Epoch(0)
+            .First();
+        Assert.That(batch.Inputs.Shape, Is.EqualTo(new[] { 3, 8, 2, 34, 34 }));
+        var direct = events.ToTensor(Enumerable.Range(0, 8)).ToArray();
+        Assert.That(batch.Inputs.ToArray(), Is.EqualTo(direct));
+        Assert.That(direct.Sum(), Is.GreaterThan(0f), "the saccades produce events");
+        Assert.That(Directory.GetFiles(cache), Is.Not.Empty);
+        Assert.That(Events(20, 3).ToTensor(Enumerable.Range(0, 8)).ToArray(), Is.EqualTo(direct));
+        var tail = events.Take(30).Subset(new[] { 19, 0 });
+        Assert.That(tail.Labels, Is.EqualTo(new[] { images.Labels[19], images.Labels[0] }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => events.Subset(new[] { 20 }));
+    }
+
+    [Test]
+    public async Task AStackedFrameAnnTeachesAnSnnThatReadsOneFramePerStep()
+    {
+        var events = Events(24, 3);
+        var zoo = ZooOptions.For(events) with { Width = 0.25f };
+        Assert.That(
+            (zoo.InputChannels, zoo.InputSize, zoo.Steps, zoo.Classes),
+            Is.EqualTo((2, 34, 3, 10))
+        );
+        var teacher = SnnModel.Create(ModelKind.ConvNet, zoo with { Ann = true, StackFrames = 3 });
+        Assert.That(teacher.StackedFrames, Is.EqualTo(3));
+        Assert.That(teacher.InputShape, Is.EqualTo(new[] { 2, 34, 34 }));
+        var student = SnnModel.Create(ModelKind.ConvNet, zoo with { Seed = 1 });
+        Assert.That(student.StackedFrames, Is.Null);
+        var spec = new DistillationSpecBuilder()
+            .Teacher(teacher)
+            .Student(student)
+            .AddCrossEntropy()
+            .AddLogitKd()
+            .Build();
+        var result = await Trainer.TrainAsync(
+            spec,
+            events,
+            new TrainingOptions
+            {
+                BatchSize = 8,
+                Epochs = 1,
+                Validation = events.Take(8),
+            }
+        );
+        Assert.That(result.Steps, Is.EqualTo(3));
+        var acc = Evaluator.Evaluate(result.Student, events, batchSize: 10);
+        Assert.That(acc.Accuracy, Has.Count.EqualTo(3));
+        Assert.That(Evaluator.Evaluate(teacher, events).Accuracy, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void ModelsThatCannotReadTheFramesAreRefusedByName()
+    {
+        var events = Events(12, 3);
+        var zoo = ZooOptions.For(events) with { Width = 0.25f };
+        var e = Assert.Throws<ArgumentException>(() =>
+            Evaluator.Evaluate(SnnModel.Create(ModelKind.ConvNet, zoo with { Steps = 2 }), events)
+        )!;
+        Assert.That(e.Message, Does.Contain("one frame per step").And.Contain("WithSteps(3)"));
+        e = Assert.Throws<ArgumentException>(() =>
+            SnnModel.Create(ModelKind.ConvNet, zoo with { StackFrames = 3 })
+        )!;
+        Assert.That(e.Message, Does.Contain("StackFrames").And.Contain("Ann = true"));
+        var stacked = SnnModel.Create(ModelKind.ConvNet, zoo with { Ann = true, StackFrames = 2 });
+        e = Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(stacked, events))!;
+        Assert.That(e.Message, Does.Contain("stacks 2"));
+        e = Assert.Throws<ArgumentException>(() =>
+            Evaluator.Evaluate(stacked, DataAndEvaluationTests.Synthetic(4, 34))
+        )!;
+        Assert.That(e.Message, Does.Contain("[1, 34, 34]"));
+        var oneChannel = SnnModel.Create(
+            ModelKind.ConvNet,
+            zoo with
+            {
+                InputChannels = 1,
+                Ann = true,
+                StackFrames = 3,
+            }
+        );
+        e = Assert.Throws<ArgumentException>(() =>
+            Evaluator.Evaluate(oneChannel, DataAndEvaluationTests.Synthetic(4, 34))
+        )!;
+        Assert.That(e.Message, Does.Contain("holds images").And.Contain("stacks 3"));
+        e = Assert.Throws<ArgumentException>(() =>
+            EventFrameDataset.Emulate(
+                ImageDataset.FromPixels("rgb", new byte[3 * 28 * 28], new[] { 0 }, 3, 28, 28, 10)
+            )
+        )!;
+        Assert.That(e.Message, Does.Contain("grey-scale"));
+    }
+}
