@@ -68,6 +68,7 @@ lines = [
     "  Examples/specs/results/ds-mnist-kl.json`).",
 ]
 csv_rows = []
+base_teacher = {}
 verdicts = []
 total = 0.0
 for d in ("mnist", "fmnist"):
@@ -77,6 +78,7 @@ for d in ("mnist", "fmnist"):
     if any(v is None for v in list(base.values()) + list(dist.values()) + list(stages.values())):
         continue
     paper = PAPER[d]
+    base_teacher[d] = base["teacher"]["acc"][-1]
     for r in list(base.values()) + list(dist.values()) + [stages["t-ta"], stages["t-ta-s"]]:
         total += r["seconds"]
     lines += ["", f"## {NAMES[d]}", "", "Test accuracy (%) at T = 4 (t = 1…3: the same run read after t steps, in the CSV).", "",
@@ -136,6 +138,60 @@ for d in ("mnist", "fmnist"):
                          f"{'yes' if a >= paper['teacher'] else 'no'} ({a - paper['teacher']:+.2f}) | "
                          f"`{r['name']}` ({r['seconds']:.0f} s) |")
             csv_rows.append((d, r["name"], label, r["acc"], "", r["seconds"]))
+
+# The strong-teacher protocol (regenerate-distilling-spikes-strong.sh): its runs live beside these.
+strong_runs = os.path.join(os.path.dirname(os.path.abspath(runs)), "ds-strong")
+strong_verdicts = []
+strong_total = 0.0
+STRONG = [("pe-l1", "full L1 / 40"), ("pe-l2", "full L2 / 40"), ("pe-kl", "KL on counts"),
+          ("pe-sl1", "sliding L1 / 30"), ("pe-sl2", "sliding L2 / 30"), ("pe-combined", "combined, per-element weights"),
+          ("pe-t-ta-s", "T → TA → S (combined, per-element)")]
+strong_sections = []
+for d in ("mnist", "fmnist"):
+    teacher = pagekit.run(strong_runs, f"ds-{d}-long-teacher")
+    alone = load(d, "student-alone")
+    rows = [(row, label, pagekit.run(strong_runs, f"ds-{d}-{row}")) for row, label in STRONG]
+    assistant = pagekit.run(strong_runs, f"ds-{d}-pe-t-ta")
+    if teacher is None or alone is None or any(r is None for _, _, r in rows):
+        continue
+    paper = PAPER[d]
+    a_alone = alone["acc"][-1]
+    t_acc = teacher["acc"]["student"]
+    strong_total += teacher["seconds"] + sum(r["seconds"] for _, _, r in rows) + (assistant["seconds"] if assistant else 0)
+    sec = ["", f"### {NAMES[d]}", "",
+           f"Teacher trained alone for {'6' if d == 'mnist' else '9'} epochs: **{pct(t_acc[-1])}** "
+           f"(`{teacher['name']}`, {teacher['seconds']:.0f} s), against {pct(base_teacher[d])} on the students' budget. "
+           f"Student alone (first protocol): {pct(a_alone)}.", ""]
+    if assistant:
+        sec[-1:] = [f"Assistant distilled from it (T → TA, combined at per-element weights): "
+                    f"{pct(assistant['acc']['student'][-1])} (`{assistant['name']}`).", ""]
+        csv_rows.append((d, assistant["name"], "strong: T → TA (assistant)", assistant["acc"]["student"], paper["t-ta"], assistant["seconds"]))
+    csv_rows.append((d, teacher["name"], "strong: teacher alone, 3× budget", t_acc, paper["teacher"], teacher["seconds"]))
+    sec += ["| student loss (+ CE) | ours | poster | above our student alone | at or above the poster's teacher | run (wall time) |",
+            "|---|---|---|---|---|---|"]
+    for row, label, r in rows:
+        a = r["acc"]["student"][-1]
+        ok_alone, ok_teacher = a > a_alone, a >= paper["teacher"]
+        strong_verdicts.append((NAMES[d], label, ok_alone and ok_teacher))
+        key = row[3:]
+        sec.append(f"| {label} | {pct(a)} | {pct(paper[key])} | {'yes' if ok_alone else 'no'} ({a - a_alone:+.2f}) | "
+                   f"{'yes' if ok_teacher else 'no'} ({a - paper['teacher']:+.2f}) | `{r['name']}` ({r['seconds']:.0f} s) |")
+        csv_rows.append((d, r["name"], "strong: " + label, r["acc"]["student"], paper[key], r["seconds"]))
+    strong_sections += sec
+if strong_sections:
+    met_strong = sum(ok for _, _, ok in strong_verdicts)
+    lines += ["", "## Strong-teacher protocol", "",
+              "A second protocol, fixed after the first tables and before any of its runs: the teacher trains",
+              "alone for three times the students' budget (6 epochs on MNIST, 9 on Fashion-MNIST, otherwise as",
+              "above), and every spike loss enters at per-element weight (L1, L2 ÷ 40 elements of a sample's",
+              "[4, 10] spike tensor; sliding L1, L2 ÷ 30 windows; KL × 1), plus the student's CE, in both stages",
+              "of T → TA → S. Students, seeds, budget and selection are the first protocol's; the students",
+              "alone are the first protocol's runs. Regenerate: `bash docs/results/regenerate-distilling-spikes-strong.sh`",
+              f"(spec files `Examples/specs/results/ds-*-long-teacher.json`, `ds-*-pe-*.json`), commit {pagekit.commit(os.path.join(strong_runs, 'commit'))}."]
+    lines += strong_sections
+    lines += ["", f"Goal, strong-teacher protocol: **{met_strong} of {len(strong_verdicts)}** distilled students meet it "
+              f"({', '.join(f'{ds} {label}' for ds, label, ok in strong_verdicts if ok) or 'none'}).",
+              f"Wall time {strong_total / 60:.1f} min."]
 
 lines += ["", "## The issue's goal", "",
           "Every distilled student at or above the poster's teacher (MNIST 98.35, Fashion-MNIST 89.72) and above",
