@@ -143,6 +143,17 @@ if stacked:
             lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in m) + " |")
     lines += ["", "Goals with this teacher:", ""]
     lines += goal_lines(sviews, "tkdev-stacked-kd", STACKED[1:])
+    LONG = [("tkdev-long-alone", ROWS[0][1])] + [(n.replace("tkdev-", "tkdev-long-"), label) for n, label in ROWS[1:]]
+    long_runs = {n: pagekit.run(stacked_runs, n) for n, _ in LONG}
+    if all(long_runs.values()):
+        lines += ["", "Three times the student budget (6 epochs, seed 1; the same teacher):", "",
+                  "| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
+        for n, label in LONG:
+            r = long_runs[n]
+            lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
+                         f" | `{n}` ({r['seconds']:.0f} s) |")
+        lines += [""] + goal_lines([("6 epochs", lambda n: long_runs[n]["acc"]["student"])], "tkdev-long-kd",
+                                   [(n, label) for n, label in LONG[2:]])
     lines.append("")
 
 NOTES = os.path.join(here, "temporal-kd-events.notes.md")
@@ -165,4 +176,9 @@ with open(os.path.join(here, "temporal-kd-events.csv"), "w", newline="") as f:
             for model in ("teacher", "student"):
                 for t, v in enumerate(r["acc"].get(model, []), 1):
                     w.writerow([r["name"], "stacked-frame teacher: " + label, model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
+    for n in ("tkdev-long-alone", "tkdev-long-kd", "tkdev-long-temporal-ensemble", "tkdev-long-temporal-masked"):
+        r = pagekit.run(stacked_runs, n)
+        for model in ("teacher", "student") if r else ():
+            for t, v in enumerate(r["acc"].get(model, []), 1):
+                w.writerow([n, "6 epochs", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
 print("wrote docs/results/temporal-kd-events.md and .csv")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Distilling Spikes, strong-teacher protocol (docs/results/distilling-spikes.md, second part): the
+# teacher trained alone for three times the students' budget, and every spike loss at per-element
+# weights (L1, L2 / 40; sliding / 30; KL 1) with the student's CE, in both stages of T → TA → S.
+# The students and assistant trained alone are the first protocol's (regenerate-distilling-spikes.sh).
+#
+#   bash docs/results/regenerate-distilling-spikes-strong.sh          # both datasets, one after the other
+#   bash docs/results/regenerate-distilling-spikes-strong.sh fmnist   # one dataset (mnist or fmnist)
+#   KEEP=1 / SNNSPEC_CLI=…                                             # as in regenerate-distilling-spikes.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=runs/ds-strong
+source docs/results/runkit.sh
+
+for d in ${1:-mnist fmnist}; do
+    for r in long-teacher pe-l1 pe-l2 pe-kl pe-sl1 pe-sl2 pe-combined pe-t-ta pe-t-ta-s; do
+        run "ds-$d-$r"
+    done
+done
+if [[ -f runs/ds/commit ]]; then python3 docs/results/distilling_spikes_page.py runs/ds; fi
