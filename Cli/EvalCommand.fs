@@ -18,8 +18,10 @@ type CrossbarRun =
     {
         /// The ADC as given: "ideal" or its bits.
         Adc: string
-        /// Per-layer full scales calibrated on training images (--adc-coverage); empty for the
-        /// largest possible partial sum.
+        /// The share of calibration partial sums the full scales cover (--adc-coverage), if calibrated.
+        Coverage: float option
+        /// Per-layer full scales calibrated on training images (--adc-coverage); a layer not listed
+        /// keeps the largest possible partial sum.
         FullScales: Map<string, float>
         Result: CrossbarAccuracy
     }
@@ -62,6 +64,10 @@ let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossba
                 w.WriteNumber("integerAccuracy", c.Result.Integer)
                 w.WriteNumber("floatAccuracy", c.Result.Float)
                 w.WriteNumber("samples", c.Result.Samples)
+
+                match c.Coverage with
+                | Some p -> w.WriteNumber("coverage", p)
+                | None -> ()
 
                 if not c.FullScales.IsEmpty then
                     w.WriteStartObject "fullScales"
@@ -172,8 +178,12 @@ let execute
                     c.Model
                     ((Run.batcher batchSize 0 false images).Epoch 0 |> Seq.map (fun b -> b.Inputs))
 
-            for KeyValue(n, f) in scales do
-                Run.log "  %s: %g levels" n f
+            for l in (IntegerExport.export c.Model).Layers do
+                match scales.TryFind l.Name with
+                | Some f -> Run.log "  %s: %g levels" l.Name f
+                | None when l.Neuron.IsSome ->
+                    Run.log "  %s: no partial sum on these images; keeps the largest possible sum" l.Name
+                | None -> ()
 
             scales
         | _ -> Map.empty
@@ -181,12 +191,13 @@ let execute
     let crossbarRuns =
         crossbar
         |> List.map (fun (label, o) ->
-            let scales = if o.Adc = Adc.Ideal then Map.empty else fullScales
+            let calibrated = o.Adc <> Adc.Ideal && calibration.IsSome
+            let scales = if calibrated then fullScales else Map.empty
             let o = { o with FullScales = scales }
 
             let label =
                 match calibration with
-                | Some(coverage, _) when not scales.IsEmpty -> sprintf "%s (full scale %g)" label coverage
+                | Some(coverage, _) when calibrated -> sprintf "%s (coverage %g)" label coverage
                 | _ -> label
 
             Run.log "crossbar inference, ADC %s: %d-row crossbars, %d-bit cells" label o.Rows o.BitsPerCell
@@ -196,6 +207,7 @@ let execute
 
             {
                 Adc = label
+                Coverage = (if calibrated then Option.map fst calibration else None)
                 FullScales = scales
                 Result = a
             })
@@ -360,6 +372,13 @@ let command () =
                     match adcOptions (r.GetValue rows) (r.GetValue cellBits) v with
                     | Some o -> v, o
                     | None -> Console.usage "--crossbar-adc %s. Fix: give 'ideal' or the ADC's bits, 1 to 16." v)
+
+            if
+                calibration.IsSome
+                && not (crossbar |> List.exists (fun (_, o) -> o.Adc <> Adc.Ideal))
+            then
+                Console.usage
+                    "--adc-coverage without a quantized ADC. Fix: add the ADC's bits, e.g. --crossbar-adc 8 4 --adc-coverage 0.999."
 
             execute
                 path

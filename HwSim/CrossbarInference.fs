@@ -295,7 +295,8 @@ module CrossbarInference =
     /// number of levels F such that a fraction <c>coverage</c> ∈ (0, 1] of its column partial sums
     /// (reads with at least one active row, Crossbar.observe) lie in [0, F], collected over the
     /// calibration inputs on ideal crossbars without variation (so every layer sees the activity of
-    /// the integer path). coverage 1 gives the largest partial sum seen; F is at least 1. Calibrate
+    /// the integer path). coverage 1 gives the largest partial sum seen; F is at least 1. A layer
+    /// with no partial sum on the inputs is left out (it keeps the ADC's own full scale). Calibrate
     /// on training data, never on the test set. Pass the result as CrossbarOptions.FullScales.
     let calibrateFullScales
         (o: CrossbarOptions)
@@ -319,25 +320,27 @@ module CrossbarInference =
                 }
                 m
 
-        // Ideal partial sums are whole levels in [0, Rows · (2^b_cell − 1)]: one counter per level.
-        let top = o.Rows * ((1 <<< o.BitsPerCell) - 1)
-
+        // Ideal partial sums are whole levels in [0, Crossbar.fullScale]: one counter per level.
         let counts =
-            ideal.Crossbars |> Map.map (fun _ _ -> Array.zeroCreate<int64>(top + 1))
+            ideal.Crossbars
+            |> Map.map (fun _ xbars -> Array.zeroCreate<int64>(int (Crossbar.fullScale xbars[0].Config) + 1))
 
         let hook (il: IntegerLayer) (codes: int[]) (shape: int[]) =
             match ideal.Crossbars.TryFind il.Name with
             | Some xbars ->
                 let histogram = counts[il.Name]
+                let top = histogram.Length - 1
 
+                // Only the partial sums are wanted; the layer's output is the exact product.
                 let read (xbar: ProgrammedCrossbar) (spikes: bool[]) =
                     Crossbar.observe xbar spikes (fun v ->
                         let level = min top (max 0 (int (Math.Round v)))
                         Threading.Interlocked.Increment(&histogram[level]) |> ignore)
 
-                    Crossbar.forward xbar spikes
+                    Array.zeroCreate xbar.Outputs
 
-                productWith read il xbars codes shape
+                productWith read il xbars codes shape |> ignore
+                Forward.exactProduct il codes shape
             | None -> Forward.exactProduct il codes shape
 
         let mutable seen = 0
@@ -350,13 +353,14 @@ module CrossbarInference =
             Errors.invalidArg "CrossbarInference.calibrateFullScales" "inputs" 0 "at least one calibration batch"
 
         counts
-        |> Map.map (fun _ histogram ->
+        |> Map.toList
+        |> List.choose (fun (name, histogram) ->
             let total = Array.sum histogram
 
             if total = 0L then
-                1.0
+                None
             else
-                let needed = int64 (Math.Ceiling(coverage * float total))
+                let needed = int64 (Math.Ceiling(decimal coverage * decimal total))
                 let mutable level = 0
                 let mutable covered = histogram[0]
 
@@ -364,4 +368,5 @@ module CrossbarInference =
                     level <- level + 1
                     covered <- covered + histogram[level]
 
-                float (max 1 level))
+                Some(name, float (max 1 level)))
+        |> Map.ofList

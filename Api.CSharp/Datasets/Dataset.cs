@@ -60,33 +60,38 @@ public abstract class Dataset
     /// Throws an <see cref="ArgumentException"/> naming <paramref name="param"/> when a model of
     /// this input shape, mode and T cannot read these samples.
     /// </summary>
-    internal void CheckReadableBy(Models.SnnModel model, string what, string param)
+    /// <param name="model">The model.</param>
+    /// <param name="role">How the message names the model, e.g. "the student" (null: its name alone).</param>
+    /// <param name="what">How the message names the data, e.g. "data".</param>
+    /// <param name="param">The parameter the exception names.</param>
+    internal void CheckReadableBy(Models.SnnModel model, string? role, string what, string param)
     {
+        var who = role is null ? model.Name : $"{role} {model.Name}";
         if (!StepShape.SequenceEqual(model.InputShape))
         {
             throw new ArgumentException(
-                $"{what} holds samples of shape [{string.Join(", ", SampleShape)}] but {model.Name} takes [{string.Join(", ", model.InputShape)}]{(Frames > 0 ? " per frame" : "")}.",
-                param
-            );
-        }
-        if (Frames > 0 && !model.IsAnn && model.Steps != Frames)
-        {
-            throw new ArgumentException(
-                $"{what} holds sequences of {Frames} frames but {model.Name} runs T = {model.Steps}; an SNN reads one frame per step. Use model.WithSteps({Frames}) or a set of {model.Steps} frames.",
+                $"{what} holds samples of shape [{string.Join(", ", SampleShape)}] but {who} takes [{string.Join(", ", model.InputShape)}]{(Frames > 0 ? " per frame" : "")}.",
                 param
             );
         }
         if (Frames == 0 && model.StackedFrames is { } stacks)
         {
             throw new ArgumentException(
-                $"{what} holds images but {model.Name} stacks {stacks} event frames. Use an EventFrameDataset of {stacks} frames.",
+                $"{what} holds images but {who} stacks {stacks} event frames. Use an EventFrameDataset of {stacks} frames.",
                 param
             );
         }
         if (Frames > 0 && model.StackedFrames is { } f && f != Frames)
         {
             throw new ArgumentException(
-                $"{what} holds sequences of {Frames} frames but {model.Name} stacks {f}. Use a set of {f} frames.",
+                $"{what} holds sequences of {Frames} frames but {who} stacks {f}. Use a set of {f} frames.",
+                param
+            );
+        }
+        if (Frames > 0 && !model.IsAnn && model.StackedFrames is null && model.Steps != Frames)
+        {
+            throw new ArgumentException(
+                $"{what} holds sequences of {Frames} frames but {who} runs T = {model.Steps}; an SNN reads one frame per step. Use WithSteps({Frames}) or a set of {model.Steps} frames.",
                 param
             );
         }

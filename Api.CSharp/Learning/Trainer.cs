@@ -319,10 +319,10 @@ public static class Trainer
     private static void CheckData(DistillationSpec spec, Dataset data, string param)
     {
         var what = param == "data" ? "data" : "options.Validation";
-        data.CheckReadableBy(spec.Student, what, param);
+        data.CheckReadableBy(spec.Student, "the student", what, param);
         if (spec.Teacher is { } teacher)
         {
-            data.CheckReadableBy(teacher, what, param);
+            data.CheckReadableBy(teacher, "the teacher", what, param);
         }
         if (data.Classes > spec.Student.Classes)
         {

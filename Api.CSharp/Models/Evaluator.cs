@@ -72,7 +72,7 @@ public static class Evaluator
         Check.NotNull(model, nameof(model));
         Check.NotNull(data, nameof(data));
         Check.Positive(batchSize, nameof(batchSize));
-        data.CheckReadableBy(model, "data", nameof(data));
+        data.CheckReadableBy(model, null, "data", nameof(data));
         var loader = data.Batches(
             new BatchingOptions
             {

@@ -311,14 +311,15 @@ public sealed class SnnModel
     }
 
     /// <summary>Runs the model on a batch given as a flat row-major array.</summary>
-    /// <param name="input">B × ∏InputShape values, row-major.</param>
+    /// <param name="input">B × ∏InputShape values, row-major; for a model that stacks T frames (<see cref="StackedFrames"/>), T × B × ∏InputShape values, time-major.</param>
     /// <param name="batchSize">B ≥ 1.</param>
     /// <returns>The per-step logits [T, B, K].</returns>
     public float[,,] Forward(float[] input, int batchSize)
     {
         Check.NotNull(input, nameof(input));
         Check.Positive(batchSize, nameof(batchSize), "batchSize");
-        var shape = new[] { batchSize }.Concat(Inner.Architecture.InputShape).ToArray();
+        var lead = StackedFrames is { } frames ? new[] { frames, batchSize } : new[] { batchSize };
+        var shape = lead.Concat(Inner.Architecture.InputShape).ToArray();
         long expected = shape.Aggregate(1L, (a, d) => a * d);
         if (input.LongLength != expected)
         {
@@ -343,17 +344,17 @@ public sealed class SnnModel
                 nameof(input)
             );
         }
-        if (seq && !IsAnn && s[0] != Steps)
-        {
-            throw new ArgumentException(
-                $"input is a sequence of {s[0]} steps but the model runs T = {Steps}; use WithSteps({s[0]}) or pass a static batch.",
-                nameof(input)
-            );
-        }
         if (StackedFrames is { } f && (!seq || s[0] != f))
         {
             throw new ArgumentException(
                 $"input has shape [{string.Join(", ", s)}]; {Name} stacks {f} frames and takes a sequence [{f}, B, {string.Join(", ", inShape)}].",
+                nameof(input)
+            );
+        }
+        if (seq && !IsAnn && StackedFrames is null && s[0] != Steps)
+        {
+            throw new ArgumentException(
+                $"input is a sequence of {s[0]} steps but the model runs T = {Steps}; use WithSteps({s[0]}) or pass a static batch.",
                 nameof(input)
             );
         }

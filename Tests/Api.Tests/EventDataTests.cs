@@ -90,6 +90,11 @@ public class EventDataTests
         var acc = Evaluator.Evaluate(result.Student, events, batchSize: 10);
         Assert.That(acc.Accuracy, Has.Count.EqualTo(3));
         Assert.That(Evaluator.Evaluate(teacher, events).Accuracy, Has.Count.EqualTo(1));
+        // A flat array for a stacked model is time-major [T, B, …]: the same logits as the tensor.
+        var two = events.ToTensor(new[] { 0, 1 });
+        var flat = teacher.Forward(two.ToArray(), 2);
+        var viaTensor = teacher.Forward(two).Logits.ToArray();
+        Assert.That(flat.Cast<float>().ToArray(), Is.EqualTo(viaTensor));
     }
 
     [Test]
@@ -125,6 +130,15 @@ public class EventDataTests
             Evaluator.Evaluate(oneChannel, DataAndEvaluationTests.Synthetic(4, 34))
         )!;
         Assert.That(e.Message, Does.Contain("holds images").And.Contain("stacks 3"));
+        // The trainer names the model that cannot read the frames.
+        var spec = new DistillationSpecBuilder()
+            .Teacher(stacked)
+            .Student(SnnModel.Create(ModelKind.ConvNet, zoo))
+            .AddCrossEntropy()
+            .AddLogitKd()
+            .Build();
+        e = Assert.ThrowsAsync<ArgumentException>(() => Trainer.TrainAsync(spec, events))!;
+        Assert.That(e.Message, Does.Contain("the teacher").And.Contain("stacks 2"));
         e = Assert.Throws<ArgumentException>(() =>
             EventFrameDataset.Emulate(
                 ImageDataset.FromPixels("rgb", new byte[3 * 28 * 28], new[] { 0 }, 3, 28, 28, 10)

@@ -368,6 +368,84 @@ let ``calibrated full scales cover the requested share of partial sums and grow 
         same "fine ADC over calibrated scales" (integer.ToArray()) ((CrossbarInference.run fine m x).ToArray())
 
 [<Test>]
+let ``the calibrated full scale of a linear layer is the coverage quantile of its partial sums`` () =
+    let m = snd (models.Force().Head)
+    let batches = [ images 43 4; images 44 4 ]
+    let exported = IntegerExport.export m
+    let index = exported.Layers |> List.findIndex (fun l -> l.Name = "fc1")
+    let fc1 = exported.Layers[index]
+
+    // The fc1 inputs of the integer path, captured batch by batch.
+    let inputs = ResizeArray<int[] * int[]>()
+
+    let capture (il: IntegerLayer) (codes: int[]) (shape: int[]) =
+        if il.Name = "fc1" then
+            inputs.Add((Array.copy codes, Array.copy shape))
+
+        Forward.exactProduct il codes shape
+
+    for x in batches do
+        IntegerExport.runWith capture exported ProbeRequest.None m x |> ignore
+
+    // Every column partial sum of every read with an active row, straight from Crossbar.observe.
+    let xbar = (CrossbarInference.program CrossbarOptions.Ideal index fc1)[0]
+    let sums = ResizeArray<float>()
+
+    for codes, shape in inputs do
+        let n, fin = shape[0], shape[1]
+
+        for i in 0 .. n - 1 do
+            Crossbar.observe xbar (Array.init fin (fun k -> codes[i * fin + k] <> 0)) sums.Add
+
+    let sorted = sums.ToArray() |> Array.sort
+    Assert.That(sorted.Length, Is.GreaterThan 100)
+
+    for coverage in [ 0.5; 0.9; 0.99; 1.0 ] do
+        let needed = int (ceil (coverage * float sorted.Length))
+        let expected = max 1.0 sorted[needed - 1]
+
+        let scales =
+            CrossbarInference.calibrateFullScales CrossbarOptions.Ideal coverage m batches
+
+        Assert.That(scales["fc1"], Is.EqualTo expected, sprintf "coverage %g" coverage)
+
+[<Test>]
+let ``a layer without active rows on the calibration inputs keeps the ADC's own full scale`` () =
+    // A large negative shift after the first conv silences lif1, so conv2 reads no spike.
+    let m0 = snd (models.Force().Head)
+
+    let m =
+        { m0 with
+            Parameters =
+                m0.Parameters
+                |> Parameters.map (fun n t -> if n = "bn1.bias" then Tensor.full t.Shape -100.0f else t)
+        }
+
+    let calibration = [ images 45 3 ]
+    let exported = IntegerExport.export m
+    let active = Collections.Generic.Dictionary<string, bool>()
+
+    let capture (il: IntegerLayer) (codes: int[]) (shape: int[]) =
+        let before =
+            match active.TryGetValue il.Name with
+            | true, a -> a
+            | _ -> false
+
+        active[il.Name] <- before || Array.exists ((<>) 0) codes
+        Forward.exactProduct il codes shape
+
+    IntegerExport.runWith capture exported ProbeRequest.None m calibration[0]
+    |> ignore
+
+    let scales =
+        CrossbarInference.calibrateFullScales CrossbarOptions.Ideal 0.99 m calibration
+
+    for name in [ "conv2"; "fc1" ] do
+        Assert.That(scales.ContainsKey name, Is.EqualTo active[name], name)
+
+    Assert.That(active["conv2"], Is.False, "conv2 reads no spike")
+
+[<Test>]
 let ``calibration refuses a coverage outside (0, 1] and an empty input`` () =
     let m = snd (models.Force().Head)
 
