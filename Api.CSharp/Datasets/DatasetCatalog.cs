@@ -106,7 +106,7 @@ public static class DatasetCatalog
         bool train,
         int frames = 4,
         FetchSettings? settings = null
-    ) => Emulated(LoadMnist(train, settings), frames, settings);
+    ) => Emulated(() => LoadMnist(train, settings), frames, settings);
 
     /// <summary>Emulated event-Fashion-MNIST, as <see cref="LoadEventMnist"/>.</summary>
     /// <param name="train">True for the training split, false for the test split.</param>
@@ -116,16 +116,54 @@ public static class DatasetCatalog
         bool train,
         int frames = 4,
         FetchSettings? settings = null
-    ) => Emulated(LoadFashionMnist(train, settings), frames, settings);
+    ) => Emulated(() => LoadFashionMnist(train, settings), frames, settings);
+
+    /// <summary><see cref="LoadEventMnist"/> on a worker thread (the first emulation of a split takes minutes).</summary>
+    /// <param name="train">True for the training split.</param>
+    /// <param name="frames">Frames T per recording, 1 to 256.</param>
+    /// <param name="settings">Where to look and which cache to use.</param>
+    /// <param name="cancellationToken">Cancels before the work starts.</param>
+    public static Task<EventFrameDataset> LoadEventMnistAsync(
+        bool train,
+        int frames = 4,
+        FetchSettings? settings = null,
+        CancellationToken cancellationToken = default
+    )
+    {
+        CheckFrames(frames);
+        return Task.Run(() => LoadEventMnist(train, frames, settings), cancellationToken);
+    }
+
+    /// <summary><see cref="LoadEventFashionMnist"/> on a worker thread.</summary>
+    /// <param name="train">True for the training split.</param>
+    /// <param name="frames">Frames T per recording, 1 to 256.</param>
+    /// <param name="settings">Where to look and which cache to use.</param>
+    /// <param name="cancellationToken">Cancels before the work starts.</param>
+    public static Task<EventFrameDataset> LoadEventFashionMnistAsync(
+        bool train,
+        int frames = 4,
+        FetchSettings? settings = null,
+        CancellationToken cancellationToken = default
+    )
+    {
+        CheckFrames(frames);
+        return Task.Run(() => LoadEventFashionMnist(train, frames, settings), cancellationToken);
+    }
+
+    private static void CheckFrames(int frames) =>
+        Check.Range(frames, 1, 256, nameof(frames), "frames");
 
     private static EventFrameDataset Emulated(
-        ImageDataset images,
+        Func<ImageDataset> images,
         int frames,
         FetchSettings? settings
-    ) =>
-        EventFrameDataset.Emulate(
-            images,
+    )
+    {
+        CheckFrames(frames);
+        return EventFrameDataset.Emulate(
+            images(),
             frames,
             Path.Combine(settings?.CacheDirectory ?? CacheRoot, "emulated-events")
         );
+    }
 }

@@ -145,5 +145,16 @@ public class EventDataTests
             )
         )!;
         Assert.That(e.Message, Does.Contain("grey-scale"));
+        // A bad frame count is refused before any dataset is fetched.
+        var nowhere = FetchSettings.Offline with
+        {
+            CacheDirectory = cache,
+        };
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            DatasetCatalog.LoadEventMnist(true, 0, nowhere)
+        );
+        Assert.Throws<ArgumentOutOfRangeException>(() =>
+            DatasetCatalog.LoadEventFashionMnistAsync(false, 300, nowhere)
+        );
     }
 }
