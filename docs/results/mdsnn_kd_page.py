@@ -121,6 +121,26 @@ if xbar and os.path.exists(xjson):
         csv_rows.append(("crossbar", f"ADC {c['adc']}", 4, f"{100 * c['accuracy']:.2f}", "mdsnn-xbar-b4", ""))
     lines.append("")
     lines.append("Layers on crossbars: " + ", ".join(x["crossbar"][0].get("layers", [])) + ".")
+    # The same ADCs with per-layer full scales calibrated on the first 512 training images
+    # (--adc-coverage); the runs of regenerate-mdsnn-kd.sh record their own commit.
+    calibrated = []
+    for p_ in ("0.99", "0.999"):
+        path = os.path.join(runs, f"mdsnn-xbar-b4.calibrated-{p_}.json")
+        if os.path.exists(path):
+            calibrated += [(p_, c) for c in json.load(open(path))["crossbar"]]
+    if calibrated:
+        commit_path = os.path.join(runs, "mdsnn-xbar-b4.calibrated.commit")
+        lines += ["", "Calibrated full scales: each crossbar layer's ADC spans the smallest whole number of levels that",
+                  "covers 99 % or 99.9 % of its column partial sums on the first 512 *training* images (ideal crossbars;",
+                  "`CrossbarInference.calibrateFullScales`), instead of 64 × 15 = 960. Command: the one above with",
+                  "`--crossbar-adc 8 4 --adc-coverage 0.99` (or `0.999`) `--calibration-images 512`"
+                  + (f"; commit {pagekit.commit(commit_path)}." if os.path.exists(commit_path) else "."), "",
+                  "| ADC | coverage | full scales (levels) | crossbar | integer path | test images |", "|---|---|---|---|---|---|"]
+        for p_, c in calibrated:
+            bits = c["adc"].split(" ")[0]
+            scales = ", ".join(f"{k} {v:g}" for k, v in c.get("fullScales", {}).items())
+            lines.append(f"| {bits} | {p_} | {scales} | {100 * c['accuracy']:.2f} | {100 * c['integerAccuracy']:.2f} | {c['samples']} |")
+            csv_rows.append(("crossbar", f"ADC {bits}, full scales covering {p_}", 4, f"{100 * c['accuracy']:.2f}", "mdsnn-xbar-b4", ""))
 
 # ---------------------------------------------------------------- versatile vs per timestep
 vers = load("mdsnn-versatile")
