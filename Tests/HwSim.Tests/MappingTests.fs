@@ -318,3 +318,18 @@ let ``firing rates measured by a real forward pass drive activity-aware energy``
             Assert.That(e.InputRate, Is.EqualTo(float out.FiringRates[s]))
             Assert.That(e.Total, Is.LessThanOrEqualTo d.Total)
         | None -> Assert.That(e.Total, Is.EqualTo d.Total))
+
+[<Test>]
+let ``a model that stacks event frames maps like its unstacked twin`` () =
+    let plain =
+        Zoo.convNet
+            { ZooConfig.Mnist with
+                InputChannels = 8
+                InputSize = 34
+            }
+
+    let stacked = Architecture.stackFrames 4 plain
+    let a = Mapping.ofArchitecture Accelerator.spikeSim plain
+    let b = Mapping.ofArchitecture Accelerator.spikeSim stacked
+    Assert.That((b.Layers = a.Layers), "the same layer mappings")
+    Assert.That((Metrics.evaluate 4 b).E, Is.EqualTo (Metrics.evaluate 4 a).E)
