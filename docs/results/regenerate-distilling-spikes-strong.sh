@@ -16,5 +16,9 @@ for d in ${1:-mnist fmnist}; do
     for r in long-teacher pe-l1 pe-l2 pe-kl pe-sl1 pe-sl2 pe-combined pe-t-ta pe-t-ta-s; do
         run "ds-$d-$r"
     done
+    # A second seed (3) of the Fashion-MNIST rows at or near the goal on seed 2.
+    if [[ $d == fmnist ]]; then
+        for r in pe-l2 pe-kl pe-sl2 pe-combined pe-t-ta-s; do run "ds-$d-$r-s3"; done
+    fi
 done
 if [[ -f runs/ds/commit ]]; then python3 docs/results/distilling_spikes_page.py runs/ds; fi
