@@ -210,7 +210,9 @@ lines += ["", "## The issue's goal", "",
 for ds, label, ok in verdicts:
     lines.append(f"- {ds}, {label}: **{'met' if ok else 'not met'}**")
 met = sum(ok for _, _, ok in verdicts)
-lines += ["", f"{met} of {len(verdicts)} distilled students meet it.", "",
+lines += ["", f"{met} of {len(verdicts)} distilled students meet it in the first protocol"
+          + (f"; {sum(ok for _, _, ok in strong_verdicts)} of {len(strong_verdicts)} in the strong-teacher protocol above."
+             if strong_verdicts else "."), "",
           f"Wall time: {total / 60:.1f} min for all runs on {os.cpu_count()} cores ({cpu()}), commit {run_commit}. Other",
           "experiments shared the cores during most runs, so per-run wall times are upper bounds.", ""]
 NOTES = os.path.join(here, "distilling-spikes.notes.md")
