@@ -180,9 +180,13 @@ for d in ("mnist", "fmnist"):
     second = [(row, label, r, pagekit.run(strong_runs, f"ds-{d}-{row}-s3")) for row, label, r in rows]
     second = [x for x in second if x[3]]
     alone3 = load(d, "student-alone-s3")
+    if alone3 is None:
+        r3 = pagekit.run(strong_runs, f"ds-{d}-student-alone-s3")
+        alone3 = r3 and dict(r3, acc=r3["acc"]["student"])
     if second and alone3:
         a3 = alone3["acc"][-1]
-        sec += ["", f"A second seed (3) of the rows at or near the goal on seed 2 (student alone: {pct(a_alone)} / {pct(a3)}):", "",
+        sec += ["", f"A second seed (3) of the rows at or near the goal on seed 2 (student alone: {pct(a_alone)} / {pct(a3)}"
+                + (f", seed 3 in `{alone3['name']}`" if alone3["name"].startswith("ds-mnist") else "") + "):", "",
                 "| student loss (+ CE) | seed 2 | seed 3 | mean | mean − student alone's mean |", "|---|---|---|---|---|"]
         for row, label, r2, r3 in second:
             v2, v3 = r2["acc"]["student"][-1], r3["acc"]["student"][-1]
