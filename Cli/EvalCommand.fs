@@ -178,12 +178,11 @@ let execute
                     c.Model
                     ((Run.batcher batchSize 0 false images).Epoch 0 |> Seq.map (fun b -> b.Inputs))
 
-            for l in (IntegerExport.export c.Model).Layers do
-                match scales.TryFind l.Name with
-                | Some f -> Run.log "  %s: %g levels" l.Name f
-                | None when l.Neuron.IsSome ->
-                    Run.log "  %s: no partial sum on these images; keeps the largest possible sum" l.Name
-                | None -> ()
+            for KeyValue(n, f) in scales do
+                Run.log "  %s: %g levels" n f
+
+            Run.log
+                "  (a crossbar layer not listed had no partial sum on these images and keeps the largest possible sum)"
 
             scales
         | _ -> Map.empty

@@ -513,11 +513,10 @@ let forModel (c: Checkpoint) (ds: DatasetSection) =
     if not ds.IsSequence then
         ds
     else
-        match c.Metadata.TryFind "frames" |> Option.map Int32.TryParse, c.Model.Mode with
-        | Some(true, f), _ when f > 0 -> { ds with Frames = f }
-        | _ when (Architecture.stackedFrames c.Model.Architecture).IsSome ->
-            { ds with
-                Frames = (Architecture.stackedFrames c.Model.Architecture).Value
-            }
-        | _, ExecutionMode.Snn t -> { ds with Frames = t }
+        let recorded = c.Metadata.TryFind "frames" |> Option.map Int32.TryParse
+
+        match recorded, Architecture.stackedFrames c.Model.Architecture, c.Model.Mode with
+        | Some(true, f), _, _ when f > 0 -> { ds with Frames = f }
+        | _, Some f, _ -> { ds with Frames = f }
+        | _, None, ExecutionMode.Snn t -> { ds with Frames = t }
         | _ -> ds

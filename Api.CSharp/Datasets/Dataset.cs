@@ -1,4 +1,5 @@
 using SnnSpec.Data;
+using SnnSpec.Facade;
 
 namespace SnnSpec.Datasets;
 
@@ -41,19 +42,22 @@ public abstract class Dataset
     public DataLoader Batches(BatchingOptions? options = null) =>
         new(Source, options ?? new BatchingOptions());
 
-    private protected void CheckIndices(int[] idx)
+    /// <summary>The indices as an array, each checked to lie in [0, Count).</summary>
+    private protected int[] Indices(IEnumerable<int> indices)
     {
+        var idx = Check.NotNull(indices, nameof(indices)).ToArray();
         foreach (var i in idx)
         {
             if (i < 0 || i >= Count)
             {
                 throw new ArgumentOutOfRangeException(
-                    "indices",
+                    nameof(indices),
                     i,
                     $"index {i} is outside the set; indices must lie in [0, {Count})."
                 );
             }
         }
+        return idx;
     }
 
     /// <summary>

@@ -73,12 +73,8 @@ public sealed class EventFrameDataset : Dataset
 
     /// <summary>The samples at the given indices, in that order, as a view of this set.</summary>
     /// <param name="indices">Indices in [0, Count).</param>
-    public EventFrameDataset Subset(IEnumerable<int> indices)
-    {
-        var idx = Check.NotNull(indices, nameof(indices)).ToArray();
-        CheckIndices(idx);
-        return new EventFrameDataset(Name, Classes, SampleSource.subset(source, idx));
-    }
+    public EventFrameDataset Subset(IEnumerable<int> indices) =>
+        new(Name, Classes, SampleSource.subset(source, Indices(indices)));
 
     /// <summary>The first <paramref name="count"/> samples (all of them when fewer).</summary>
     /// <param name="count">Number of samples ≥ 0.</param>
@@ -90,12 +86,8 @@ public sealed class EventFrameDataset : Dataset
 
     /// <summary>The samples at the given indices as one time-major tensor [T, n, 2, H, W] of counts.</summary>
     /// <param name="indices">Indices in [0, Count).</param>
-    public Tensor ToTensor(IEnumerable<int> indices)
-    {
-        var idx = Check.NotNull(indices, nameof(indices)).ToArray();
-        CheckIndices(idx);
-        return SampleSource.toTensor(true, source, idx);
-    }
+    public Tensor ToTensor(IEnumerable<int> indices) =>
+        SampleSource.toTensor(true, source, Indices(indices));
 
     /// <inheritdoc />
     public override string ToString() =>

@@ -82,12 +82,8 @@ public sealed class ImageDataset : Dataset
 
     /// <summary>The samples at the given indices, in that order, as a new set.</summary>
     /// <param name="indices">Indices in [0, Count).</param>
-    public ImageDataset Subset(IEnumerable<int> indices)
-    {
-        var idx = Check.NotNull(indices, nameof(indices)).ToArray();
-        CheckIndices(idx);
-        return new ImageDataset(ImageSetModule.subset(Inner, idx));
-    }
+    public ImageDataset Subset(IEnumerable<int> indices) =>
+        new(ImageSetModule.subset(Inner, Indices(indices)));
 
     /// <summary>The first <paramref name="count"/> samples (all of them when fewer).</summary>
     /// <param name="count">Number of samples ≥ 0.</param>
@@ -99,12 +95,8 @@ public sealed class ImageDataset : Dataset
 
     /// <summary>The samples at the given indices as a tensor [n, C, H, W] with values in [0, 1].</summary>
     /// <param name="indices">Indices in [0, Count).</param>
-    public Tensor ToTensor(IEnumerable<int> indices)
-    {
-        var idx = Check.NotNull(indices, nameof(indices)).ToArray();
-        CheckIndices(idx);
-        return ImageSetModule.toTensor(Inner, idx);
-    }
+    public Tensor ToTensor(IEnumerable<int> indices) =>
+        ImageSetModule.toTensor(Inner, Indices(indices));
 
     /// <inheritdoc />
     public override string ToString() =>

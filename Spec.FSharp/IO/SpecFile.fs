@@ -1459,18 +1459,13 @@ module SpecFile =
                     with :? SnnSpecException as e ->
                         fail "$.teacher.checkpoint" (sprintf "cannot be loaded: %s" e.Message)
 
-                match c.Model.Mode with
-                | ExecutionMode.Ann when
-                    (Architecture.stackedFrames c.Model.Architecture
-                     |> Option.exists ((<>) ds.Frames))
-                    ->
-                    let f = (Architecture.stackedFrames c.Model.Architecture).Value
-
+                match c.Model.Mode, Architecture.stackedFrames c.Model.Architecture with
+                | _, Some f when f <> ds.Frames ->
                     fail
                         "$.teacher.checkpoint"
                         (if ds.IsSequence then
                              sprintf
-                                 "is an ANN that stacks %d frames, but %s samples are sequences of %d frames. Fix: set \"dataset\": {\"frames\": %d}, or use a teacher trained on %d frames."
+                                 "is a model that stacks %d frames, but %s samples are sequences of %d frames. Fix: set \"dataset\": {\"frames\": %d}, or use a teacher trained on %d frames."
                                  f
                                  ds.Name
                                  ds.Frames
@@ -1478,11 +1473,11 @@ module SpecFile =
                                  ds.Frames
                          else
                              sprintf
-                                 "is an ANN that stacks %d event frames, but %s samples are images. Fix: use the event dataset it was trained on, with \"frames\": %d."
+                                 "is a model that stacks %d event frames, but %s samples are images. Fix: use the event dataset it was trained on, with \"frames\": %d."
                                  f
                                  ds.Name
                                  f)
-                | ExecutionMode.Snn t when ds.IsSequence && t <> ds.Frames ->
+                | ExecutionMode.Snn t, None when ds.IsSequence && t <> ds.Frames ->
                     fail
                         "$.teacher.checkpoint"
                         (sprintf

@@ -674,11 +674,7 @@ module Forward =
 
         // [T, B, C, …] → [B, T, C, …] → [B, T·C, …]: frame t fills channels t·C … (t+1)·C − 1.
         let stack (s: Tensor) =
-            let perm = Array.init s.Rank id
-            perm[0] <- 1
-            perm[1] <- 0
-
-            Tensor.permute perm s
+            Tensor.transpose 0 1 s
             |> Tensor.reshape (Array.append [| s.Shape[1]; s.Shape[0] * s.Shape[2] |] s.Shape[3..])
 
         let mutable value =

@@ -460,13 +460,12 @@ let ``a MINT student with the integer preset runs on crossbars, with ADC full sc
     // ideal ADC keeps none and equals the integer path. A coverage outside (0, 1] is bad usage.
     let cjson = dir.File "calibrated.json"
 
+    let eval (args: string list) =
+        run ([ "eval"; q; "--test"; "20" ] @ args)
+
     Assert.That(
-        run
+        eval
             [
-                "eval"
-                q
-                "--test"
-                "20"
                 "--crossbar-adc"
                 "ideal"
                 "4"
@@ -509,22 +508,8 @@ let ``a MINT student with the integer preset runs on crossbars, with ADC full sc
         Assert.That(f, Is.InRange(1.0, 64.0 * 15.0), l)
         Assert.That(f, Is.EqualTo(System.Math.Round(f: float)), l)
 
-    Assert.That(run [ "eval"; q; "--test"; "20"; "--crossbar-adc"; "4"; "--adc-coverage"; "1.5" ], Is.EqualTo 2)
-
-    Assert.That(
-        run
-            [
-                "eval"
-                q
-                "--test"
-                "20"
-                "--crossbar-adc"
-                "ideal"
-                "--adc-coverage"
-                "0.9"
-            ],
-        Is.EqualTo 2
-    )
+    Assert.That(eval [ "--crossbar-adc"; "4"; "--adc-coverage"; "1.5" ], Is.EqualTo 2)
+    Assert.That(eval [ "--crossbar-adc"; "ideal"; "--adc-coverage"; "0.9" ], Is.EqualTo 2)
 
 [<Test>]
 let ``report evaluates each event checkpoint on the frames it was trained on`` () =
