@@ -19,6 +19,7 @@ let main argv =
                     TrainingBenchmarks.types
                     DataBenchmarks.types
                     TrainerBenchmarks.types
+                    IntegerProductBenchmarks.types
                 ]
 
         BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore

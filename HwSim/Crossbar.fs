@@ -1,6 +1,7 @@
 namespace SnnSpec.HwSim
 
 open System
+open System.Numerics.Tensors
 open SnnSpec
 
 /// The column read-out converter.
@@ -101,15 +102,21 @@ module Crossbar =
         | Adc.Quantized(_, Some f) -> f
         | _ -> float c.Rows * (2.0 ** float (min c.BitsPerCell c.WeightBits) - 1.0)
 
-    /// One ADC conversion of a partial sum p.
-    let convert (c: CrossbarConfig) (p: float) =
+    /// The ADC of a config as a function of the partial sum p: p itself when ideal, else p clipped
+    /// to [0, FS] and rounded to the nearest of 2^bits − 1 steps, round(clip(p)/FS·L)·FS/L.
+    let converter (c: CrossbarConfig) : float -> float =
         match c.Adc with
-        | Adc.Ideal -> p
+        | Adc.Ideal -> id
         | Adc.Quantized(bits, _) ->
             let fs = fullScale c
             let levels = 2.0 ** float bits - 1.0
-            let clipped = Math.Clamp(p, 0.0, fs)
-            Math.Round(clipped / fs * levels, MidpointRounding.AwayFromZero) * fs / levels
+
+            fun p ->
+                let clipped = Math.Clamp(p, 0.0, fs)
+                Math.Round(clipped / fs * levels, MidpointRounding.AwayFromZero) * fs / levels
+
+    /// One ADC conversion of a partial sum p (converter c p).
+    let convert (c: CrossbarConfig) (p: float) = converter c p
 
     let private gaussian (rng: Random) =
         let u1 = 1.0 - rng.NextDouble()
@@ -187,10 +194,11 @@ module Crossbar =
 
                 for i in r0..r1 do
                     if spikes[i] then
-                        let b = i * m
-
-                        for j in 0 .. m - 1 do
-                            psum[j] <- psum[j] + g[b + j]
+                        TensorPrimitives.Add(
+                            ReadOnlySpan<float>(psum),
+                            ReadOnlySpan<float>(g, i * m, m),
+                            Span<float>(psum)
+                        )
 
                 visit active k psum
 
@@ -204,12 +212,13 @@ module Crossbar =
         let m = p.Outputs
         let out = Array.zeroCreate m
         let last = p.Cells.Length - 1
+        let adc = converter c
 
         visitReads p spikes (fun active k psum ->
             let shift = 2.0 ** float (k * c.BitsPerCell)
 
             for j in 0 .. m - 1 do
-                out[j] <- out[j] + shift * convert c psum[j]
+                out[j] <- out[j] + shift * adc psum[j]
 
             if k = last then
                 for j in 0 .. m - 1 do

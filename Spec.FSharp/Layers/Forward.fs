@@ -147,10 +147,10 @@ module Forward =
                 }
         | _ -> None
 
-    /// The exact integer product of a conv or linear layer's weight codes with a binary input [N, …]
-    /// (flat 0/1 codes and the input's shape): Σ code·x without the bias, and the output shape
-    /// ([N, O] or [N, O, H_o, W_o]). The default product of the integer datapath.
-    let exactProduct (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
+    /// The integer product of a conv or linear layer's weight codes with an integer input [N, …]
+    /// (flat codes and the input's shape), Σ code·x without the bias, and the output shape ([N, O] or
+    /// [N, O, H_o, W_o]), summed term by term in integers: the reference exactProduct is checked against.
+    let referenceProduct (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
         let o = il.Shape[0]
 
         let acc, outShape =
@@ -199,6 +199,54 @@ module Forward =
                 acc, [| n; o; ho; wo |]
 
         acc, outShape
+
+    /// 2^24: every integer of magnitude up to this is a float32, so is every sum of such integers
+    /// whose partial sums stay within it.
+    let private exactFloat32 = 16777216.0
+
+    /// The largest |Σ code·x| any output of the layer can reach on this input: max |x| times the
+    /// largest row sum of |code| (per output channel, over C·K·K or In).
+    let private productBound (il: IntegerLayer) (x: int[]) =
+        let o = il.Shape[0]
+        let fan = il.Weights.Length / o
+        let mutable maxX = 0
+
+        for v in x do
+            maxX <- max maxX (abs v)
+
+        let mutable maxRow = 0L
+
+        for j in 0 .. o - 1 do
+            let mutable row = 0L
+
+            for k in 0 .. fan - 1 do
+                row <- row + int64 (abs il.Weights[j * fan + k])
+
+            maxRow <- max maxRow row
+
+        float maxX * float maxRow
+
+    /// The exact integer product Σ code·x of a conv or linear layer over an integer input [N, …], as
+    /// referenceProduct (the default product of the integer datapath). When no output can exceed
+    /// 2^24 in magnitude (productBound) every partial sum of every summation order is an exactly
+    /// representable float32, so the product runs through the float32 conv/linear kernels and is
+    /// converted back without loss; otherwise it falls back to referenceProduct.
+    let exactProduct (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
+        if productBound il x > exactFloat32 then
+            referenceProduct il x inShape
+        else
+            Diff.noGrad (fun () ->
+                use _ = TensorScope.Begin()
+                let w = Tensor.ofArray il.Shape (Array.map float32 il.Weights)
+                let input = Tensor.ofArray inShape (Array.map float32 x)
+
+                let y =
+                    if il.Kind = "linear" then
+                        Tensor.linear w None input
+                    else
+                        Tensor.conv2d il.Stride il.Padding w None input
+
+                y.ToArray() |> Array.map int, y.Shape)
 
     /// Integer accumulation of a conv or linear layer over a binary input [N, …]: acc = r.Product + bias code.
     let private accumulate (r: Run) (il: IntegerLayer) (x: int[]) (inShape: int[]) : int[] * int[] =
