@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+import bkdsnn_long_page
 import pagekit
 from pagekit import cpu
 
@@ -508,6 +509,12 @@ def bkd_page():
           "Fashion-MNIST with a small ConvNet and 2 epochs; only the shape of the comparison carries over.", ""]
     L += commands_section(runs + xruns)
     L.append("")
+    # The long protocol's section (bkdsnn_long_page.py, from other runs) stays where it is.
+    page = os.path.join(here, "bkdsnn-fmnist.md")
+    block = bkdsnn_long_page.kept_block(open(page).read()) if os.path.exists(page) else None
+    if block is not None:
+        i = L.index(bkdsnn_long_page.ANCHOR)
+        L[i:i] = [block, ""]
     write_page("bkdsnn-fmnist", L, rows, xrows, xruns, teacher_run, goal_rows)
 
 
