@@ -8,7 +8,7 @@ namespace SnnSpec.Hardware;
 /// Costs SnnSpec models on a crossbar in-memory-computing accelerator (SpikeSim's energy, latency
 /// and area model) and runs integer matrix products through the functional crossbar datapath.
 /// </summary>
-public sealed class CrossbarSimulator
+public sealed partial class CrossbarSimulator
 {
     /// <summary>A simulator of the given accelerator.</summary>
     /// <param name="accelerator">The chip; null uses SpikeSim's ELA defaults.</param>

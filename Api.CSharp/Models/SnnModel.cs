@@ -1,4 +1,5 @@
 using Microsoft.FSharp.Collections;
+using SnnSpec.Datasets;
 using SnnSpec.Facade;
 
 namespace SnnSpec.Models;
@@ -286,6 +287,40 @@ public sealed class SnnModel
         catch (SnnSpecException e)
         {
             throw new ArgumentException(e.Message, nameof(options), e);
+        }
+    }
+
+    /// <summary>
+    /// The quantized model with every weight scale "&lt;layer&gt;.alpha" set from what its quantizer sees
+    /// on the first training samples (for a conv folded with batch norm, the folded weight under their
+    /// batch statistics). Call it once after <see cref="Quantize"/>, before training or deploying
+    /// without training: at quantization only the unfolded weight is known, so folded weights would
+    /// clip and the layers they feed would stay silent.
+    /// </summary>
+    /// <param name="data">Training data the model can read (never the test set).</param>
+    /// <param name="samples">Samples used, the first ones, ≥ 1 (fewer when the data holds fewer).</param>
+    /// <exception cref="ArgumentException">The model is not quantized, or the data does not fit it.</exception>
+    public SnnModel CalibrateScales(Dataset data, int samples = 256)
+    {
+        Check.NotNull(data, nameof(data));
+        Check.Positive(samples, nameof(samples));
+        if (!IsQuantized)
+        {
+            throw new ArgumentException(
+                $"the model {Name} has no quantization plan to calibrate; call Quantize first.",
+                nameof(data)
+            );
+        }
+        data.CheckReadableBy(this, null, "data", nameof(data));
+        var indices = Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray();
+        var x = SnnSpec.Data.SampleSource.toTensor(data.Frames > 0, data.Source, indices);
+        try
+        {
+            return new SnnModel(ModelModule.calibrateScales(x, Inner));
+        }
+        catch (SnnSpecException e)
+        {
+            throw new ArgumentException(e.Message, nameof(data), e);
         }
     }
 

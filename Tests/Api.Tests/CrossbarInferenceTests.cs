@@ -1,0 +1,216 @@
+using SnnSpec.Datasets;
+using SnnSpec.Hardware;
+using SnnSpec.Models;
+
+namespace SnnSpec.Api.Tests;
+
+/// <summary>Crossbar inference of a whole quantized model and post-training scale calibration from C#.</summary>
+public class CrossbarInferenceTests
+{
+    // MINT neurons with a low threshold, so that the integer layers fire on the synthetic images.
+    private static readonly ZooOptions Tiny = new()
+    {
+        Width = 0.25f,
+        Steps = 3,
+        InputSize = 12,
+        Neuron = new NeuronOptions { Kind = NeuronKind.Mint, Threshold = 0.25f },
+    };
+
+    private static readonly QuantizationOptions IntegerFour = QuantizationOptions.Uniform(4) with
+    {
+        UniformMembraneGrid = true,
+    };
+
+    private static readonly ImageDataset Train = DataAndEvaluationTests.Synthetic(64, seed: 1);
+    private static readonly ImageDataset Test = DataAndEvaluationTests.Synthetic(40, seed: 2);
+
+    private static readonly Lazy<SnnModel> Quantized = new(() =>
+        SnnModel.Create(ModelKind.ConvNet, Tiny).Quantize(IntegerFour).CalibrateScales(Train, 64)
+    );
+
+    private static CrossbarInferenceOptions Calibrated(double coverage, int images = 512) =>
+        new()
+        {
+            AdcBits = 4,
+            AdcCoverage = coverage,
+            CalibrationData = Train,
+            CalibrationImages = images,
+        };
+
+    [Test]
+    public void IdealCrossbarsReproduceTheIntegerPath()
+    {
+        var m = Quantized.Value;
+        var r = CrossbarSimulator.EvaluateOnCrossbars(m, Test, batchSize: 16);
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.Samples, Is.EqualTo(Test.Count));
+            Assert.That(r.CrossbarLayers, Is.Not.Empty);
+            Assert.That(r.CrossbarAccuracy, Is.EqualTo(r.IntegerAccuracy));
+            Assert.That(r.FloatAccuracy, Is.EqualTo(Evaluator.Evaluate(m, Test).Final));
+            Assert.That(r.FullScales, Is.Empty);
+        });
+    }
+
+    [Test]
+    public void CalibratedFullScalesGrowWithCoverageAndUseOnlyTheFirstImages()
+    {
+        var m = Quantized.Value;
+        var low = CrossbarSimulator.EvaluateOnCrossbars(m, Test, Calibrated(0.5));
+        var high = CrossbarSimulator.EvaluateOnCrossbars(m, Test, Calibrated(1.0));
+        Assert.That(
+            high.FullScales,
+            Is.Not.Empty,
+            "no integer layer fired on the calibration images"
+        );
+        foreach (var (layer, scale) in high.FullScales)
+        {
+            Assert.That(high.CrossbarLayers, Does.Contain(layer));
+            Assert.That(scale, Is.GreaterThanOrEqualTo(1.0));
+            Assert.That(scale, Is.EqualTo(Math.Round(scale)), $"{layer}: a whole number of levels");
+            Assert.That(low.FullScales[layer], Is.LessThanOrEqualTo(scale), layer);
+        }
+
+        // CalibrationImages = 20 reads exactly the first 20 images, also when batches hold 16.
+        var first = CrossbarSimulator.EvaluateOnCrossbars(
+            m,
+            Test,
+            Calibrated(1.0, images: 20),
+            batchSize: 16
+        );
+        var taken = CrossbarSimulator.EvaluateOnCrossbars(
+            m,
+            Test,
+            Calibrated(1.0) with
+            {
+                CalibrationData = Train.Take(20),
+            }
+        );
+        Assert.That(first.FullScales, Is.EqualTo(taken.FullScales));
+        Assert.That(first.CrossbarAccuracy, Is.EqualTo(taken.CrossbarAccuracy));
+    }
+
+    [Test]
+    public async Task VariationIsDeterministicForASeed()
+    {
+        var m = Quantized.Value;
+        var noisy = new CrossbarInferenceOptions
+        {
+            AdcBits = 6,
+            VariationSigma = 0.2,
+            VariationSeed = 5,
+        };
+        var a = CrossbarSimulator.EvaluateOnCrossbars(m, Test, noisy);
+        var b = await CrossbarSimulator.EvaluateOnCrossbarsAsync(m, Test, noisy);
+        Assert.That(b, Is.EqualTo(a).Using<CrossbarInferenceResult>(SameAccuracies));
+    }
+
+    private static bool SameAccuracies(CrossbarInferenceResult x, CrossbarInferenceResult y) =>
+        x.CrossbarAccuracy == y.CrossbarAccuracy
+        && x.IntegerAccuracy == y.IntegerAccuracy
+        && x.Samples == y.Samples;
+
+    [Test]
+    public void CalibrateScalesSetsTheScalesFromTheData()
+    {
+        var q = SnnModel.Create(ModelKind.ConvNet, Tiny).Quantize(IntegerFour);
+        var c = q.CalibrateScales(Train, 32);
+        var alphas = q.ParameterNames.Where(n => n.EndsWith(".alpha")).ToArray();
+        Assert.That(alphas, Is.Not.Empty);
+        Assert.That(
+            alphas.Any(n =>
+                !c.GetParameter(n).ToArray().SequenceEqual(q.GetParameter(n).ToArray())
+            ),
+            Is.True,
+            "calibration changed no scale"
+        );
+        // The same samples give the same scales.
+        var again = q.CalibrateScales(Train.Take(32));
+        foreach (var n in alphas)
+        {
+            Assert.That(
+                again.GetParameter(n).ToArray(),
+                Is.EqualTo(c.GetParameter(n).ToArray()),
+                n
+            );
+        }
+    }
+
+    [Test]
+    public void BadInputIsRefusedWithTheFix()
+    {
+        var m = Quantized.Value;
+        var fp = SnnModel.Create(ModelKind.ConvNet, Tiny);
+        Assert.Multiple(() =>
+        {
+            Assert.That(
+                Assert
+                    .Throws<ArgumentException>(() =>
+                        CrossbarSimulator.EvaluateOnCrossbars(fp, Test)
+                    )!
+                    .Message,
+                Does.Contain("Quantize")
+            );
+            Assert.That(
+                Assert
+                    .Throws<ArgumentException>(() =>
+                        CrossbarSimulator.EvaluateOnCrossbars(
+                            m,
+                            Test,
+                            new CrossbarInferenceOptions
+                            {
+                                AdcCoverage = 0.99,
+                                CalibrationData = Train,
+                            }
+                        )
+                    )!
+                    .Message,
+                Does.Contain("AdcBits")
+            );
+            Assert.Throws<ArgumentOutOfRangeException>(() =>
+                CrossbarSimulator.EvaluateOnCrossbars(m, Test, Calibrated(1.5))
+            );
+            Assert.That(
+                Assert
+                    .Throws<ArgumentException>(() =>
+                        CrossbarSimulator.EvaluateOnCrossbars(
+                            m,
+                            Test,
+                            Calibrated(0.99) with
+                            {
+                                CalibrationData = null,
+                            }
+                        )
+                    )!
+                    .Message,
+                Does.Contain("training images")
+            );
+            Assert.That(
+                Assert
+                    .Throws<ArgumentException>(() =>
+                        CrossbarSimulator.EvaluateOnCrossbars(
+                            m,
+                            DataAndEvaluationTests.Synthetic(8, size: 10)
+                        )
+                    )!
+                    .ParamName,
+                Is.EqualTo("data")
+            );
+            Assert.That(
+                Assert.Throws<ArgumentException>(() => fp.CalibrateScales(Train))!.Message,
+                Does.Contain("Quantize")
+            );
+            using var cancelled = new CancellationTokenSource();
+            cancelled.Cancel();
+            Assert.That(
+                () =>
+                    CrossbarSimulator.EvaluateOnCrossbars(
+                        m,
+                        Test,
+                        cancellationToken: cancelled.Token
+                    ),
+                Throws.InstanceOf<OperationCanceledException>()
+            );
+        });
+    }
+}
