@@ -3,7 +3,7 @@
 # along channels, in order (docs/results/temporal-kd-events.md, second part): standard KD, paper form
 # and reference-code form, two seeds. The students alone are the first part's (regenerate-temporal-kd-events.sh).
 #
-#   bash docs/results/regenerate-temporal-kd-events-stacked.sh   # ~50 min on 2 cores
+#   bash docs/results/regenerate-temporal-kd-events-stacked.sh   # ~100 min on 2 cores
 #   KEEP=1 ... / SNNSPEC_CLI="dotnet /path/to/snnspec.dll" ...    # as the other regenerate scripts
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,5 +17,13 @@ done
 # Three times the student budget (6 epochs, seed 1), the student alone included.
 for r in kd temporal-masked temporal-ensemble alone; do
     run "tkdev-long-$r"
+done
+# More seeds, to tell the late-t difference between temporal-wise and standard KD from seed noise:
+# a third seed at 2 epochs, and a second seed at 6 epochs (the student alone included).
+for r in kd temporal-masked temporal-ensemble; do
+    run "tkdev-stacked-$r-s3"
+done
+for r in kd temporal-masked temporal-ensemble alone; do
+    run "tkdev-long-$r-s2"
 done
 if [[ -f runs/events/commit ]]; then python3 docs/results/temporal_kd_events_page.py runs/events; fi
