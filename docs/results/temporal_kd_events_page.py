@@ -105,11 +105,25 @@ lines.append("")
 # A teacher that reads the frames in order (regenerate-temporal-kd-events-stacked.sh).
 stacked_runs = os.path.join(os.path.dirname(os.path.abspath(runs)), "events-stacked")
 STACKED = [(n.replace("tkdev-", "tkdev-stacked-"), label) for n, label in ROWS[1:]]
+SEED_OF = {"": 1, "-s2": 2, "-s3": 3}
 stacked = {}
-for sfx in ("", "-s2"):
+for sfx in SEED_OF:
     got = {n: pagekit.run(stacked_runs, n + sfx) for n, _ in STACKED}
     if all(got.values()):
         stacked[sfx] = got
+
+
+def mean_of(tables, n):
+    """The mean over seeds of a run's student accuracy at every t; tables maps suffix → runs."""
+    accs = [got[n]["acc"]["student"] for got in tables.values()]
+    return [sum(v) / len(accs) for v in zip(*accs)]
+
+
+def seeds_text(tables):
+    """"seed 1" or "seeds 1, 2, 3"."""
+    return ("seed " if len(tables) == 1 else "seeds ") + ", ".join(str(SEED_OF[sfx]) for sfx in tables)
+
+
 if stacked:
     t_acc = stacked[""]["tkdev-stacked-kd"]["acc"]["teacher"][0]
     st_total = sum(r["seconds"] for got in stacked.values() for r in got.values())
@@ -118,42 +132,50 @@ if stacked:
               "ConvNet twin, 2 epochs on the same images, seed 0) reads the 4 frames **concatenated along",
               "channels** ([B, 8, 34, 34], frame 0 first; `\"stackFrames\": true`), the usual ANN baseline on",
               f"event frames. It reaches **{t_acc:.2f} %**, against {teacher[0]:.2f} % for the time-mean teacher.",
-              "The students, seeds and budget are the ones above; the student alone is the same run.",
+              "The students and budget are the ones above; the students alone are the same runs (seeds 1 and 2).",
               f"Regenerate: `bash docs/results/regenerate-temporal-kd-events-stacked.sh` (spec files",
-              f"`Examples/specs/results/tkdev-stacked-*.json`), commit {pagekit.commit(os.path.join(stacked_runs, 'commit'))};"
-              f" {st_total / 60:.1f} min.", "",
+              f"`Examples/specs/results/tkdev-stacked-*.json`, `tkdev-long-*.json`), commits"
+              f" {pagekit.commit(os.path.join(stacked_runs, 'commit'))}; {st_total / 60:.1f} min for the 2-epoch runs.", "",
               "| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
     for sfx, got in stacked.items():
-        seed = "seed 1" if sfx == "" else "seed 2"
         for n, label in STACKED:
             r = got[n]
-            lines.append(f"| {label}, {seed} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
+            lines.append(f"| {label}, seed {SEED_OF[sfx]} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
                          f" | `{r['name']}` ({r['seconds']:.0f} s) |")
-    sviews = [("seed 1" if sfx == "" else "seed 2", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in stacked.items()]
-    if len(stacked) == 2:
-        sviews.append(("mean of the seeds", lambda n: [(a + b) / 2 for a, b in zip(
-            stacked[""][n]["acc"]["student"], stacked["-s2"][n]["acc"]["student"])]))
-        lines += ["", "Mean of the two seeds (student alone: the first part's runs):", "",
+    sviews = [(f"seed {SEED_OF[sfx]}", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in stacked.items()]
+    if len(stacked) > 1:
+        sviews.append((f"mean of {seeds_text(stacked)}", lambda n: mean_of(stacked, n)))
+        lines += ["", f"Mean of {seeds_text(stacked)} (student alone: the first part's runs, seeds 1 and 2):", "",
                   "| student | t = 1 | t = 2 | t = 3 | t = 4 |", "|---|---|---|---|---|"]
         alone_mean = [(a + b) / 2 for a, b in zip(student(runs_by_name, "tkdev-alone"), student(seed2, "tkdev-alone"))] if seed2 else None
         if alone_mean:
             lines.append("| " + ROWS[0][1] + " | " + " | ".join(f"{v:.2f}" for v in alone_mean) + " |")
         for n, label in STACKED:
-            m = sviews[-1][1](n)
-            lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in m) + " |")
+            lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in mean_of(stacked, n)) + " |")
     lines += ["", "Goals with this teacher:", ""]
     lines += goal_lines(sviews, "tkdev-stacked-kd", STACKED[1:])
     LONG = [("tkdev-long-alone", ROWS[0][1])] + [(n.replace("tkdev-", "tkdev-long-"), label) for n, label in ROWS[1:]]
-    long_runs = {n: pagekit.run(stacked_runs, n) for n, _ in LONG}
-    if all(long_runs.values()):
-        lines += ["", "Three times the student budget (6 epochs, seed 1; the same teacher):", "",
+    longs = {}
+    for sfx in ("", "-s2"):
+        got = {n: pagekit.run(stacked_runs, n + sfx) for n, _ in LONG}
+        if all(got.values()):
+            longs[sfx] = got
+    if longs:
+        lines += ["", f"Three times the student budget (6 epochs, {seeds_text(longs)}; the same teacher):", "",
                   "| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
-        for n, label in LONG:
-            r = long_runs[n]
-            lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
-                         f" | `{n}` ({r['seconds']:.0f} s) |")
-        lines += [""] + goal_lines([("6 epochs", lambda n: long_runs[n]["acc"]["student"])], "tkdev-long-kd",
-                                   [(n, label) for n, label in LONG[2:]])
+        for sfx, got in longs.items():
+            for n, label in LONG:
+                r = got[n]
+                lines.append(f"| {label}, seed {SEED_OF[sfx]} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
+                             f" | `{r['name']}` ({r['seconds']:.0f} s) |")
+        lviews = [(f"6 epochs, seed {SEED_OF[sfx]}", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in longs.items()]
+        if len(longs) > 1:
+            lines += ["", f"Mean of {seeds_text(longs)} at 6 epochs:", "",
+                      "| student | t = 1 | t = 2 | t = 3 | t = 4 |", "|---|---|---|---|---|"]
+            for n, label in LONG:
+                lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in mean_of(longs, n)) + " |")
+            lviews.append((f"6 epochs, mean of {seeds_text(longs)}", lambda n: mean_of(longs, n)))
+        lines += [""] + goal_lines(lviews, "tkdev-long-kd", [(n, label) for n, label in LONG[2:]])
     lines.append("")
 
 NOTES = os.path.join(here, "temporal-kd-events.notes.md")
@@ -176,9 +198,10 @@ with open(os.path.join(here, "temporal-kd-events.csv"), "w", newline="") as f:
             for model in ("teacher", "student"):
                 for t, v in enumerate(r["acc"].get(model, []), 1):
                     w.writerow([r["name"], "stacked-frame teacher: " + label, model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
-    for n in ("tkdev-long-alone", "tkdev-long-kd", "tkdev-long-temporal-ensemble", "tkdev-long-temporal-masked"):
-        r = pagekit.run(stacked_runs, n)
-        for model in ("teacher", "student") if r else ():
-            for t, v in enumerate(r["acc"].get(model, []), 1):
-                w.writerow([n, "6 epochs", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
+    for sfx in ("", "-s2"):
+        for n in ("tkdev-long-alone", "tkdev-long-kd", "tkdev-long-temporal-ensemble", "tkdev-long-temporal-masked"):
+            r = pagekit.run(stacked_runs, n + sfx)
+            for model in ("teacher", "student") if r else ():
+                for t, v in enumerate(r["acc"].get(model, []), 1):
+                    w.writerow([n + sfx, "6 epochs", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
 print("wrote docs/results/temporal-kd-events.md and .csv")
