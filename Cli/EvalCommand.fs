@@ -23,6 +23,8 @@ type CrossbarRun =
         /// Per-layer full scales calibrated on training images (--adc-coverage); a layer not listed
         /// keeps the largest possible partial sum.
         FullScales: Map<string, float>
+        /// Per-cell conductance variation of the programmed chip (--variation, --variation-seeds).
+        Variation: Variation option
         Result: CrossbarAccuracy
     }
 
@@ -69,6 +71,14 @@ let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossba
                 | Some p -> w.WriteNumber("coverage", p)
                 | None -> ()
 
+                match c.Variation with
+                | Some v ->
+                    w.WriteStartObject "variation"
+                    w.WriteNumber("sigma", v.Sigma)
+                    w.WriteNumber("seed", v.Seed)
+                    w.WriteEndObject()
+                | None -> ()
+
                 if not c.FullScales.IsEmpty then
                     w.WriteStartObject "fullScales"
 
@@ -113,9 +123,10 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
 
 /// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images; each crossbar
 /// option (label, options) also runs the quantized checkpoint through the crossbar datapath
-/// (CrossbarInference.accuracy). With calibration (coverage, n), the full scale of every quantized
+/// (CrossbarInference.accuracy), once per chip when options carry variation (one row per
+/// (option, variation seed)). With calibration (coverage, n), the full scale of every quantized
 /// ADC is set per layer to cover that share of the partial sums of the first n training images
-/// (CrossbarInference.calibrateFullScales); the test images are never used for it.
+/// (CrossbarInference.calibrateFullScales, on ideal cells); the test images are never used for it.
 let execute
     (checkpoint: string)
     (teacher: string option)
@@ -199,6 +210,11 @@ let execute
                 | Some(coverage, _) when calibrated -> sprintf "%s (coverage %g)" label coverage
                 | _ -> label
 
+            let label =
+                match o.Variation with
+                | Some v -> sprintf "%s, σ %g seed %d" label v.Sigma v.Seed
+                | None -> label
+
             Run.log "crossbar inference, ADC %s: %d-row crossbars, %d-bit cells" label o.Rows o.BitsPerCell
 
             let a =
@@ -208,6 +224,7 @@ let execute
                 Adc = label
                 Coverage = (if calibrated then Option.map fst calibration else None)
                 FullScales = scales
+                Variation = o.Variation
                 Result = a
             })
 
@@ -302,6 +319,20 @@ let command () =
                 "With a quantized --crossbar-adc: set each layer's ADC full scale to cover this share of its partial sums on training images (e.g. 0.999) instead of the largest possible sum."
         )
 
+    let variation =
+        Option<Nullable<float>>(
+            "--variation",
+            Description =
+                "With --crossbar-adc: relative spread σ of multiplicative per-cell conductance variation (e.g. 0.1); each seed of --variation-seeds programs one chip."
+        )
+
+    let variationSeeds =
+        Option<int[]>(
+            "--variation-seeds",
+            AllowMultipleArgumentsPerToken = true,
+            Description = "Seeds of the chips drawn with --variation (default 0), e.g. --variation-seeds 0 1 2."
+        )
+
     let calibrationImages =
         Option<int>(
             "--calibration-images",
@@ -324,6 +355,8 @@ let command () =
             cellBits
             coverage
             calibrationImages
+            variation
+            variationSeeds
         ] do
         cmd.Options.Add o
 
@@ -371,6 +404,31 @@ let command () =
                     match adcOptions (r.GetValue rows) (r.GetValue cellBits) v with
                     | Some o -> v, o
                     | None -> Console.usage "--crossbar-adc %s. Fix: give 'ideal' or the ADC's bits, 1 to 16." v)
+
+            let seeds =
+                Option.ofObj (r.GetValue variationSeeds)
+                |> Option.filter (fun s -> s.Length > 0)
+
+            let crossbar =
+                match Option.ofNullable (r.GetValue variation), seeds with
+                | None, Some _ ->
+                    Console.usage "--variation-seeds without --variation. Fix: add the spread, e.g. --variation 0.1."
+                | None, None -> crossbar
+                | Some sigma, _ when not (sigma >= 0.0 && Double.IsFinite sigma) ->
+                    Console.usage "--variation %g. Fix: give a finite spread >= 0, e.g. 0.1." sigma
+                | Some _, _ when crossbar.IsEmpty ->
+                    Console.usage
+                        "--variation without --crossbar-adc. Fix: add the ADC, e.g. --crossbar-adc 8 --variation 0.1."
+                | Some sigma, _ when sigma = 0.0 -> crossbar
+                | Some sigma, seeds ->
+                    [
+                        for label, o in crossbar do
+                            for seed in defaultArg seeds [| 0 |] do
+                                label,
+                                { o with
+                                    Variation = Some { Sigma = sigma; Seed = seed }
+                                }
+                    ]
 
             if
                 calibration.IsSome

@@ -511,6 +511,49 @@ let ``a MINT student with the integer preset runs on crossbars, with ADC full sc
     Assert.That(eval [ "--crossbar-adc"; "4"; "--adc-coverage"; "1.5" ], Is.EqualTo 2)
     Assert.That(eval [ "--crossbar-adc"; "ideal"; "--adc-coverage"; "0.9" ], Is.EqualTo 2)
 
+    // Conductance variation: one programmed chip per seed, each a row with its σ and seed; the same
+    // seed draws the same chip. Seeds without a spread, a negative spread, or a spread without a
+    // crossbar ADC are bad usage.
+    let vjson = dir.File "variation.json"
+
+    Assert.That(
+        eval
+            [
+                "--crossbar-adc"
+                "8"
+                "--variation"
+                "0.3"
+                "--variation-seeds"
+                "1"
+                "2"
+                "1"
+                "--json"
+                vjson
+            ],
+        Is.EqualTo 0
+    )
+
+    use vdoc = JsonDocument.Parse(File.ReadAllText vjson)
+    let chips = vdoc.RootElement.GetProperty("crossbar")
+    Assert.That(chips.GetArrayLength(), Is.EqualTo 3)
+
+    Assert.That(
+        box
+            [
+                for c in chips.EnumerateArray() -> c.GetProperty("variation").GetProperty("seed").GetInt32()
+            ],
+        Is.EqualTo(box [ 1; 2; 1 ])
+    )
+
+    Assert.That(chips[0].GetProperty("variation").GetProperty("sigma").GetDouble(), Is.EqualTo 0.3)
+    Assert.That(chips[1].GetProperty("adc").GetString(), Is.EqualTo "8, σ 0.3 seed 2")
+
+    Assert.That(chips[2].GetProperty("accuracy").GetDouble(), Is.EqualTo(chips[0].GetProperty("accuracy").GetDouble()))
+
+    Assert.That(eval [ "--crossbar-adc"; "8"; "--variation-seeds"; "1" ], Is.EqualTo 2)
+    Assert.That(eval [ "--crossbar-adc"; "8"; "--variation"; "-0.1" ], Is.EqualTo 2)
+    Assert.That(eval [ "--variation"; "0.1" ], Is.EqualTo 2)
+
 [<Test>]
 let ``report evaluates each event checkpoint on the frames it was trained on`` () =
     use dir = new TempDir()
