@@ -38,6 +38,14 @@ if [[ $what == all || $what == accuracy ]]; then
             --json "$root/mdsnn-xbar-b4.calibrated-$p.json" >"$root/mdsnn-xbar-b4.calibrated-$p.log" 2>&1 ||
             { tail -20 "$root/mdsnn-xbar-b4.calibrated-$p.log"; exit 1; }
     done
+    # Device variation: the 8-bit ADC at 99.9 % coverage on chips whose cells vary by σ = 0.1 and
+    # 0.2, three chips (seeds) each.
+    for s in 0.1 0.2; do
+        "${cli[@]}" eval "$root/mdsnn-xbar-b4/student.safetensors" --dataset mnist --test 10000 \
+            --crossbar-adc 8 --adc-coverage 0.999 --calibration-images 512 --variation $s --variation-seeds 0 1 2 \
+            --json "$root/mdsnn-xbar-b4.variation-$s.json" >"$root/mdsnn-xbar-b4.variation-$s.log" 2>&1 ||
+            { tail -20 "$root/mdsnn-xbar-b4.variation-$s.log"; exit 1; }
+    done
 fi
 if [[ $what == all || $what == cost ]]; then
     run mdsnn-versatile
