@@ -142,6 +142,27 @@ if xbar and os.path.exists(xjson):
             lines.append(f"| {bits} | {p_} | {scales} | {100 * c['accuracy']:.2f} | {100 * c['integerAccuracy']:.2f} | {c['samples']} |")
             csv_rows.append(("crossbar", f"ADC {bits}, full scales covering {p_}", 4, f"{100 * c['accuracy']:.2f}", "mdsnn-xbar-b4", ""))
 
+    # The 8-bit calibrated ADC on chips with per-cell conductance variation (--variation).
+    varied = []
+    for s_ in ("0.1", "0.2"):
+        path = os.path.join(runs, f"mdsnn-xbar-b4.variation-{s_}.json")
+        if os.path.exists(path):
+            varied.append((s_, json.load(open(path))["crossbar"]))
+    if varied:
+        commit_path = os.path.join(runs, "mdsnn-xbar-b4.variation.commit")
+        lines += ["", "Device variation: the 8-bit ADC at 99.9 % coverage on chips whose every cell conductance is",
+                  "multiplied by its own draw of max(0, 1 + σ·z), z ~ N(0, 1), three chips (seeds 0, 1, 2) per σ. Command: the",
+                  "calibrated one with `--crossbar-adc 8 --adc-coverage 0.999 --variation σ --variation-seeds 0 1 2`"
+                  + (f"; commit {pagekit.commit(commit_path)}." if os.path.exists(commit_path) else "."), "",
+                  "| σ | chip 0 | chip 1 | chip 2 | mean | integer path | test images |", "|---|---|---|---|---|---|---|"]
+        for s_, chips in varied:
+            accs = [100 * c["accuracy"] for c in chips]
+            lines.append(f"| {s_} | " + " | ".join(f"{a:.2f}" for a in accs) + f" | {sum(accs) / len(accs):.2f}"
+                         f" | {100 * chips[0]['integerAccuracy']:.2f} | {chips[0]['samples']} |")
+            for c, a in zip(chips, accs):
+                csv_rows.append(("crossbar", f"ADC 8, coverage 0.999, variation {s_}, chip {c['variation']['seed']}", 4,
+                                 f"{a:.2f}", "mdsnn-xbar-b4", ""))
+
 # ---------------------------------------------------------------- versatile vs per timestep
 vers = load("mdsnn-versatile")
 per = [load(f"mdsnn-pertimestep-t{t}") for t in (1, 2, 3, 4)]
