@@ -4,7 +4,7 @@ from the runs of docs/results/regenerate-bkdsnn-long.sh.
 
 Usage: bkdsnn_long_page.py [runs-root]   (default runs/bkd-long)
 Reads <root>/<run>/report.json, <root>/<run>.seconds, <root>/<run>.log (validation accuracy per epoch)
-and <root>/commit. The section sits between the two LONG_* markers of the page (placed before "## The
+and <root>/commit; docs/results/bkdsnn-fmnist-long.notes.md, when present, closes the section. The section sits between the two LONG_* markers of the page (placed before "## The
 paper's numbers beside ours" the first time); fmnist_pages.py keeps it when it rewrites the page.
 A run that has not finished yet is left out. Standard library only.
 """
@@ -93,12 +93,13 @@ def section(root, runs):
         "ANN teacher for 18 (three times the students' budget); λ for the mixed loss is chosen per seed on the validation",
         "split; everything else (student, optimizer, batch, schedule, BKD and WSLD settings) is the tables' above.",
         "",
-        f"- Regenerate: `bash docs/results/regenerate-bkdsnn-long.sh` (about {total / 60 / 2:.0f} min on 2 cores: two runs at a time).",
+        "- Regenerate: `bash docs/results/regenerate-bkdsnn-long.sh` (two runs at a time; spec files"
+        " `Examples/specs/results/bkdl-*.json`).",
         f"- Teacher: the zoo ConvNet's ANN twin, width 1, seed 0, 18 epochs, trained by `bkdl-wsld-s1.json`;"
         f" test accuracy {teacher:.2f} %." if teacher is not None else "- Teacher: not trained yet.",
-        f"- Hardware: {os.cpu_count()} cores ({cpu()}), two runs side by side; commit {pagekit.commit(os.path.join(root, 'commit'))}.",
-        f"- Wall time: {total / 60:.0f} min summed over the {len(runs)} runs (two at a time, so each is about twice its"
-        " time alone).",
+        f"- Hardware: {os.cpu_count()} cores ({cpu()}); commit {pagekit.commit(os.path.join(root, 'commit'))}.",
+        f"- Wall time: {total / 60:.0f} min summed over the {len(runs)} runs, which ran two to four at a time (other"
+        " experiments shared the cores), so each run's time is an upper bound; `bkdl-wsld-s1` includes the teacher's training.",
         "",
         "| row | seed | " + " | ".join(f"t = {t}" for t in ts) + " | gap closed |",
         "|---|---|" + "---|" * T + "---|",
@@ -153,6 +154,9 @@ def section(root, runs):
                 v = ", ".join(f"{x:.1f}" for x in r["validation"]) or "—"
                 L.append(f"| {r['name']} | [Examples/specs/results/{r['name']}.json](../../Examples/specs/results/{r['name']}.json)"
                          f" | {r['seconds']:.0f} | {v} |")
+    notes = os.path.join(here, "bkdsnn-fmnist-long.notes.md")
+    if os.path.exists(notes):
+        L += ["", open(notes).read().rstrip()]
     L += ["", LONG_END]
     return L, teacher
 

@@ -506,7 +506,7 @@ def bkd_page():
           "| ImageNet, Spikingformer-CML-8-768 | 77.64 | 79.93 | +2.29 | ViT-B 81.78 |", "",
           "By our gap-closed measure those are 27 % (CIFAR-10), 57 % (CIFAR-100), 37 % (SEW-ResNet-18) and 55 % (CML-8-768).",
           "The ablation (third-party note): WSLD alone and BKD alone both help, mixed is best. Our figures are on",
-          "Fashion-MNIST with a small ConvNet and 2 epochs; only the shape of the comparison carries over.", ""]
+          "Fashion-MNIST with a small ConvNet and 2 (long protocol: 6) epochs; only the shape of the comparison carries over.", ""]
     L += commands_section(runs + xruns)
     L.append("")
     # The long protocol's section (bkdsnn_long_page.py, from other runs) stays where it is.

@@ -27,4 +27,4 @@ first=$!
 second=$!
 wait "$first"
 wait "$second"
-python3 docs/results/fmnist_pages.py runs/fmnist bkd
+python3 docs/results/bkdsnn_long_page.py "$root"
