@@ -198,12 +198,16 @@ let execute
             scales
         | _ -> Map.empty
 
-    let crossbarRuns =
+    // Every ADC and chip reads the test images in one pass (CrossbarInference.accuracies).
+    let planned =
         crossbar
         |> List.map (fun (label, o) ->
             let calibrated = o.Adc <> Adc.Ideal && calibration.IsSome
-            let scales = if calibrated then fullScales else Map.empty
-            let o = { o with FullScales = scales }
+
+            let o =
+                { o with
+                    FullScales = (if calibrated then fullScales else Map.empty)
+                }
 
             let label =
                 match calibration with
@@ -216,17 +220,23 @@ let execute
                 | None -> label
 
             Run.log "crossbar inference, ADC %s: %d-row crossbars, %d-bit cells" label o.Rows o.BitsPerCell
+            label, (if calibrated then Option.map fst calibration else None), o)
 
-            let a =
-                CrossbarInference.accuracy o c.Model (testB.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))
-
-            {
-                Adc = label
-                Coverage = (if calibrated then Option.map fst calibration else None)
-                FullScales = scales
-                Variation = o.Variation
-                Result = a
-            })
+    let crossbarRuns =
+        CrossbarInference.accuracies
+            (planned |> List.map (fun (_, _, o) -> o))
+            c.Model
+            (testB.Epoch 0 |> Seq.map (fun b -> b.Inputs, b.Labels))
+        |> List.map2
+            (fun (label, coverage, o: CrossbarOptions) a ->
+                {
+                    Adc = label
+                    Coverage = coverage
+                    FullScales = o.FullScales
+                    Variation = o.Variation
+                    Result = a
+                })
+            planned
 
     if not crossbarRuns.IsEmpty then
         let table =

@@ -238,54 +238,72 @@ module CrossbarInference =
     let run (o: CrossbarOptions) (m: Model) (x: Tensor) : Tensor =
         (fst (runProgrammed (prepare o m) ProbeRequest.None x)).Logits
 
+    /// accuracy for several crossbar options (ADCs, chips) in one pass over the test batches: the
+    /// model is exported once, and the integer path and the float model run once per batch for all
+    /// options. One result per option, in order; none for no options.
+    let accuracies
+        (options: CrossbarOptions list)
+        (m: Model)
+        (testBatches: seq<Tensor * int[]>)
+        : CrossbarAccuracy list =
+        if options.IsEmpty then
+            []
+        else
+            let exported = IntegerExport.export m
+            let chips = options |> List.map (fun o -> prepareWith o exported m) |> Array.ofList
+            let xbar = Array.zeroCreate chips.Length
+            let ran = Array.create chips.Length []
+            let mutable integer = 0
+            let mutable flt = 0
+            let mutable samples = 0
+
+            let hits (logits: Tensor) (labels: int[]) =
+                let pred = Readout.predict logits
+
+                if pred.Length <> labels.Length then
+                    Errors.shapeMismatch
+                        "CrossbarInference.accuracy"
+                        [ logits.Shape; [| labels.Length |] ]
+                        "one label per sample"
+
+                Array.fold2 (fun acc a b -> if a = b then acc + 1 else acc) 0 pred labels
+
+            for x, labels in testBatches do
+                for c in 0 .. chips.Length - 1 do
+                    let out, r = runProgrammed chips[c] ProbeRequest.None x
+                    ran[c] <- r
+                    xbar[c] <- xbar[c] + hits out.Logits labels
+
+                integer <-
+                    integer
+                    + hits (fst (IntegerExport.run exported ProbeRequest.None m x)).Logits labels
+
+                flt <-
+                    flt
+                    + hits (Diff.noGrad (fun () -> (Model.forward ForwardContext.Eval m x).Logits)) labels
+
+                samples <- samples + labels.Length
+
+            if samples = 0 then
+                Errors.invalidArg "CrossbarInference.accuracy" "testBatches" 0 "at least one sample"
+
+            let frac n = float n / float samples
+
+            [
+                for c in 0 .. chips.Length - 1 ->
+                    {
+                        Crossbar = frac xbar[c]
+                        Integer = frac integer
+                        Float = frac flt
+                        Samples = samples
+                        CrossbarLayers = ran[c]
+                    }
+            ]
+
     /// Accuracy (time-mean arg-max, Readout.predict) over test batches (inputs, labels) through the
     /// crossbar, beside the integer path's and the fake-quantized float model's.
     let accuracy (o: CrossbarOptions) (m: Model) (testBatches: seq<Tensor * int[]>) : CrossbarAccuracy =
-        let p = prepare o m
-        let mutable xbar = 0
-        let mutable integer = 0
-        let mutable flt = 0
-        let mutable samples = 0
-        let mutable ran = []
-
-        let hits (logits: Tensor) (labels: int[]) =
-            let pred = Readout.predict logits
-
-            if pred.Length <> labels.Length then
-                Errors.shapeMismatch
-                    "CrossbarInference.accuracy"
-                    [ logits.Shape; [| labels.Length |] ]
-                    "one label per sample"
-
-            Array.fold2 (fun acc a b -> if a = b then acc + 1 else acc) 0 pred labels
-
-        for x, labels in testBatches do
-            let out, r = runProgrammed p ProbeRequest.None x
-            ran <- r
-            xbar <- xbar + hits out.Logits labels
-
-            integer <-
-                integer
-                + hits (fst (IntegerExport.run p.Exported ProbeRequest.None m x)).Logits labels
-
-            flt <-
-                flt
-                + hits (Diff.noGrad (fun () -> (Model.forward ForwardContext.Eval m x).Logits)) labels
-
-            samples <- samples + labels.Length
-
-        if samples = 0 then
-            Errors.invalidArg "CrossbarInference.accuracy" "testBatches" 0 "at least one sample"
-
-        let frac n = float n / float samples
-
-        {
-            Crossbar = frac xbar
-            Integer = frac integer
-            Float = frac flt
-            Samples = samples
-            CrossbarLayers = ran
-        }
+        (accuracies [ o ] m testBatches).Head
 
     /// accuracy over one epoch (0) of a batcher.
     let accuracyOn (o: CrossbarOptions) (m: Model) (batcher: SnnSpec.Data.Batcher) : CrossbarAccuracy =

@@ -271,6 +271,42 @@ let ``bad options and unquantized models are named`` () =
     raisesNaming [ "testBatches" ] (fun () -> CrossbarInference.accuracy CrossbarOptions.Ideal m [] |> ignore)
 
 [<Test>]
+let ``accuracies over several ADCs and chips in one pass equal one accuracy per option`` () =
+    let _, m = models.Force().Head
+    // Labels from another model, so that accuracies differ from 1.
+    let other = snd (models.Force()[1])
+
+    let batches =
+        [
+            for seed in 50..55 ->
+                let x = images seed 8
+                x, Readout.predict (Model.forward ForwardContext.Eval other x).Logits
+        ]
+
+    let noisy seed =
+        { CrossbarOptions.Ideal with
+            Adc = Adc.Quantized(6, Some 40.0)
+            Variation = Some { Sigma = 0.5; Seed = seed }
+        }
+
+    let options =
+        [
+            CrossbarOptions.Ideal
+            { CrossbarOptions.Ideal with
+                Adc = Adc.Quantized(3, None)
+            }
+            noisy 1
+            noisy 2
+        ]
+
+    // The four options score differently here (about 65, 35, 38 and 29 %), so a mix-up of their order fails.
+    let together = CrossbarInference.accuracies options m batches
+    let apart = options |> List.map (fun o -> CrossbarInference.accuracy o m batches)
+    Assert.That(box together, Is.EqualTo(box apart))
+    Assert.That(together[0].Crossbar, Is.EqualTo together[0].Integer)
+    Assert.That(CrossbarInference.accuracies [] m batches |> List.isEmpty)
+
+[<Test>]
 let ``accuracy over a batcher epoch equals accuracy over the same batches`` () =
     let _, m = models.Force().Head
     let rng = Random 6
