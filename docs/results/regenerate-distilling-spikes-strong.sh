@@ -24,4 +24,8 @@ for d in ${1:-mnist fmnist}; do
         for r in student-alone pe-kl pe-combined; do run "ds-$d-$r-s3"; done
     fi
 done
+# MNIST with three times the student budget (6 epochs, seed 2): the student alone, KL and combined.
+if [[ " ${1:-mnist fmnist} " == *" mnist "* ]]; then
+    for r in student-alone pe-kl pe-combined; do run "ds-mnist-e6-$r"; done
+fi
 if [[ -f runs/ds/commit ]]; then python3 docs/results/distilling_spikes_page.py runs/ds; fi
