@@ -171,13 +171,51 @@ public sealed partial class CrossbarSimulator
         CrossbarInferenceOptions? options = null,
         int batchSize = 256,
         CancellationToken cancellationToken = default
+    ) =>
+        EvaluateOnCrossbars(
+            model,
+            data,
+            new[] { options ?? CrossbarInferenceOptions.Ideal },
+            batchSize,
+            cancellationToken
+        )[0];
+
+    /// <summary>
+    /// <see cref="EvaluateOnCrossbars(SnnModel, Dataset, CrossbarInferenceOptions?, int, CancellationToken)"/>
+    /// for several datapaths (ADCs, chips of a variation study) in one pass over the data: the model
+    /// is exported once and the integer path and float model run once per batch. One result per
+    /// options, in order.
+    /// </summary>
+    /// <param name="model">A quantized model.</param>
+    /// <param name="data">Test data the model can read.</param>
+    /// <param name="options">At least one datapath.</param>
+    /// <param name="batchSize">Samples per forward run ≥ 1.</param>
+    /// <param name="cancellationToken">Stops between batches.</param>
+    /// <exception cref="ArgumentException">As the single-datapath overload, or no options.</exception>
+    public static IReadOnlyList<CrossbarInferenceResult> EvaluateOnCrossbars(
+        SnnModel model,
+        Dataset data,
+        IEnumerable<CrossbarInferenceOptions> options,
+        int batchSize = 256,
+        CancellationToken cancellationToken = default
     )
     {
         Check.NotNull(model, nameof(model));
         Check.NotNull(data, nameof(data));
+        Check.NotNull(options, nameof(options));
         Check.Positive(batchSize, nameof(batchSize));
-        var o = options ?? CrossbarInferenceOptions.Ideal;
-        o.Validate();
+        var all = options.ToArray();
+        if (all.Length == 0 || all.Any(o => o is null))
+        {
+            throw new ArgumentException(
+                "options must hold at least one CrossbarInferenceOptions and no null; pass CrossbarInferenceOptions.Ideal for the integer path.",
+                nameof(options)
+            );
+        }
+        foreach (var o in all)
+        {
+            o.Validate();
+        }
         if (!model.IsQuantized)
         {
             throw new ArgumentException(
@@ -187,45 +225,8 @@ public sealed partial class CrossbarSimulator
         }
         data.CheckReadableBy(model, null, "data", nameof(data));
 
-        var fullScales = new Dictionary<string, double>(StringComparer.Ordinal);
-        if (o.AdcCoverage is { } coverage)
-        {
-            var calibration = o.CalibrationData!;
-            calibration.CheckReadableBy(
-                model,
-                null,
-                "CalibrationData",
-                nameof(CrossbarInferenceOptions.CalibrationData)
-            );
-            int n = Math.Min(o.CalibrationImages, calibration.Count);
-            var inputs = calibration
-                .SubsetOf(Enumerable.Range(0, n).ToArray())
-                .Batches(
-                    new BatchingOptions
-                    {
-                        BatchSize = Math.Min(batchSize, n),
-                        Shuffle = false,
-                        Prefetch = 1,
-                    }
-                )
-                .Epoch(0)
-                .Select(b =>
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    return b.Inputs;
-                });
-            var scales = HwSim.CrossbarInference.calibrateFullScales(
-                o.ToFSharp(fullScales),
-                coverage,
-                model.Inner,
-                inputs
-            );
-            foreach (var kv in scales)
-            {
-                fullScales[kv.Key] = kv.Value;
-            }
-        }
-
+        var fullScales = all.Select(o => Calibrate(model, o, batchSize, cancellationToken))
+            .ToArray();
         var test = data.Batches(
                 new BatchingOptions
                 {
@@ -240,27 +241,87 @@ public sealed partial class CrossbarSimulator
                 cancellationToken.ThrowIfCancellationRequested();
                 return Tuple.Create(b.Inputs, b.Labels);
             });
-        HwSim.CrossbarAccuracy r;
+        HwSim.CrossbarAccuracy[] r;
         try
         {
-            r = HwSim.CrossbarInference.accuracy(o.ToFSharp(fullScales), model.Inner, test);
+            r = HwSim
+                .CrossbarInference.accuracies(
+                    Interop.ToFSharpList(all.Select((o, i) => o.ToFSharp(fullScales[i]))),
+                    model.Inner,
+                    test
+                )
+                .ToArray();
         }
         catch (SnnSpecException e)
         {
             throw new ArgumentException(e.Message, nameof(options), e);
         }
-        return new CrossbarInferenceResult
-        {
-            CrossbarAccuracy = r.Crossbar,
-            IntegerAccuracy = r.Integer,
-            FloatAccuracy = r.Float,
-            Samples = r.Samples,
-            CrossbarLayers = r.CrossbarLayers.ToArray(),
-            FullScales = fullScales,
-        };
+        return r.Select(
+                (a, i) =>
+                    new CrossbarInferenceResult
+                    {
+                        CrossbarAccuracy = a.Crossbar,
+                        IntegerAccuracy = a.Integer,
+                        FloatAccuracy = a.Float,
+                        Samples = a.Samples,
+                        CrossbarLayers = a.CrossbarLayers.ToArray(),
+                        FullScales = fullScales[i],
+                    }
+            )
+            .ToArray();
     }
 
-    /// <summary><see cref="EvaluateOnCrossbars"/> on a worker thread.</summary>
+    /// <summary>The per-layer full scales of <paramref name="o"/>'s calibration, or none without one.</summary>
+    private static Dictionary<string, double> Calibrate(
+        SnnModel model,
+        CrossbarInferenceOptions o,
+        int batchSize,
+        CancellationToken cancellationToken
+    )
+    {
+        var fullScales = new Dictionary<string, double>(StringComparer.Ordinal);
+        if (o.AdcCoverage is not { } coverage)
+        {
+            return fullScales;
+        }
+        var calibration = o.CalibrationData!;
+        calibration.CheckReadableBy(
+            model,
+            null,
+            "CalibrationData",
+            nameof(CrossbarInferenceOptions.CalibrationData)
+        );
+        int n = Math.Min(o.CalibrationImages, calibration.Count);
+        var inputs = calibration
+            .SubsetOf(Enumerable.Range(0, n).ToArray())
+            .Batches(
+                new BatchingOptions
+                {
+                    BatchSize = Math.Min(batchSize, n),
+                    Shuffle = false,
+                    Prefetch = 1,
+                }
+            )
+            .Epoch(0)
+            .Select(b =>
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return b.Inputs;
+            });
+        var scales = HwSim.CrossbarInference.calibrateFullScales(
+            o.ToFSharp(fullScales),
+            coverage,
+            model.Inner,
+            inputs
+        );
+        foreach (var kv in scales)
+        {
+            fullScales[kv.Key] = kv.Value;
+        }
+        return fullScales;
+    }
+
+    /// <summary><see cref="EvaluateOnCrossbars(SnnModel, Dataset, CrossbarInferenceOptions?, int, CancellationToken)"/> on a worker thread.</summary>
     /// <param name="model">A quantized model.</param>
     /// <param name="data">Test data the model can read.</param>
     /// <param name="options">The datapath; null is ideal.</param>

@@ -105,6 +105,35 @@ public class CrossbarInferenceTests
         Assert.That(b, Is.EqualTo(a).Using<CrossbarInferenceResult>(SameAccuracies));
     }
 
+    [Test]
+    public void SeveralDatapathsInOnePassEqualOneCallEach()
+    {
+        var m = Quantized.Value;
+        CrossbarInferenceOptions Chip(int seed) =>
+            new()
+            {
+                AdcBits = 4,
+                VariationSigma = 0.5,
+                VariationSeed = seed,
+            };
+        var options = new[] { CrossbarInferenceOptions.Ideal, Calibrated(0.9), Chip(1), Chip(2) };
+        var together = CrossbarSimulator.EvaluateOnCrossbars(m, Test, options, batchSize: 16);
+        Assert.That(together, Has.Count.EqualTo(options.Length));
+        for (int i = 0; i < options.Length; i++)
+        {
+            var alone = CrossbarSimulator.EvaluateOnCrossbars(m, Test, options[i], batchSize: 16);
+            Assert.That(
+                together[i],
+                Is.EqualTo(alone).Using<CrossbarInferenceResult>(SameAccuracies),
+                $"options {i}"
+            );
+            Assert.That(together[i].FullScales, Is.EqualTo(alone.FullScales), $"options {i}");
+        }
+        Assert.Throws<ArgumentException>(() =>
+            CrossbarSimulator.EvaluateOnCrossbars(m, Test, Array.Empty<CrossbarInferenceOptions>())
+        );
+    }
+
     private static bool SameAccuracies(CrossbarInferenceResult x, CrossbarInferenceResult y) =>
         x.CrossbarAccuracy == y.CrossbarAccuracy
         && x.IntegerAccuracy == y.IntegerAccuracy
