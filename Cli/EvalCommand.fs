@@ -122,9 +122,9 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
         | _ -> None
 
 /// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images; each crossbar
-/// option (label, options) also runs the quantized checkpoint through the crossbar datapath
-/// (CrossbarInference.accuracy), once per chip when options carry variation (one row per
-/// (option, variation seed)). With calibration (coverage, n), the full scale of every quantized
+/// option (label, options; one per (ADC, variation seed)) also runs the quantized checkpoint through
+/// the crossbar datapath, all of them in one pass over the test images (CrossbarInference.accuracies).
+/// With calibration (coverage, n), the full scale of every quantized
 /// ADC is set per layer to cover that share of the partial sums of the first n training images
 /// (CrossbarInference.calibrateFullScales, on ideal cells); the test images are never used for it.
 let execute
@@ -198,7 +198,6 @@ let execute
             scales
         | _ -> Map.empty
 
-    // Every ADC and chip reads the test images in one pass (CrossbarInference.accuracies).
     let planned =
         crossbar
         |> List.map (fun (label, o) ->

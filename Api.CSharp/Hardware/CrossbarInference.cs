@@ -225,7 +225,29 @@ public sealed partial class CrossbarSimulator
         }
         data.CheckReadableBy(model, null, "data", nameof(data));
 
-        var fullScales = all.Select(o => Calibrate(model, o, batchSize, cancellationToken))
+        // Calibration reads ideal cells, so options differing only in ADC bits, full scale or
+        // variation (the chips of a variation study) share one.
+        var calibrations =
+            new Dictionary<
+                (int, int, double?, Dataset?, int),
+                IReadOnlyDictionary<string, double>
+            >();
+        var fullScales = all.Select(o =>
+            {
+                var key = (
+                    o.Rows,
+                    o.BitsPerCell,
+                    o.AdcCoverage,
+                    o.CalibrationData,
+                    o.CalibrationImages
+                );
+                if (!calibrations.TryGetValue(key, out var scales))
+                {
+                    scales = Calibrate(model, o, batchSize, cancellationToken);
+                    calibrations[key] = scales;
+                }
+                return scales;
+            })
             .ToArray();
         var test = data.Batches(
                 new BatchingOptions
@@ -272,7 +294,7 @@ public sealed partial class CrossbarSimulator
     }
 
     /// <summary>The per-layer full scales of <paramref name="o"/>'s calibration, or none without one.</summary>
-    private static Dictionary<string, double> Calibrate(
+    private static IReadOnlyDictionary<string, double> Calibrate(
         SnnModel model,
         CrossbarInferenceOptions o,
         int batchSize,

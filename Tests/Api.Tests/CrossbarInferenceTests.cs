@@ -116,7 +116,19 @@ public class CrossbarInferenceTests
                 VariationSigma = 0.5,
                 VariationSeed = seed,
             };
-        var options = new[] { CrossbarInferenceOptions.Ideal, Calibrated(0.9), Chip(1), Chip(2) };
+        // The last option shares the calibration of the second (variation does not enter it).
+        var options = new[]
+        {
+            CrossbarInferenceOptions.Ideal,
+            Calibrated(0.9),
+            Chip(1),
+            Chip(2),
+            Calibrated(0.9) with
+            {
+                VariationSigma = 0.5,
+                VariationSeed = 3,
+            },
+        };
         var together = CrossbarSimulator.EvaluateOnCrossbars(m, Test, options, batchSize: 16);
         Assert.That(together, Has.Count.EqualTo(options.Length));
         for (int i = 0; i < options.Length; i++)

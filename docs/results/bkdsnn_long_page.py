@@ -64,16 +64,10 @@ def section(root, runs):
     complete = [s for s in SEEDS if all((k, s) in runs for k, _ in ROWS)]
     acc = {s: {k: runs[(k, s)]["acc"]["student"] for k, _ in ROWS if (k, s) in runs} for s in SEEDS}
     if len(complete) > 1:
-        acc["mean"] = {k: [sum(acc[s][k][i] for s in complete) / len(complete) for i in range(T)] for k, _ in ROWS}
+        acc["mean"] = pagekit.seed_mean(acc, complete, [k for k, _ in ROWS])
 
     def gap(s, key):
-        a = acc[s]
-        if teacher is None or "alone" not in a or key not in a or teacher == a["alone"][-1]:
-            return None
-        return (a[key][-1] - a["alone"][-1]) / (teacher - a["alone"][-1])
-
-    def fmt_gap(g):
-        return "—" if g is None else f"{100 * g:.0f} %"
+        return pagekit.gap_closed(teacher, acc[s], key)
 
     def chosen(s):
         """The mixed λ with the best validation accuracy of its saved (best) epoch; ties to the smaller λ."""
@@ -109,12 +103,12 @@ def section(root, runs):
     for s in SEEDS:
         for key, lab in ROWS:
             if (key, s) in runs:
-                L.append(f"| {lab} | {s} | " + " | ".join(f"{x:.2f}" for x in acc[s][key]) + f" | {fmt_gap(gap(s, key))} |")
+                L.append(f"| {lab} | {s} | " + " | ".join(f"{x:.2f}" for x in acc[s][key]) + f" | {pagekit.fmt_gap(gap(s, key))} |")
     if "mean" in acc:
         L += ["", f"Mean over seeds {', '.join(map(str, complete))}:", "",
               "| row | " + " | ".join(f"t = {t}" for t in ts) + " | gap closed |", "|---|" + "---|" * T + "---|"]
         for key, lab in ROWS:
-            L.append(f"| {lab} | " + " | ".join(f"{x:.2f}" for x in acc["mean"][key]) + f" | {fmt_gap(gap('mean', key))} |")
+            L.append(f"| {lab} | " + " | ".join(f"{x:.2f}" for x in acc["mean"][key]) + f" | {pagekit.fmt_gap(gap('mean', key))} |")
 
     L += ["", "The goal, per seed, for every mixed λ and for the λ the validation split picks (best validation accuracy of"
           " the saved epoch):", "",
@@ -133,7 +127,7 @@ def section(root, runs):
             ok = dw > 0 and db > 0 and g is not None and g >= 0.5
             if key == pick:
                 goals.append((s, key, ok))
-            L.append(f"| {label[key]} | {s} | {'yes' if key == pick else ''} | {dw:+.2f} | {db:+.2f} | {fmt_gap(g)} | {'met' if ok else 'not met'} |")
+            L.append(f"| {label[key]} | {s} | {'yes' if key == pick else ''} | {dw:+.2f} | {db:+.2f} | {pagekit.fmt_gap(g)} | {'met' if ok else 'not met'} |")
     if goals:
         met = sum(ok for _, _, ok in goals)
         L += ["", f"With λ chosen on validation the goal is met on {met} of {len(goals)} seeds"

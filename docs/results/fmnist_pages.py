@@ -417,16 +417,10 @@ def bkd_page():
         acc.setdefault(s, {})[key] = r["student"]
     complete = [s for s in seeds if len(acc[s]) == len(BKD_ROWS)]
     if len(complete) > 1:
-        acc["mean"] = {key: [sum(acc[s][key][i] for s in complete) / len(complete) for i in range(T)] for key, _, _ in BKD_ROWS}
+        acc["mean"] = pagekit.seed_mean(acc, complete, [key for key, _, _ in BKD_ROWS])
 
     def gap(s, key):
-        a = acc[s]
-        if teacher is None or "alone" not in a or key not in a or teacher == a["alone"][-1]:
-            return None
-        return (a[key][-1] - a["alone"][-1]) / (teacher - a["alone"][-1])
-
-    def fmt_gap(g):
-        return "—" if g is None else f"{100 * g:.0f} %"
+        return pagekit.gap_closed(teacher, acc[s], key)
 
     L = [
         "# BKDSNN on Fashion-MNIST: blurred feature KD, WSLD and both",
@@ -456,12 +450,12 @@ def bkd_page():
     for seed in seeds:
         for key, label, s, r in rows:
             if s == seed:
-                L.append(f"| {label} | {terms_text(r['spec'])} | {seed} | " + " | ".join(pct(x) for x in r["student"]) + f" | {fmt_gap(gap(seed, key))} |")
+                L.append(f"| {label} | {terms_text(r['spec'])} | {seed} | " + " | ".join(pct(x) for x in r["student"]) + f" | {pagekit.fmt_gap(gap(seed, key))} |")
     if "mean" in acc:
         L += ["", f"Mean over seeds {', '.join(map(str, complete))}:", "",
               "| row | " + " | ".join(f"t = {t}" for t in ts) + " | gap closed |", "|---|" + "---|" * T + "---|"]
         for key, _, label in BKD_ROWS:
-            L.append(f"| {label} | " + " | ".join(pct(x) for x in acc["mean"][key]) + f" | {fmt_gap(gap('mean', key))} |")
+            L.append(f"| {label} | " + " | ".join(pct(x) for x in acc["mean"][key]) + f" | {pagekit.fmt_gap(gap('mean', key))} |")
     L += ["", "## The issue's goals", "",
           "Mixed beats both of its parts (WSLD alone and BKD alone, at t = 4), and closes at least 50 % of the gap between",
           "the SNN alone and the ANN teacher.", "",
@@ -477,7 +471,7 @@ def bkd_page():
             g = gap(s, key)
             ok = dw > 0 and db > 0 and g is not None and g >= 0.5
             goal_rows.append((key, s, round(dw, 2), round(db, 2), g, ok))
-            L.append(f"| {label} | {s} | {dw:+.2f} | {db:+.2f} | {fmt_gap(g)} | {'met' if ok else 'not met'} |")
+            L.append(f"| {label} | {s} | {dw:+.2f} | {db:+.2f} | {pagekit.fmt_gap(g)} | {'met' if ok else 'not met'} |")
     src = "mean" if "mean" in acc else seeds[0]
     if teacher is not None and "alone" in acc[src]:
         g = 100 * (teacher - acc[src]["alone"][-1])

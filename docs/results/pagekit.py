@@ -41,3 +41,21 @@ def run(runs, name):
     seconds = float(open(seconds_path).read()) if os.path.exists(seconds_path) else math.nan
     acc = {a["name"]: [100 * v for v in a["accuracy"]] for a in report["accuracy"]}
     return {"name": name, "acc": acc, "seconds": seconds}
+
+
+def seed_mean(acc, seeds, keys):
+    """The mean over `seeds` of acc[seed][key] at every t, for each key (acc: seed → key → accuracies)."""
+    return {k: [sum(acc[s][k][i] for s in seeds) / len(seeds) for i in range(len(acc[seeds[0]][k]))] for k in keys}
+
+
+def gap_closed(teacher, rows, key):
+    """The share of the teacher's lead over the student alone that rows[key] closes at the last t,
+    (student − alone) / (teacher − alone), with rows["alone"] the student alone; None when undefined."""
+    if teacher is None or "alone" not in rows or key not in rows or teacher == rows["alone"][-1]:
+        return None
+    return (rows[key][-1] - rows["alone"][-1]) / (teacher - rows["alone"][-1])
+
+
+def fmt_gap(g):
+    """A gap_closed share as a whole percentage, or a dash."""
+    return "—" if g is None else f"{100 * g:.0f} %"

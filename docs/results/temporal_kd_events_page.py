@@ -106,11 +106,15 @@ lines.append("")
 stacked_runs = os.path.join(os.path.dirname(os.path.abspath(runs)), "events-stacked")
 STACKED = [(n.replace("tkdev-", "tkdev-stacked-"), label) for n, label in ROWS[1:]]
 SEED_OF = {"": 1, "-s2": 2, "-s3": 3}
-stacked = {}
-for sfx in SEED_OF:
-    got = {n: pagekit.run(stacked_runs, n + sfx) for n, _ in STACKED}
-    if all(got.values()):
-        stacked[sfx] = got
+
+
+def seeds_found(rows, suffixes):
+    """suffix → run name → run, for each suffix whose runs of `rows` have all finished."""
+    found = {sfx: {n: pagekit.run(stacked_runs, n + sfx) for n, _ in rows} for sfx in suffixes}
+    return {sfx: got for sfx, got in found.items() if all(got.values())}
+
+
+stacked = seeds_found(STACKED, SEED_OF)
 
 
 def mean_of(tables, n):
@@ -124,6 +128,26 @@ def seeds_text(tables):
     return ("seed " if len(tables) == 1 else "seeds ") + ", ".join(str(SEED_OF[sfx]) for sfx in tables)
 
 
+def seed_tables(tables, rows, view_prefix, mean_title, extra_mean_rows=()):
+    """The rows' runs of every seed in `tables` (suffix → run name → run), then, for several seeds,
+    their mean (after extra_mean_rows); returns the page lines and the goal views (each seed, then
+    the mean)."""
+    out = ["| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
+    for sfx, got in tables.items():
+        for n, label in rows:
+            r = got[n]
+            out.append(f"| {label}, seed {SEED_OF[sfx]} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
+                       f" | `{r['name']}` ({r['seconds']:.0f} s) |")
+    views = [(f"{view_prefix}seed {SEED_OF[sfx]}", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in tables.items()]
+    if len(tables) > 1:
+        out += ["", mean_title, "", "| student | t = 1 | t = 2 | t = 3 | t = 4 |", "|---|---|---|---|---|"]
+        out += list(extra_mean_rows)
+        for n, label in rows:
+            out.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in mean_of(tables, n)) + " |")
+        views.append((f"{view_prefix}mean of {seeds_text(tables)}", lambda n: mean_of(tables, n)))
+    return out, views
+
+
 if stacked:
     t_acc = stacked[""]["tkdev-stacked-kd"]["acc"]["teacher"][0]
     st_total = sum(r["seconds"] for got in stacked.values() for r in got.values())
@@ -135,46 +159,19 @@ if stacked:
               "The students and budget are the ones above; the students alone are the same runs (seeds 1 and 2).",
               f"Regenerate: `bash docs/results/regenerate-temporal-kd-events-stacked.sh` (spec files",
               f"`Examples/specs/results/tkdev-stacked-*.json`, `tkdev-long-*.json`), commits"
-              f" {pagekit.commit(os.path.join(stacked_runs, 'commit'))}; {st_total / 60:.1f} min for the 2-epoch runs.", "",
-              "| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
-    for sfx, got in stacked.items():
-        for n, label in STACKED:
-            r = got[n]
-            lines.append(f"| {label}, seed {SEED_OF[sfx]} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
-                         f" | `{r['name']}` ({r['seconds']:.0f} s) |")
-    sviews = [(f"seed {SEED_OF[sfx]}", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in stacked.items()]
-    if len(stacked) > 1:
-        sviews.append((f"mean of {seeds_text(stacked)}", lambda n: mean_of(stacked, n)))
-        lines += ["", f"Mean of {seeds_text(stacked)} (student alone: the first part's runs, seeds 1 and 2):", "",
-                  "| student | t = 1 | t = 2 | t = 3 | t = 4 |", "|---|---|---|---|---|"]
-        alone_mean = [(a + b) / 2 for a, b in zip(student(runs_by_name, "tkdev-alone"), student(seed2, "tkdev-alone"))] if seed2 else None
-        if alone_mean:
-            lines.append("| " + ROWS[0][1] + " | " + " | ".join(f"{v:.2f}" for v in alone_mean) + " |")
-        for n, label in STACKED:
-            lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in mean_of(stacked, n)) + " |")
+              f" {pagekit.commit(os.path.join(stacked_runs, 'commit'))}; {st_total / 60:.1f} min for the 2-epoch runs.", ""]
+    alone_mean = [(a + b) / 2 for a, b in zip(student(runs_by_name, "tkdev-alone"), student(seed2, "tkdev-alone"))] if seed2 else None
+    table, sviews = seed_tables(
+        stacked, STACKED, "", f"Mean of {seeds_text(stacked)} (student alone: the first part's runs, seeds 1 and 2):",
+        ["| " + ROWS[0][1] + " | " + " | ".join(f"{v:.2f}" for v in alone_mean) + " |"] if alone_mean else [])
+    lines += table
     lines += ["", "Goals with this teacher:", ""]
     lines += goal_lines(sviews, "tkdev-stacked-kd", STACKED[1:])
     LONG = [("tkdev-long-alone", ROWS[0][1])] + [(n.replace("tkdev-", "tkdev-long-"), label) for n, label in ROWS[1:]]
-    longs = {}
-    for sfx in ("", "-s2"):
-        got = {n: pagekit.run(stacked_runs, n + sfx) for n, _ in LONG}
-        if all(got.values()):
-            longs[sfx] = got
+    longs = seeds_found(LONG, ("", "-s2"))
     if longs:
-        lines += ["", f"Three times the student budget (6 epochs, {seeds_text(longs)}; the same teacher):", "",
-                  "| student | t = 1 | t = 2 | t = 3 | t = 4 | run (wall time) |", "|---|---|---|---|---|---|"]
-        for sfx, got in longs.items():
-            for n, label in LONG:
-                r = got[n]
-                lines.append(f"| {label}, seed {SEED_OF[sfx]} | " + " | ".join(f"{v:.2f}" for v in r["acc"]["student"]) +
-                             f" | `{r['name']}` ({r['seconds']:.0f} s) |")
-        lviews = [(f"6 epochs, seed {SEED_OF[sfx]}", lambda n, g=got: g[n]["acc"]["student"]) for sfx, got in longs.items()]
-        if len(longs) > 1:
-            lines += ["", f"Mean of {seeds_text(longs)} at 6 epochs:", "",
-                      "| student | t = 1 | t = 2 | t = 3 | t = 4 |", "|---|---|---|---|---|"]
-            for n, label in LONG:
-                lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in mean_of(longs, n)) + " |")
-            lviews.append((f"6 epochs, mean of {seeds_text(longs)}", lambda n: mean_of(longs, n)))
+        table, lviews = seed_tables(longs, LONG, "6 epochs, ", f"Mean of {seeds_text(longs)} at 6 epochs:")
+        lines += ["", f"Three times the student budget (6 epochs, {seeds_text(longs)}; the same teacher):", ""] + table
         lines += [""] + goal_lines(lviews, "tkdev-long-kd", [(n, label) for n, label in LONG[2:]])
     lines.append("")
 
