@@ -76,11 +76,7 @@ let ``conv2d equals a direct sum on a hand-sized case`` () =
 [<Property(MaxTest = 25)>]
 let ``pooling and upsampling gradients match finite differences`` (seed: int) =
     let x = randn seed [| 2; 2; 5; 6 |]
-    // Max pooling: distinct values so the arg-max does not move under the FD step.
-    let distinct =
-        Rng.permutation x.Numel (Rng.create seed)
-        |> Array.map (fun i -> 0.05f * float32 i)
-        |> Tensor.ofArray x.Shape
+    let distinct = distinctValues seed x.Shape
 
     assertGradCheck "maxPool2d" (fun xs -> Tensor.maxPool2d 2 2 0 xs[0]) [| distinct |]
     assertGradCheck "maxPool2d padded" (fun xs -> Tensor.maxPool2d 3 2 1 xs[0]) [| distinct |]

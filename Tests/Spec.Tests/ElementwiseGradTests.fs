@@ -81,11 +81,7 @@ let ``reductions match finite differences`` (SmallShape s) (Seed seed) =
         let d = seed % s.Length
         assertGradCheck "sumDims keep" (fun xs -> Tensor.sumDims [| d |] true xs[0] * xs[0]) [| x |]
         assertGradCheck "meanDims" (fun xs -> Tensor.meanDims [| d |] false xs[0]) [| x |]
-        // Distinct values 0.1 apart, so the arg-max does not move under the FD step.
-        let distinct =
-            Rng.permutation x.Numel (Rng.create seed)
-            |> Array.map (fun i -> 0.1f * float32 i)
-            |> Tensor.ofArray s
+        let distinct = distinctValues seed s
 
         assertGradCheck "maxDim" (fun xs -> fst (Tensor.maxDim d false xs[0])) [| distinct |]
         assertGradCheck "minDim" (fun xs -> fst (Tensor.minDim d true xs[0])) [| distinct |]

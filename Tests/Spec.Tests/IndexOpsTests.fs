@@ -148,11 +148,7 @@ let ``every index op matches finite differences`` (AxisCase(s, d, seed)) =
 
     let sel = Array.init (n + 2) (fun j -> (seed + 7 * j) % n)
     assertGradCheck (sprintf "indexSelect %A dim %d" s d) (fun xs -> Tensor.indexSelect d sel xs[0]) [| x |]
-    // Distinct values 0.1 apart so the top-k selection does not change under the FD step.
-    let distinct =
-        Rng.permutation x.Numel (Rng.create seed)
-        |> Array.map (fun i -> 0.1f * float32 i)
-        |> Tensor.ofArray s
+    let distinct = distinctValues seed s
 
     let k = 1 + seed % n
 

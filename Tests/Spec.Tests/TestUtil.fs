@@ -56,6 +56,19 @@ let assertRaises<'E when 'E :> exn> (fragments: string list) (f: unit -> obj) =
 /// A tensor of the given shape with normal values from a seed.
 let randn (seed: int) (shape: int[]) = Tensor.randn (Rng.create seed) shape
 
+/// A permutation of evenly spaced values centred on 0, for ops with a kink wherever two inputs tie
+/// (max, top-k, max pooling). The spacing (0.1, or 8/n when that is smaller) stays well above the shift a
+/// default finite-difference step gives an element (ε = 0.01 along a coordinate, a few ε/√n along a random
+/// unit direction), so no arg-max moves; magnitudes stay within 4, so float32 rounding of the shifted
+/// inputs stays far below the tolerance (values up to 40 once broke a check by rounding alone).
+let distinctValues (seed: int) (shape: int[]) =
+    let n = Array.fold (*) 1 shape
+    let spacing = min 0.1f (8.0f / float32 n)
+
+    Rng.permutation n (Rng.create seed)
+    |> Array.map (fun i -> spacing * (float32 i - float32 (n - 1) / 2.0f))
+    |> Tensor.ofArray shape
+
 /// Values bounded away from 0 (for log, sqrt, division): uniform in [lo, hi].
 let positive (seed: int) (lo: float32) (hi: float32) (shape: int[]) =
     Tensor.uniform (Rng.create seed) lo hi shape
