@@ -8,7 +8,8 @@ open System
 open BenchmarkDotNet.Attributes
 open SnnSpec
 
-let private layer (kind: string) (shape: int[]) (stride: int) (padding: int) (seed: int) =
+/// An exported 4-bit layer with random codes, as IntegerExport writes one.
+let layer (kind: string) (shape: int[]) (stride: int) (padding: int) (seed: int) =
     let rng = Random seed
 
     {
@@ -27,7 +28,8 @@ let private layer (kind: string) (shape: int[]) (stride: int) (padding: int) (se
         Neuron = None
     }
 
-let private spikes (seed: int) (n: int) =
+/// n binary codes, 15 % of them 1.
+let spikes (seed: int) (n: int) =
     let rng = Random seed
     Array.init n (fun _ -> if rng.NextDouble() < 0.15 then 1 else 0)
 

@@ -20,6 +20,7 @@ let main argv =
                     DataBenchmarks.types
                     TrainerBenchmarks.types
                     IntegerProductBenchmarks.types
+                    CrossbarBenchmarks.types
                 ]
 
         BenchmarkSwitcher.FromTypes(all).Run(argv) |> ignore

@@ -170,13 +170,19 @@ module Crossbar =
             Cells = cells
         }
 
-    /// Visits every ADC read of a spike vector: for each X-row tile and each slice k,
-    /// visit active k psum with psum[j] the column partial sum Σ_{active rows i of the tile} g_k[i, j]
-    /// and active the tile's active row count (psum is reused between calls).
-    let private visitReads (p: ProgrammedCrossbar) (spikes: bool[]) (visit: int -> int -> float[] -> unit) =
+    /// Visits every ADC read of the spike vector spikes[offset .. offset + Inputs − 1]: for each X-row
+    /// tile and each slice k, visit active k psum with psum[j] the column partial sum
+    /// Σ_{active rows i of the tile} g_k[i, j] and active the tile's active row count (psum, length
+    /// Outputs, is the caller's scratch and is overwritten between calls).
+    let private visitReads
+        (p: ProgrammedCrossbar)
+        (spikes: bool[])
+        (offset: int)
+        (psum: float[])
+        (visit: int -> int -> float[] -> unit)
+        =
         let c = p.Config
         let m = p.Outputs
-        let psum = Array.zeroCreate m
         let tiles = (p.Inputs + c.Rows - 1) / c.Rows
 
         for t in 0 .. tiles - 1 do
@@ -185,57 +191,176 @@ module Crossbar =
             let mutable active = 0
 
             for i in r0..r1 do
-                if spikes[i] then
+                if spikes[offset + i] then
                     active <- active + 1
 
             for k in 0 .. p.Cells.Length - 1 do
                 Array.fill psum 0 m 0.0
                 let g = p.Cells[k]
 
-                for i in r0..r1 do
-                    if spikes[i] then
-                        TensorPrimitives.Add(
-                            ReadOnlySpan<float>(psum),
-                            ReadOnlySpan<float>(g, i * m, m),
-                            Span<float>(psum)
-                        )
+                if active > 0 then
+                    for i in r0..r1 do
+                        if spikes[offset + i] then
+                            TensorPrimitives.Add(
+                                ReadOnlySpan<float>(psum),
+                                ReadOnlySpan<float>(g, i * m, m),
+                                Span<float>(psum)
+                            )
 
                 visit active k psum
 
+    let private checkLength (op: string) (p: ProgrammedCrossbar) (spikes: bool[]) (offset: int) =
+        if offset < 0 || offset + p.Inputs > spikes.Length then
+            Errors.invalidArg
+                op
+                "spikes length, offset"
+                (spikes.Length, offset)
+                (sprintf "%d inputs from the offset on" p.Inputs)
+
+    /// A batched reader of one programmed crossbar: <c>read spikes offsets count out</c> writes, for
+    /// each r < count, the datapath output of the spike vector spikes[offsets[r] .. offsets[r] + Inputs − 1]
+    /// to out[r·Outputs .. (r + 1)·Outputs − 1]:
+    /// out_rj = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_rkj)] − offset · active_r.
+    /// Every step runs on the whole [count, Outputs] block of a tile and slice (TensorPrimitives; the
+    /// ADC is <c>converter</c>'s arithmetic element by element), and every element sees the same
+    /// operations in the same order as a read on its own, so batching never changes a value. The
+    /// reader owns its scratch (grown on demand): use one reader per thread.
+    let batchReader (p: ProgrammedCrossbar) : bool[] -> int[] -> int -> float[] -> unit =
+        let c = p.Config
+        let m = p.Outputs
+        let tiles = (p.Inputs + c.Rows - 1) / c.Rows
+        let shifts = Array.init p.Cells.Length (fun k -> 2.0 ** float (k * c.BitsPerCell))
+
+        let quantized, fs, levels =
+            match c.Adc with
+            | Adc.Ideal -> false, 0.0, 0.0
+            | Adc.Quantized(bits, _) -> true, fullScale c, 2.0 ** float bits - 1.0
+
+        let mutable block = Array.zeroCreate<float> 0
+        let mutable active = Array.zeroCreate<int> 0
+
+        fun spikes offsets count out ->
+            if count < 0 || count > offsets.Length then
+                Errors.invalidArg "Crossbar.batchReader" "count" count (sprintf "0 … %d offsets" offsets.Length)
+
+            if out.Length < count * m then
+                Errors.invalidArg
+                    "Crossbar.batchReader"
+                    "out length"
+                    out.Length
+                    (sprintf "at least %d (count × outputs)" (count * m))
+
+            for r in 0 .. count - 1 do
+                checkLength "Crossbar.batchReader" p spikes offsets[r]
+
+            if active.Length < count then
+                block <- Array.zeroCreate (count * m)
+                active <- Array.zeroCreate count
+
+            let n = count * m
+            Array.fill out 0 n 0.0
+
+            for t in 0 .. tiles - 1 do
+                let r0 = t * c.Rows
+                let r1 = min p.Inputs (r0 + c.Rows) - 1
+                let mutable live = false
+
+                for r in 0 .. count - 1 do
+                    let o = offsets[r]
+                    let mutable a = 0
+
+                    for i in r0..r1 do
+                        if spikes[o + i] then
+                            a <- a + 1
+
+                    active[r] <- a
+                    live <- live || a > 0
+
+                // A read without active rows in a tile gets 0 from it through any ADC: rows stay as they are.
+                if live then
+                    for k in 0 .. p.Cells.Length - 1 do
+                        let g = p.Cells[k]
+                        Array.fill block 0 n 0.0
+
+                        for r in 0 .. count - 1 do
+                            if active[r] > 0 then
+                                let o = offsets[r]
+
+                                for i in r0..r1 do
+                                    if spikes[o + i] then
+                                        TensorPrimitives.Add(
+                                            ReadOnlySpan<float>(block, r * m, m),
+                                            ReadOnlySpan<float>(g, i * m, m),
+                                            Span<float>(block, r * m, m)
+                                        )
+
+                        let q = Span<float>(block, 0, n)
+
+                        if quantized then
+                            TensorPrimitives.Clamp(ReadOnlySpan<float>(block, 0, n), 0.0, fs, q)
+                            TensorPrimitives.Divide(ReadOnlySpan<float>(block, 0, n), fs, q)
+                            TensorPrimitives.Multiply(ReadOnlySpan<float>(block, 0, n), levels, q)
+                            TensorPrimitives.Round(ReadOnlySpan<float>(block, 0, n), MidpointRounding.AwayFromZero, q)
+                            TensorPrimitives.Multiply(ReadOnlySpan<float>(block, 0, n), fs, q)
+                            TensorPrimitives.Divide(ReadOnlySpan<float>(block, 0, n), levels, q)
+
+                        TensorPrimitives.Multiply(ReadOnlySpan<float>(block, 0, n), shifts[k], q)
+
+                        TensorPrimitives.Add(
+                            ReadOnlySpan<float>(out, 0, n),
+                            ReadOnlySpan<float>(block, 0, n),
+                            Span<float>(out, 0, n)
+                        )
+
+                    for r in 0 .. count - 1 do
+                        if active[r] > 0 then
+                            TensorPrimitives.Subtract(
+                                ReadOnlySpan<float>(out, r * m, m),
+                                float (p.Offset * active[r]),
+                                Span<float>(out, r * m, m)
+                            )
+
+    /// A reader of one programmed crossbar: <c>read spikes offset out</c> writes the datapath output of
+    /// the spike vector spikes[offset .. offset + Inputs − 1] to out[0 .. Outputs − 1] (<c>batchReader</c>
+    /// with one read). One reader per thread.
+    let reader (p: ProgrammedCrossbar) : bool[] -> int -> float[] -> unit =
+        let read = batchReader p
+        let offsets = [| 0 |]
+
+        fun spikes offset out ->
+            offsets[0] <- offset
+            read spikes offsets 1 out
+
     /// One read of a spike vector (length = inputs) through the datapath: one value per output,
-    /// out_j = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_kj)] − offset · active.
+    /// out_j = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_kj)] − offset · active (<c>reader</c>).
     let forward (p: ProgrammedCrossbar) (spikes: bool[]) : float[] =
         if spikes.Length <> p.Inputs then
             Errors.invalidArg "Crossbar.forward" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
 
-        let c = p.Config
-        let m = p.Outputs
-        let out = Array.zeroCreate m
-        let last = p.Cells.Length - 1
-        let adc = converter c
-
-        visitReads p spikes (fun active k psum ->
-            let shift = 2.0 ** float (k * c.BitsPerCell)
-
-            for j in 0 .. m - 1 do
-                out[j] <- out[j] + shift * adc psum[j]
-
-            if k = last then
-                for j in 0 .. m - 1 do
-                    out[j] <- out[j] - float (p.Offset * active))
-
+        let out = Array.zeroCreate p.Outputs
+        reader p spikes 0 out
         out
 
-    /// Calls record with every column partial sum (before the ADC) of the reads of a spike vector
-    /// whose tile has at least one active row: the values an ADC's full scale must cover.
+    /// An observer of one programmed crossbar: <c>see spikes offset</c> calls record with every column
+    /// partial sum (before the ADC) of the reads of spikes[offset .. offset + Inputs − 1] whose tile has
+    /// at least one active row: the values an ADC's full scale must cover. One observer per thread.
+    let observer (p: ProgrammedCrossbar) (record: float -> unit) : bool[] -> int -> unit =
+        let psum = Array.zeroCreate p.Outputs
+
+        fun spikes offset ->
+            checkLength "Crossbar.observer" p spikes offset
+
+            visitReads p spikes offset psum (fun active _ psum ->
+                if active > 0 then
+                    for v in psum do
+                        record v)
+
+    /// <c>observer</c> for one spike vector (length = inputs).
     let observe (p: ProgrammedCrossbar) (spikes: bool[]) (record: float -> unit) =
         if spikes.Length <> p.Inputs then
             Errors.invalidArg "Crossbar.observe" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
 
-        visitReads p spikes (fun active _ psum ->
-            if active > 0 then
-                for v in psum do
-                    record v)
+        observer p record spikes 0
 
     /// forward for each spike vector of a batch.
     let forwardBatch (p: ProgrammedCrossbar) (batch: bool[][]) = batch |> Array.map (forward p)

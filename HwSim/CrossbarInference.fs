@@ -2,6 +2,7 @@ namespace SnnSpec.HwSim
 
 open System
 open System.Collections.Concurrent
+open System.Numerics.Tensors
 open System.Threading.Tasks
 open SnnSpec
 
@@ -178,9 +179,130 @@ module CrossbarInference =
             acc, [| n; o; ho; wo |]
 
     /// The product Σ code·x of a layer's programmed crossbars with a binary input [N, …] (flat 0/1
-    /// codes and shape), rounded to integers: the product hook of IntegerExport.runWith.
-    let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
+    /// codes and shape), rounded to integers, read vector by vector through Crossbar.forward: the
+    /// oracle of <c>product</c>.
+    let referenceProduct (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) =
         productWith Crossbar.forward il xbars x inShape
+
+    /// The product Σ code·x of a layer's programmed crossbars with a binary input [N, …] (flat 0/1
+    /// codes and shape), rounded to integers: the product hook of IntegerExport.runWith. Equal to
+    /// <c>referenceProduct</c> bit for bit (the same reads, added in the same order), but each thread
+    /// reads through one Crossbar.batchReader per crossbar, and a conv sample is laid out
+    /// channels-last, so that a kernel tap reads all its positions' input columns in one batch.
+    let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
+        let o = il.Shape[0]
+
+        if il.Kind = "linear" then
+            let n, fin = inShape[0], inShape[1]
+            let acc = Array.zeroCreate (n * o)
+
+            Parallel.For(
+                0,
+                n,
+                Func<_>(fun () -> Crossbar.reader xbars[0], Array.zeroCreate<bool> fin, Array.zeroCreate<float> o),
+                Func<int, ParallelLoopState, _, _>
+                    (fun i _ (read: bool[] -> int -> float[] -> unit, spikes: bool[], r: float[]) ->
+                        for k in 0 .. fin - 1 do
+                            spikes[k] <- x[i * fin + k] <> 0
+
+                        read spikes 0 r
+
+                        for j in 0 .. o - 1 do
+                            acc[i * o + j] <- toInt r[j]
+
+                        (read, spikes, r)),
+                Action<_>(ignore)
+            )
+            |> ignore
+
+            acc, [| n; o |]
+        else
+            let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
+            let k, st, p = il.Shape[2], il.Stride, il.Padding
+            let ho = (h + 2 * p - k) / st + 1
+            let wo = (w + 2 * p - k) / st + 1
+            let acc = Array.zeroCreate (n * o * ho * wo)
+
+            let perThread () =
+                Array.map Crossbar.batchReader xbars,
+                Array.zeroCreate<bool>(h * w * c),
+                Array.zeroCreate<bool>(h * w),
+                Array.zeroCreate<int>(ho * wo),
+                Array.zeroCreate<int>(ho * wo),
+                Array.zeroCreate<float>(ho * wo * o),
+                Array.zeroCreate<float>(ho * wo * o)
+
+            Parallel.For(
+                0,
+                n,
+                Func<_>(perThread),
+                Func<int, ParallelLoopState, _, _>
+                    (fun
+                        i
+                        _
+                        (readers: (bool[] -> int[] -> int -> float[] -> unit)[],
+                         hwc: bool[],
+                         any: bool[],
+                         offsets: int[],
+                         targets: int[],
+                         sum: float[],
+                         reads: float[]) ->
+                        // The sample channels-last [H, W, C], and which positions have an active channel.
+                        Array.fill any 0 any.Length false
+
+                        for ci in 0 .. c - 1 do
+                            let plane = (i * c + ci) * h * w
+
+                            for yx in 0 .. h * w - 1 do
+                                if x[plane + yx] <> 0 then
+                                    hwc[yx * c + ci] <- true
+                                    any[yx] <- true
+                                else
+                                    hwc[yx * c + ci] <- false
+
+                        Array.fill sum 0 sum.Length 0.0
+
+                        for kh in 0 .. k - 1 do
+                            for kw in 0 .. k - 1 do
+                                // The tap's reads: input columns of the output positions that see an
+                                // active channel (zero padding and silent columns read 0).
+                                let mutable count = 0
+
+                                for oy in 0 .. ho - 1 do
+                                    let y = oy * st - p + kh
+
+                                    if y >= 0 && y < h then
+                                        for ox in 0 .. wo - 1 do
+                                            let xx = ox * st - p + kw
+
+                                            if xx >= 0 && xx < w && any[y * w + xx] then
+                                                offsets[count] <- (y * w + xx) * c
+                                                targets[count] <- (oy * wo + ox) * o
+                                                count <- count + 1
+
+                                readers[kh * k + kw] hwc offsets count reads
+
+                                for r in 0 .. count - 1 do
+                                    let at = targets[r]
+
+                                    TensorPrimitives.Add(
+                                        ReadOnlySpan<float>(sum, at, o),
+                                        ReadOnlySpan<float>(reads, r * o, o),
+                                        Span<float>(sum, at, o)
+                                    )
+
+                        let b = i * o * ho * wo
+
+                        for oc in 0 .. o - 1 do
+                            for yx in 0 .. ho * wo - 1 do
+                                acc[b + oc * ho * wo + yx] <- toInt sum[yx * o + oc]
+
+                        (readers, hwc, any, offsets, targets, sum, reads)),
+                Action<_>(ignore)
+            )
+            |> ignore
+
+            acc, [| n; o; ho; wo |]
 
     /// An exported model with its integer pairs programmed onto crossbars (a programmed chip): reuse
     /// it across batches so that variation is drawn once.

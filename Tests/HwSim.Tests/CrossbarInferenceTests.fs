@@ -204,6 +204,65 @@ let ``a programmed conv layer reads as Crossbar.conv2d sample by sample`` () =
                     let expected = int (Math.Round(r[c, y, xx], MidpointRounding.AwayFromZero))
                     Assert.That(acc[((i * cout + c) * ho + y) * wo + xx], Is.EqualTo expected)
 
+/// product (allocation-free readers, channels-last conv columns) against referenceProduct (vector by
+/// vector through Crossbar.forward) for a random datapath, layer, geometry and input: equal bit for bit.
+[<FsCheck.NUnit.Property(MaxTest = 60)>]
+let ``product equals the reference product bit for bit`` (seed: int) =
+    let rng = Random seed
+    let bits, m = models.Force()[rng.Next 2]
+    let exported = IntegerExport.export m
+    let index = rng.Next exported.Layers.Length
+    let il = exported.Layers[index]
+
+    let o =
+        { CrossbarOptions.Ideal with
+            Rows = [| 3; 8; 64 |][rng.Next 3]
+            BitsPerCell = 1 + rng.Next 4
+            Adc =
+                match rng.Next 3 with
+                | 0 -> Adc.Ideal
+                | 1 -> Adc.Quantized(2 + rng.Next 7, None)
+                | _ -> Adc.Quantized(2 + rng.Next 7, Some(1.0 + 20.0 * rng.NextDouble()))
+            Variation =
+                if rng.Next 2 = 0 then
+                    None
+                else
+                    Some
+                        {
+                            Sigma = 0.3 * rng.NextDouble()
+                            Seed = rng.Next 1000
+                        }
+        }
+
+    let density = [| 0.0; 0.05; 0.3; 1.0 |][rng.Next 4]
+    let n = rng.Next 4
+
+    let active () =
+        if rng.NextDouble() < density then 1 else 0
+
+    let layer, shape =
+        if il.Kind = "linear" then
+            il, [| n; il.Shape[1] |]
+        else
+            let k = il.Shape[2]
+
+            { il with
+                Stride = 1 + rng.Next 2
+                Padding = rng.Next(k / 2 + 2)
+            },
+            [| n; il.Shape[1]; k + rng.Next 6; k + rng.Next 6 |]
+
+    let codes = Array.init (Array.fold (*) 1 shape) (fun _ -> active ())
+    let xbars = CrossbarInference.program o index layer
+    let fast, fastShape = CrossbarInference.product layer xbars codes shape
+
+    let reference, referenceShape =
+        CrossbarInference.referenceProduct layer xbars codes shape
+
+    let what = sprintf "%d-bit %s %A %A" bits il.Name o shape
+    same (what + " shape") referenceShape fastShape
+    same what reference fast
+
 [<Test>]
 let ``accuracy reports the crossbar beside the integer path and the float model`` () =
     let _, m = models.Force().Head

@@ -102,6 +102,52 @@ let ``a quantized ADC whose steps are one level and whose full scale covers the 
         for s in c.Spikes do
             exactly (Crossbar.exact c.Weights s) (Crossbar.forward p s))
 
+/// The read written out from its definition, element by element: per live tile (in order) and slice k,
+/// out_j += 2^(k·b_cell) · convert(psum_kj), then the tile's subtractor; psum from Crossbar.observe.
+[<Property(MaxTest = 200)>]
+let ``every read is the shift-add of scalar ADC conversions of its partial sums, minus the offsets`` () =
+    Prop.forAll
+        (Arb.fromGen (Gen.zip caseGen (Gen.zip (Gen.choose (1, 8)) (Gen.zip (Gen.choose (0, 60)) (Gen.choose (0, 3))))))
+        (fun (c, (bits, (fs, sigma))) ->
+            let cfg =
+                { c.Config with
+                    Adc = Adc.Quantized(bits, (if fs = 0 then None else Some(float fs / 3.0)))
+                    Variation =
+                        if sigma = 0 then
+                            None
+                        else
+                            Some { Sigma = 0.1 * float sigma; Seed = fs }
+                }
+
+            let p = Crossbar.program cfg c.Weights
+            let m = p.Outputs
+            let slices = Crossbar.slices cfg
+
+            for s in c.Spikes do
+                let psums = ResizeArray()
+                Crossbar.observe p s psums.Add
+                let expected = Array.zeroCreate m
+                let mutable at = 0
+
+                for tile in Array.chunkBySize cfg.Rows s |> Array.filter (Array.exists id) do
+                    let active = tile |> Array.filter id |> Array.length
+
+                    for k in 0 .. slices - 1 do
+                        for j in 0 .. m - 1 do
+                            expected[j] <-
+                                expected[j]
+                                + 2.0 ** float (k * cfg.BitsPerCell) * Crossbar.convert cfg psums[at + j]
+
+                        at <- at + m
+
+                    for j in 0 .. m - 1 do
+                        expected[j] <- expected[j] - float (p.Offset * active)
+
+                let actual = Crossbar.forward p s
+
+                if expected <> actual then
+                    Assert.Fail(sprintf "%A: expected %A, got %A" cfg expected actual))
+
 [<Property(MaxTest = 200)>]
 let ``ADC clipping bounds every output`` () =
     Prop.forAll
