@@ -466,7 +466,7 @@ public static class Trainer
             }
             return new TrainingResult
             {
-                Student = new SnnModel(result.Best),
+                Student = new SnnModel(result.Best, spec.Student.Quantization),
                 Steps = steps,
                 FinalLoss = last,
                 Cancelled = false,
@@ -479,7 +479,7 @@ public static class Trainer
         {
             return new TrainingResult
             {
-                Student = new SnnModel(kept),
+                Student = new SnnModel(kept, spec.Student.Quantization),
                 Steps = steps,
                 FinalLoss = last,
                 Cancelled = true,

@@ -82,9 +82,58 @@ public sealed class ForwardResult
 /// </summary>
 public sealed class SnnModel
 {
-    internal SnnModel(Model model) => Inner = model;
+    internal SnnModel(Model model, QuantConfig? quantization = null)
+    {
+        Inner = model;
+        Quantization = quantization;
+    }
 
     internal Model Inner { get; }
+
+    /// <summary>The configuration the model was quantized with (null when it is not): saved checkpoints store it so that they load back quantized.</summary>
+    internal QuantConfig? Quantization { get; }
+
+    /// <summary>
+    /// Loads a model saved by <see cref="Save"/> or written by the snnspec CLI (train, quantize, distill):
+    /// architecture, parameters, batch-norm statistics, time steps and, for a quantized model, its
+    /// quantization plan and scales.
+    /// </summary>
+    /// <param name="path">A .safetensors model checkpoint.</param>
+    /// <exception cref="FileNotFoundException">No file at the path.</exception>
+    /// <exception cref="SnnSpec.IO.CheckpointFormatException">The file is damaged or not a model checkpoint (the message gives the byte offset and the fix).</exception>
+    public static SnnModel Load(string path)
+    {
+        Check.Name(path, nameof(path));
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException(
+                $"there is no model checkpoint at {path}; give the path of a .safetensors file written by SnnModel.Save or the snnspec CLI.",
+                path
+            );
+        }
+        var c = SnnSpec.IO.SpecFileModule.loadModel(path);
+        var q = c.Quantization is { } json
+            ? SnnSpec.IO.SpecFileModule.parseQuantization(json.Value).Config
+            : null;
+        return new SnnModel(c.Model, q);
+    }
+
+    /// <summary>
+    /// Saves the model as a safetensors checkpoint that <see cref="Load"/> and the snnspec CLI (eval,
+    /// quantize, a spec's teacher checkpoint) read. The file is written to a temporary name and then
+    /// moved into place, so an existing file at the path survives a failed write.
+    /// </summary>
+    /// <param name="path">The file to write (its directory is created).</param>
+    public void Save(string path)
+    {
+        Check.Name(path, nameof(path));
+        SnnSpec.IO.SpecFileModule.saveModel(
+            path,
+            Quantization is null ? Interop.None<QuantConfig>() : Interop.Some(Quantization),
+            MapModule.Empty<string, string>(),
+            Inner
+        );
+    }
 
     /// <summary>Builds a freshly initialised zoo model.</summary>
     /// <param name="kind">The architecture.</param>
@@ -218,11 +267,11 @@ public sealed class SnnModel
     public SnnModel WithSteps(int steps)
     {
         Check.Positive(steps, nameof(steps), "steps (the number of time steps T)");
-        return new SnnModel(ModelModule.withSteps(steps, Inner));
+        return new SnnModel(ModelModule.withSteps(steps, Inner), Quantization);
     }
 
     /// <summary>The ANN twin with the same parameters.</summary>
-    public SnnModel AsAnn() => new(ModelModule.asAnn(Inner));
+    public SnnModel AsAnn() => new(ModelModule.asAnn(Inner), Quantization);
 
     /// <summary>
     /// The model with every conv and linear weight fake-quantized to <see cref="QuantizationOptions.WeightBits"/>
@@ -253,7 +302,10 @@ public sealed class SnnModel
             )
             .ToArray();
         var ps = ParametersModule.withValues(Inner.Parameters, tensors);
-        return new SnnModel(new Model(Inner.Architecture, Inner.Mode, ps, Inner.Buffers));
+        return new SnnModel(
+            new Model(Inner.Architecture, Inner.Mode, ps, Inner.Buffers),
+            Quantization
+        );
     }
 
     /// <summary>
@@ -282,7 +334,7 @@ public sealed class SnnModel
         var cfg = options.ToQuantConfig();
         try
         {
-            return new SnnModel(ModelModule.quantize(cfg, Inner));
+            return new SnnModel(ModelModule.quantize(cfg, Inner), cfg);
         }
         catch (SnnSpecException e)
         {
@@ -316,7 +368,7 @@ public sealed class SnnModel
         var x = SnnSpec.Data.SampleSource.toTensor(data.Frames > 0, data.Source, indices);
         try
         {
-            return new SnnModel(ModelModule.calibrateScales(x, Inner));
+            return new SnnModel(ModelModule.calibrateScales(x, Inner), Quantization);
         }
         catch (SnnSpecException e)
         {

@@ -645,10 +645,25 @@ module Checkpoint =
             let mode, archJson = header path file
             let arch = ArchitectureJson.parseWith (fun _ shape -> Tensor.zeros shape) archJson
             let ps, bs = tensorShapes arch
-            assemble path file arch ps bs mode)
+
+            try
+                assemble path file arch ps bs mode
+            with :? CheckpointMismatchException when file.Metadata.ContainsKey "quantization" ->
+                // A quantized model's scales and plan are not in its architecture: only its stored
+                // configuration (SpecFile.parseQuantization, compiled after this file) rebuilds the
+                // model to load into.
+                raise (
+                    CheckpointFormatException(
+                        path,
+                        8L,
+                        "the checkpoint holds a quantized model, whose scales and quantization plan the architecture alone does not describe",
+                        "load it with SpecFile.loadModel (C#: SnnModel.Load), which rebuilds the quantized model from the stored configuration"
+                    )
+                ))
 
     /// Loads a checkpoint, rebuilding its model from the recorded architecture. Raises
-    /// CheckpointFormatException (with the offset and the fix) for a damaged file and
+    /// CheckpointFormatException (with the offset and the fix) for a damaged file or a quantized
+    /// model (SpecFile.loadModel loads both kinds), and
     /// CheckpointMismatchException when its tensors disagree with its own architecture.
     let load (path: string) : Checkpoint = ofFile path (SafeTensors.read path)
 

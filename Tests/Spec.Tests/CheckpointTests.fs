@@ -421,6 +421,21 @@ let ``F16, BF16, I8 and I32 tensors round-trip; F16 weights load as their rounde
     )
 
 [<Test>]
+let ``a quantized model loads back through SpecFile.loadModel, and Checkpoint.load names that fix`` () =
+    let m = convNet () |> Model.quantize (QuantConfig.Integer 4)
+    let path = Path.Combine(tempDir (), "convnet.q4.safetensors")
+    SpecFile.saveModel path (Some(QuantConfig.Integer 4)) Map.empty m
+    let back = SpecFile.loadModel path
+    assertSameParameters "parameters" m.Parameters back.Model.Parameters
+    assertSameParameters "buffers" m.Buffers back.Model.Buffers
+    Assert.That((Model.quantPlan back.Model).IsQuantized)
+    let x = randn 12 [| 2; 1; 28; 28 |]
+    Assert.That((logits back.Model x).ToArray(), Eq.To((logits m x).ToArray()))
+
+    assertRaises<CheckpointFormatException> [ "quantized model"; "SpecFile.loadModel"; "SnnModel.Load" ] (fun () ->
+        Checkpoint.load path |> box)
+
+[<Test>]
 let ``a truncated file names the offset and the fix`` () =
     let path = Path.Combine(tempDir (), "m.safetensors")
     Checkpoint.save path (Checkpoint.ofModel (convNet ()))
