@@ -95,4 +95,37 @@ type NeuronRun() =
             [| inputs; v0 |]
         |> ignore
 
-let types = [| typeof<NeuronRun> |]
+/// Inference of a population whose membrane lives on a 4-bit uniform grid (the integer-exportable
+/// quantized SNN): the fused kernel (Neuron.runGrid, what Neuron.runWith takes when no tape records)
+/// against the per-step tensor ops of Neuron.runQuantized (the baseline), [4, 64, 32, 28, 28].
+[<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
+type NeuronGridRun() =
+    let shape = [| 4; 64; 32; 28; 28 |]
+    let neuron = { Neuron.mint with Threshold = 0.5f }
+
+    let mq =
+        {
+            Bits = Bits.Fixed 4
+            Alpha = Tensor.scalar 1.5f
+            Scheme = MembraneScheme.Uniform
+        }
+
+    let mutable inputs = Unchecked.defaultof<Tensor>
+    let mutable v0 = Unchecked.defaultof<Tensor>
+
+    [<GlobalSetup>]
+    member _.Setup() =
+        inputs <- Tensor.randn (Rng.create 1) shape * 0.5f + 0.2f
+        v0 <- Tensor.zeros shape[1..]
+
+    [<Benchmark(Baseline = true)>]
+    member _.PerStepTensorOps() =
+        use _ = TensorScope.Begin()
+        Diff.noGrad (fun () -> Neuron.runQuantized neuron mq v0 inputs) |> ignore
+
+    [<Benchmark>]
+    member _.Fused() =
+        use _ = TensorScope.Begin()
+        Diff.noGrad (fun () -> Neuron.runGrid neuron mq v0 inputs) |> ignore
+
+let types = [| typeof<NeuronRun>; typeof<NeuronGridRun> |]

@@ -113,6 +113,105 @@ module internal NeuronKernel =
 
             b0 <- b1
 
+    /// Per-call constants of a population whose membrane lives on a uniform grid
+    /// (Neuron.stepQuantized, MembraneScheme.Uniform): grid step S = α/Q and its float32 reciprocal
+    /// InvS, Q levels, and the reset targets in grid units, v_r·InvS (hard) and θ·InvS (soft).
+    [<Struct>]
+    type GridCoeffs =
+        {
+            A: float32
+            B: float32
+            C: float32
+            Rho: float32
+            Theta: float32
+            S: float32
+            InvS: float32
+            Q: float32
+            Hard: bool
+            ResetUnits: float32
+        }
+
+    /// Inference forward of the uniform-grid quantized neuron over neurons [s0, e0): v holds V₀ on
+    /// entry and V_T on exit, I/H/S are [T, N]. Per element and step, the float32 operations of
+    /// Neuron.stepQuantized in its order: k = round((a·V + b·I + c)·InvS), H = S·k, spike = H − θ ≥ 0,
+    /// R = k·(1 − spike) [+ spike·v_r·InvS] (hard) or k − spike·θ·InvS (soft),
+    /// U = round(clamp(ρ·R, −Q, Q)), V = S·U (rounding half to even, as Tensor.roundSte; a tensor divided
+    /// by a one-element tensor is multiplied by its float32 reciprocal, so the grid divisions are too).
+    /// Values agree with it exactly (a zero's sign aside).
+    let gridForwardRange
+        (k: GridCoeffs)
+        (steps: int)
+        (n: int)
+        (inp: float32[])
+        (io: int)
+        (h: float32[])
+        (s: float32[])
+        (v: float32[])
+        (s0: int)
+        (e0: int)
+        =
+        let va = Vector512.Create k.A
+        let vb = Vector512.Create k.B
+        let vc = Vector512.Create k.C
+        let vrho = Vector512.Create k.Rho
+        let vth = Vector512.Create k.Theta
+        let vs = Vector512.Create k.S
+        let vinv = Vector512.Create k.InvS
+        let vq = Vector512.Create k.Q
+        let vnq = Vector512.Create -k.Q
+        let vru = Vector512.Create k.ResetUnits
+        let one = Vector512.Create 1.0f
+        let zero = Vector512<float32>.Zero
+        let mutable b0 = s0
+
+        while b0 < e0 do
+            let b1 = min e0 (b0 + Block)
+
+            for t in 0 .. steps - 1 do
+                let row = t * n
+                let mutable i = b0
+
+                while i + 16 <= b1 do
+                    let vv = Vector512.LoadUnsafe(&v[i])
+                    let x = Vector512.LoadUnsafe(&inp[io + row + i])
+                    let kq = Vector512.Round(((va * vv + vb * x) + vc) * vinv)
+                    let hh = vs * kq
+                    let m = Vector512.GreaterThanOrEqual(hh - vth, zero)
+                    let ss = Vector512.BitwiseAnd(m, one)
+
+                    let r =
+                        if k.Hard then
+                            Vector512.ConditionalSelect(m, vru, kq)
+                        else
+                            kq - ss * vru
+
+                    let r = if k.Rho = 1.0f then r else r * vrho
+                    let u = Vector512.Round(Vector512.Min(Vector512.Max(r, vnq), vq))
+                    hh.StoreUnsafe(&h[row + i])
+                    ss.StoreUnsafe(&s[row + i])
+                    (vs * u).StoreUnsafe(&v[i])
+                    i <- i + 16
+
+                while i < b1 do
+                    let kq = MathF.Round(((k.A * v[i] + k.B * inp[io + row + i]) + k.C) * k.InvS)
+                    let hh = k.S * kq
+                    let spike = hh - k.Theta >= 0.0f
+                    let ss = if spike then 1.0f else 0.0f
+
+                    let r =
+                        if k.Hard then
+                            (if spike then k.ResetUnits else kq)
+                        else
+                            kq - ss * k.ResetUnits
+
+                    let r = if k.Rho = 1.0f then r else r * k.Rho
+                    h[row + i] <- hh
+                    s[row + i] <- ss
+                    v[i] <- k.S * MathF.Round(Math.Clamp(r, -k.Q, k.Q))
+                    i <- i + 1
+
+            b0 <- b1
+
     /// Gradient buffers of one backward call (null arrays where an output received no gradient or
     /// an input needs none) and the per-block partial sums Σ gH·V, Σ gH·I, Σ gH for PLIF.
     type Grads =
@@ -586,9 +685,109 @@ module MultiStepOps =
             TensorScope.ReleaseEarly vT.Storage |> ignore
             s
 
+        /// <c>Neuron.runQuantized</c> with MembraneScheme.Uniform, for inference (no tape): one fused
+        /// pass over T per block of neurons (NeuronKernel.gridForwardRange) with the same values, where
+        /// the reference runs about fifteen tensor operations per step. Raises what runQuantized raises.
+        let runGrid (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+            let op = "Neuron.runGrid"
+            Neuron.validate n
+
+            if mq.Scheme <> MembraneScheme.Uniform then
+                Errors.invalidArg
+                    op
+                    "Scheme"
+                    mq.Scheme
+                    "MembraneScheme.Uniform (the Mint scheme runs in Neuron.runQuantized)"
+
+            if Autograd.isRecording () then
+                Errors.fail (
+                    op
+                    + ": a tape is recording and this kernel has no backward; use Neuron.runQuantized (or Neuron.runWith, which chooses)."
+                )
+
+            let s = Neuron.membraneStep mq
+
+            if mq.Alpha.Numel <> 1 then
+                Errors.invalidArg op "Alpha" (Errors.showShape mq.Alpha.Shape) "a one-element scale tensor"
+
+            if inputs.Rank < 1 || inputs.ShapeRef[0] < 1 then
+                Errors.invalidArg
+                    op
+                    "inputs"
+                    (Errors.showShape inputs.ShapeRef)
+                    "a [T, …] tensor with a leading time axis of length T ≥ 1"
+
+            let stepShape = inputs.ShapeRef[1..]
+
+            if isNull (box v0) || v0.ShapeRef <> stepShape then
+                Errors.shapeMismatch
+                    op
+                    [ (if isNull (box v0) then [||] else v0.ShapeRef); inputs.ShapeRef ]
+                    "the state must have the input's shape (one membrane per neuron)"
+
+            let q =
+                match mq.Bits with
+                | Bits.Fixed bits -> float32 (max 1 (Quantizer.levels bits))
+                | Bits.FullPrecision -> 1.0f
+
+            let a, b, c, rho =
+                let a, b, c, rho = Neuron.coefficients n
+                a.ToScalar(), b.ToScalar(), c.ToScalar(), rho
+
+            let invS = 1.0f / s
+
+            let hard, resetUnits =
+                match n.Reset with
+                | Reset.Hard vr -> true, vr * invS
+                | Reset.Soft -> false, n.Threshold * invS
+
+            let k: NeuronKernel.GridCoeffs =
+                {
+                    A = a
+                    B = b
+                    C = c
+                    Rho = rho
+                    Theta = n.Threshold
+                    S = s
+                    InvS = invS
+                    Q = q
+                    Hard = hard
+                    ResetUnits = resetUnits
+                }
+
+            let steps = inputs.ShapeRef[0]
+            let count = Shape.numel stepShape
+            let h = Autograd.alloc (Array.copy inputs.ShapeRef)
+            let spikes = Autograd.alloc (Array.copy inputs.ShapeRef)
+            let vT = Autograd.alloc (Array.copy stepShape)
+            Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
+            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
+            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
+            let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, spikes.Data, vT.Data
+
+            Par.forChunks blocks grain (fun c0 c1 ->
+                NeuronKernel.gridForwardRange
+                    k
+                    steps
+                    count
+                    inp
+                    io
+                    hd
+                    sd
+                    vd
+                    (c0 * NeuronKernel.Block)
+                    (min count (c1 * NeuronKernel.Block)))
+
+            { H = h; S = spikes; VFinal = vT }
+
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
-        /// a fixed bit width routes to <c>Neuron.runQuantized</c> (the kernel does not quantize).
+        /// a fixed bit width routes to <c>Neuron.runQuantized</c>, or, for the uniform grid when no tape
+        /// records (inference), to its fused twin <c>runGrid</c>.
         let runWith (quant: MembraneQuant option) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             match quant with
-            | Some mq when mq.Bits <> Bits.FullPrecision -> Neuron.runQuantized n mq v0 inputs
+            | Some mq when mq.Bits <> Bits.FullPrecision ->
+                if mq.Scheme = MembraneScheme.Uniform && not (Autograd.isRecording ()) then
+                    runGrid n mq v0 inputs
+                else
+                    Neuron.runQuantized n mq v0 inputs
             | _ -> run n v0 inputs

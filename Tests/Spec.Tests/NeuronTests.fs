@@ -223,6 +223,70 @@ let ``run equals runReference across several blocks and both threads`` () =
 
         compareWithReference c
 
+/// The fused uniform-grid kernel (inference) against Neuron.runQuantized: identical H, S and V_T for a
+/// case at a bit width and scale chosen from its seed (inputs scaled up so that clamping at ±Q occurs).
+let private compareGridWithReference (c: Case) =
+    let inputs, v0 = problem c
+    let inputs = inputs * (1.0f + float32 (c.Seed % 3))
+    let bits = 1 + c.Seed % 8
+
+    let mq =
+        {
+            Bits = Bits.Fixed bits
+            Alpha = Tensor.scalar (0.2f + float32 (c.Seed % 23) / 10.0f)
+            Scheme = MembraneScheme.Uniform
+        }
+
+    let n = build c (wOf c)
+    let reference = Diff.noGrad (fun () -> Neuron.runQuantized n mq v0 inputs)
+    let fused = Diff.noGrad (fun () -> Neuron.runGrid n mq v0 inputs)
+    let chosen = Diff.noGrad (fun () -> Neuron.runWith (Some mq) n v0 inputs)
+    let what = sprintf "%O, %d bits" c bits
+    assertClose (what + " H") 0.0 0.0 reference.H fused.H
+    assertClose (what + " S") 0.0 0.0 reference.S fused.S
+    assertClose (what + " VFinal") 0.0 0.0 reference.VFinal fused.VFinal
+    assertClose (what + " runWith") 0.0 0.0 fused.VFinal chosen.VFinal
+
+[<Property(Arbitrary = [| typeof<NeuronArbs> |], MaxTest = 40)>]
+let ``runGrid equals runQuantized on the uniform grid for every dynamics, reset and bit width`` (AnyCombos cases) =
+    cases |> List.iter compareGridWithReference
+
+[<Test>]
+let ``runGrid equals runQuantized across several blocks, and refuses a recording tape`` () =
+    for dyn in [ KLif(2.0f, true); KPlif(0.3f, false); KMint 0.5f ] do
+        compareGridWithReference
+            {
+                Dyn = dyn
+                Threshold = 1.0f
+                Reset = Reset.Hard 0.0f
+                Detach = false
+                Surrogate = Surrogate.sigmoid
+                Steps = 3
+                StepShape = [| 3; 2049 |]
+                Seed = 19
+            }
+
+    let mq =
+        {
+            Bits = Bits.Fixed 4
+            Alpha = Tensor.scalar 1.0f
+            Scheme = MembraneScheme.Uniform
+        }
+
+    assertRaises<SnnSpecException> [ "Neuron.runGrid"; "Neuron.runQuantized" ] (fun () ->
+        Diff.grad
+            (fun x -> Tensor.sum (Neuron.runGrid Neuron.mint mq (Tensor.zeros [| 4 |]) x).S)
+            (Tensor.ones [| 2; 4 |])
+        |> box)
+
+    // Under a tape runWith takes the differentiable reference.
+    let g =
+        Diff.grad
+            (fun x -> Tensor.sum (Neuron.runWith (Some mq) Neuron.mint (Tensor.zeros [| 4 |]) x).H)
+            (Tensor.ones [| 2; 4 |])
+
+    Assert.That(g.ToArray() |> Array.exists (fun v -> v <> 0.0f))
+
 [<Property(Arbitrary = [| typeof<NeuronArbs> |], MaxTest = 20)>]
 let ``spikes occur exactly where H ≥ θ and the reset sets the state`` (AnyCombos cases) =
     for c in cases do
