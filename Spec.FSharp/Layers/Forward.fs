@@ -269,23 +269,32 @@ module Forward =
         let codes = Diff.noGrad (fun () -> x.ToArray()) |> Array.map int
         let acc, outShape = accumulate r il codes x.Shape
         let per = acc.Length / r.Steps
-        let u = Array.zeroCreate per
-        let h = Array.zeroCreate acc.Length
-        let s = Array.zeroCreate acc.Length
-
-        for t in 0 .. r.Steps - 1 do
-            for i in 0 .. per - 1 do
-                let hc = u[i] + acc[t * per + i]
-                let spike = hc >= nq.Threshold
-                h[t * per + i] <- il.Step * float32 hc
-                s[t * per + i] <- (if spike then 1.0f else 0.0f)
-
-                u[i] <- max -nq.Levels (min nq.Levels (Neuron.shiftRound nq.LeakShift (if spike then 0 else hc)))
-
         let seqShape = Array.append [| r.Steps; outShape[0] / r.Steps |] outShape[1..]
-        record r nq.Name (Tensor.ofArray seqShape h) (Tensor.ofArray seqShape s)
+        // H only when it is probed; spikes are written straight into the output tensor.
+        let keepH = r.Ctx.Probes.Membranes.Contains nq.Name
+        let s = Autograd.alloc seqShape
+        let h = if keepH then Autograd.alloc (Array.copy seqShape) else s
+        let sd, hd = s.Data, h.Data
+
+        // A neuron's T steps read only its own state: neurons run in parallel.
+        Kernels.Par.forChunks per 4096 (fun i0 i1 ->
+            for i in i0 .. i1 - 1 do
+                let mutable u = 0
+
+                for t in 0 .. r.Steps - 1 do
+                    let j = t * per + i
+                    let hc = u + acc[j]
+                    let spike = hc >= nq.Threshold
+
+                    if keepH then
+                        hd[j] <- il.Step * float32 hc
+
+                    sd[j] <- (if spike then 1.0f else 0.0f)
+                    u <- max -nq.Levels (min nq.Levels (Neuron.shiftRound nq.LeakShift (if spike then 0 else hc))))
+
+        record r nq.Name h s
         r.IntegerRan.Add il.Name
-        Tensor.ofArray outShape s
+        Tensor.reshape outShape s
 
     let private isBinary (x: Tensor) =
         Diff.noGrad (fun () -> x.ToArray())
