@@ -85,7 +85,8 @@ module Crossbar =
                 Errors.invalidArg op "Adc bits" bits "1 to 30 bits"
 
             match fs with
-            | Some f when not (f > 0.0) -> Errors.invalidArg op "Adc fullScale" f "a positive partial sum"
+            | Some f when not (f > 0.0 && Double.IsFinite f) ->
+                Errors.invalidArg op "Adc fullScale" f "a positive, finite partial sum"
             | _ -> ()
 
         match c.Variation with
@@ -210,7 +211,7 @@ module Crossbar =
                 visit active k psum
 
     let private checkLength (op: string) (p: ProgrammedCrossbar) (spikes: bool[]) (offset: int) =
-        if offset < 0 || offset + p.Inputs > spikes.Length then
+        if offset < 0 || offset > spikes.Length - p.Inputs then
             Errors.invalidArg
                 op
                 "spikes length, offset"

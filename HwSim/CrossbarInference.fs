@@ -192,6 +192,13 @@ module CrossbarInference =
     let product (il: IntegerLayer) (xbars: ProgrammedCrossbar[]) (x: int[]) (inShape: int[]) : int[] * int[] =
         let o = il.Shape[0]
 
+        if inShape.Length < 2 || inShape[1] <> xbars[0].Inputs then
+            Errors.invalidArg
+                "CrossbarInference.product"
+                "inShape"
+                (Errors.showShape inShape)
+                (sprintf "[N, %d, …]: the crossbars of %s have %d input rows" xbars[0].Inputs il.Name xbars[0].Inputs)
+
         if il.Kind = "linear" then
             let n, fin = inShape[0], inShape[1]
             let acc = Array.zeroCreate (n * o)

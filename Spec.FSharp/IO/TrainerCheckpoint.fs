@@ -281,7 +281,7 @@ module TrainerCheckpoint =
                     path,
                     8L,
                     sprintf "the metadata's format is %A, not %A" other FormatName,
-                    "load model checkpoints with Checkpoint.load and trainer snapshots with TrainerCheckpoint.load"
+                    "load model checkpoints with SpecFile.loadModel (C#: SnnModel.Load) and trainer snapshots with TrainerCheckpoint.load"
                 )
             )
         | None -> fail "this safetensors file is not an SnnSpec trainer snapshot (its metadata has no \"format\" entry)"

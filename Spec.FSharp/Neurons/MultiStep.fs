@@ -128,6 +128,8 @@ module internal NeuronKernel =
             InvS: float32
             Q: float32
             Hard: bool
+            /// A hard reset to v_r ≠ 0 adds spike·v_r·InvS.
+            ResetTerm: bool
             ResetUnits: float32
         }
 
@@ -137,7 +139,7 @@ module internal NeuronKernel =
     /// R = k·(1 − spike) [+ spike·v_r·InvS] (hard) or k − spike·θ·InvS (soft),
     /// U = round(clamp(ρ·R, −Q, Q)), V = S·U (rounding half to even, as Tensor.roundSte; a tensor divided
     /// by a one-element tensor is multiplied by its float32 reciprocal, so the grid divisions are too).
-    /// Values agree with it exactly (a zero's sign aside).
+    /// Values agree with it exactly (a zero's sign aside), non-finite ones included.
     let gridForwardRange
         (k: GridCoeffs)
         (steps: int)
@@ -180,10 +182,9 @@ module internal NeuronKernel =
                     let ss = Vector512.BitwiseAnd(m, one)
 
                     let r =
-                        if k.Hard then
-                            Vector512.ConditionalSelect(m, vru, kq)
-                        else
-                            kq - ss * vru
+                        if not k.Hard then kq - ss * vru
+                        elif k.ResetTerm then kq * (one - ss) + ss * vru
+                        else kq * (one - ss)
 
                     let r = if k.Rho = 1.0f then r else r * vrho
                     let u = Vector512.Round(Vector512.Min(Vector512.Max(r, vnq), vq))
@@ -199,10 +200,9 @@ module internal NeuronKernel =
                     let ss = if spike then 1.0f else 0.0f
 
                     let r =
-                        if k.Hard then
-                            (if spike then k.ResetUnits else kq)
-                        else
-                            kq - ss * k.ResetUnits
+                        if not k.Hard then kq - ss * k.ResetUnits
+                        elif k.ResetTerm then kq * (1.0f - ss) + ss * k.ResetUnits
+                        else kq * (1.0f - ss)
 
                     let r = if k.Rho = 1.0f then r else r * k.Rho
                     h[row + i] <- hh
@@ -736,10 +736,10 @@ module MultiStepOps =
 
             let invS = 1.0f / s
 
-            let hard, resetUnits =
+            let hard, resetTerm, resetUnits =
                 match n.Reset with
-                | Reset.Hard vr -> true, vr * invS
-                | Reset.Soft -> false, n.Threshold * invS
+                | Reset.Hard vr -> true, vr <> 0.0f, vr * invS
+                | Reset.Soft -> false, false, n.Threshold * invS
 
             let k: NeuronKernel.GridCoeffs =
                 {
@@ -752,6 +752,7 @@ module MultiStepOps =
                     InvS = invS
                     Q = q
                     Hard = hard
+                    ResetTerm = resetTerm
                     ResetUnits = resetUnits
                 }
 

@@ -264,6 +264,29 @@ let ``product equals the reference product bit for bit`` (seed: int) =
     same what reference fast
 
 [<Test>]
+let ``product refuses an input whose channels are not the crossbars' rows`` () =
+    let _, m = models.Force().Head
+    let exported = IntegerExport.export m
+
+    for index, il in List.indexed exported.Layers do
+        let xbars = CrossbarInference.program CrossbarOptions.Ideal index il
+        let rows = xbars[0].Inputs
+
+        let shape =
+            if il.Kind = "linear" then
+                [| 2; rows + 1 |]
+            else
+                [| 2; rows + 1; 5; 5 |]
+
+        let e =
+            Assert.Throws<SnnSpecException>(fun () ->
+                CrossbarInference.product il xbars (Array.zeroCreate (Array.fold (*) 1 shape)) shape
+                |> ignore)
+
+        Assert.That(e.Message, Does.Contain "inShape")
+        Assert.That(e.Message, Does.Contain(sprintf "%d input rows" rows))
+
+[<Test>]
 let ``accuracy reports the crossbar beside the integer path and the float model`` () =
     let _, m = models.Force().Head
     // A tiny synthetic test set labelled by the integer model's own predictions.

@@ -220,6 +220,18 @@ let ``bad crossbar configurations and weights are refused by name`` () =
             w
         |> ignore)
 
+    for fs in [ 0.0; -1.0; nan; infinity ] do
+        raisesNaming [ "Adc fullScale"; "finite" ] (fun () ->
+            Crossbar.program
+                { Crossbar.ideal with
+                    Adc = Adc.Quantized(4, Some fs)
+                }
+                w
+            |> ignore)
+
+    raisesNaming [ "spikes length, offset" ] (fun () ->
+        Crossbar.batchReader (Crossbar.program Crossbar.ideal w) (Array.zeroCreate 6) [| 3 |] 1 (Array.zeroCreate 2))
+
     raisesNaming [ "weights[1, 0]"; "[-8, 7]" ] (fun () ->
         Crossbar.program Crossbar.ideal (Array2D.init 4 2 (fun i j -> if i = 1 && j = 0 then 8 else 0))
         |> ignore)

@@ -279,6 +279,38 @@ let ``runGrid equals runQuantized across several blocks, and refuses a recording
             (Tensor.ones [| 2; 4 |])
         |> box)
 
+    // Overflowing grid codes (k = ±∞) propagate as in the reference: ∞·(1 − S) is NaN in both.
+    for reset in [ Reset.Hard 0.0f; Reset.Hard -0.5f; Reset.Soft ] do
+        let n = { Neuron.mint with Reset = reset }
+
+        let huge =
+            Tensor.ofArray [| 2; 20 |] (Array.init 40 (fun i -> if i % 3 = 0 then 3e38f else float32 i / 7.0f))
+
+        let tiny =
+            {
+                Bits = Bits.Fixed 8
+                Alpha = Tensor.scalar 1e-30f
+                Scheme = MembraneScheme.Uniform
+            }
+
+        for q in [ mq; tiny ] do
+            let reference =
+                Diff.noGrad (fun () -> Neuron.runQuantized n q (Tensor.zeros [| 20 |]) huge)
+
+            let fused = Diff.noGrad (fun () -> Neuron.runGrid n q (Tensor.zeros [| 20 |]) huge)
+
+            for name, a, b in
+                [
+                    "H", reference.H, fused.H
+                    "S", reference.S, fused.S
+                    "V", reference.VFinal, fused.VFinal
+                ] do
+                let ea, eb = a.ToArray(), b.ToArray()
+
+                for i in 0 .. ea.Length - 1 do
+                    if not ((Single.IsNaN ea[i] && Single.IsNaN eb[i]) || ea[i] = eb[i]) then
+                        Assert.Fail(sprintf "%A %A %s[%d]: reference %g, fused %g" reset q.Alpha name i ea[i] eb[i])
+
     // Under a tape runWith takes the differentiable reference.
     let g =
         Diff.grad
