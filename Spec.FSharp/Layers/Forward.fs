@@ -431,15 +431,28 @@ module Forward =
                     record r name s s
                     flatten s
                 else
-                    let run = Neuron.runWith quant neuron v0 seq
-                    record r name run.H run.S
-
-                    // The fused kernel has copied V₀ and nothing here reads V_T; only PLIF's backward reads V₀.
-                    if fusedWithoutState neuron quant then
+                    match quant with
+                    | Some mq when
+                        mq.Bits <> Bits.FullPrecision
+                        && mq.Scheme = MembraneScheme.Uniform
+                        && not (Autograd.isRecording ())
+                        && not (r.Ctx.Probes.Membranes.Contains name)
+                        ->
+                        // The same for a membrane on the uniform grid.
+                        let s = Neuron.runGridSpikes neuron mq v0 seq
                         TensorScope.ReleaseEarly v0.Storage |> ignore
-                        TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+                        record r name s s
+                        flatten s
+                    | _ ->
+                        let run = Neuron.runWith quant neuron v0 seq
+                        record r name run.H run.S
 
-                    flatten run.S
+                        // The fused kernel has copied V₀ and nothing here reads V_T; only PLIF's backward reads V₀.
+                        if fusedWithoutState neuron quant then
+                            TensorScope.ReleaseEarly v0.Storage |> ignore
+                            TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+
+                        flatten run.S
         | Relu _ -> Tensor.relu x
         | MaxPool(k, s) -> Tensor.maxPool2d k s 0 x
         | AvgPool(k, s) -> Tensor.avgPool2d k s 0 x

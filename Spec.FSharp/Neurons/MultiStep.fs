@@ -688,7 +688,17 @@ module MultiStepOps =
         /// <c>Neuron.runQuantized</c> with MembraneScheme.Uniform, for inference (no tape): one fused
         /// pass over T per block of neurons (NeuronKernel.gridForwardRange) with the same values, where
         /// the reference runs about fifteen tensor operations per step. Raises what runQuantized raises.
-        let runGrid (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+        let rec runGrid (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+            let h, s, vT = gridOver true n mq v0 inputs
+            { H = h; S = s; VFinal = vT }
+
+        /// The spikes S ([T, …]) of <c>runGrid</c> alone: H is never stored (inference without probes).
+        and runGridSpikes (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : Tensor =
+            let _, s, vT = gridOver false n mq v0 inputs
+            TensorScope.ReleaseEarly vT.Storage |> ignore
+            s
+
+        and private gridOver (keepH: bool) (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) =
             let op = "Neuron.runGrid"
             Neuron.validate n
 
@@ -758,8 +768,14 @@ module MultiStepOps =
 
             let steps = inputs.ShapeRef[0]
             let count = Shape.numel stepShape
-            let h = Autograd.alloc (Array.copy inputs.ShapeRef)
             let spikes = Autograd.alloc (Array.copy inputs.ShapeRef)
+            // Without H the kernel writes each H where its spike then lands.
+            let h =
+                if keepH then
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+                else
+                    spikes
+
             let vT = Autograd.alloc (Array.copy stepShape)
             Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
             let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
@@ -779,7 +795,7 @@ module MultiStepOps =
                     (c0 * NeuronKernel.Block)
                     (min count (c1 * NeuronKernel.Block)))
 
-            { H = h; S = spikes; VFinal = vT }
+            h, spikes, vT
 
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
         /// a fixed bit width routes to <c>Neuron.runQuantized</c>, or, for the uniform grid when no tape

@@ -247,6 +247,13 @@ let private compareGridWithReference (c: Case) =
     assertClose (what + " VFinal") 0.0 0.0 reference.VFinal fused.VFinal
     assertClose (what + " runWith") 0.0 0.0 fused.VFinal chosen.VFinal
 
+    assertClose
+        (what + " runGridSpikes")
+        0.0
+        0.0
+        reference.S
+        (Diff.noGrad (fun () -> Neuron.runGridSpikes n mq v0 inputs))
+
 [<Property(Arbitrary = [| typeof<NeuronArbs> |], MaxTest = 40)>]
 let ``runGrid equals runQuantized on the uniform grid for every dynamics, reset and bit width`` (AnyCombos cases) =
     cases |> List.iter compareGridWithReference
