@@ -10,7 +10,6 @@ A run that has not finished yet is left out. Standard library only.
 """
 import csv
 import os
-import re
 import sys
 
 import pagekit
@@ -35,22 +34,13 @@ MIXED = list(LAMBDA)
 SEEDS = (1, 2)
 
 
-def validation(root, name):
-    """Validation accuracy (%) per student epoch, from the run's log."""
-    path = os.path.join(root, name + ".log")
-    if not os.path.exists(path):
-        return []
-    text = re.sub(r"\s+", " ", open(path, errors="replace").read())
-    return [100 * float(m.group(1)) for m in re.finditer(r"student epoch \d+: train loss [\d.]+, train acc [\d.]+, validation acc ([\d.]+)", text)]
-
-
 def load(root):
     runs = {}
     for s in SEEDS:
         for key, _ in ROWS:
             r = pagekit.run(root, f"bkdl-{key}-s{s}")
             if r is not None:
-                r["validation"] = validation(root, r["name"])
+                r["validation"] = pagekit.validation(root, r["name"])
                 runs[(key, s)] = r
     return runs
 

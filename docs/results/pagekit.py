@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import platform
 import subprocess
 
@@ -41,6 +42,16 @@ def run(runs, name):
     seconds = float(open(seconds_path).read()) if os.path.exists(seconds_path) else math.nan
     acc = {a["name"]: [100 * v for v in a["accuracy"]] for a in report["accuracy"]}
     return {"name": name, "acc": acc, "seconds": seconds}
+
+
+def validation(runs, name):
+    """Validation accuracy (%) per student epoch, from the log runs/<name>.log (empty when absent)."""
+    path = os.path.join(runs, name + ".log")
+    if not os.path.exists(path):
+        return []
+    text = re.sub(r"\s+", " ", open(path, errors="replace").read())
+    return [100 * float(m.group(1))
+            for m in re.finditer(r"student epoch \d+: train loss [\d.]+, train acc [\d.]+, validation acc ([\d.]+)", text)]
 
 
 def seed_mean(acc, seeds, keys):
