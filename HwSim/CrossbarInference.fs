@@ -203,21 +203,35 @@ module CrossbarInference =
             let n, fin = inShape[0], inShape[1]
             let acc = Array.zeroCreate (n * o)
 
+            // Samples in chunks: one batched read per chunk.
+            let chunk = 32
+            let chunks = (n + chunk - 1) / chunk
+
             Parallel.For(
                 0,
-                n,
-                Func<_>(fun () -> Crossbar.reader xbars[0], Array.zeroCreate<bool> fin, Array.zeroCreate<float> o),
+                chunks,
+                Func<_>(fun () ->
+                    Crossbar.batchReader xbars[0],
+                    Array.zeroCreate<bool>(chunk * fin),
+                    Array.init chunk (fun r -> r * fin),
+                    Array.zeroCreate<float>(chunk * o)),
                 Func<int, ParallelLoopState, _, _>
-                    (fun i _ (read: bool[] -> int -> float[] -> unit, spikes: bool[], r: float[]) ->
-                        for k in 0 .. fin - 1 do
-                            spikes[k] <- x[i * fin + k] <> 0
+                    (fun
+                        c
+                        _
+                        (read: bool[] -> int[] -> int -> float[] -> unit, spikes: bool[], offsets: int[], r: float[]) ->
+                        let i0 = c * chunk
+                        let count = min chunk (n - i0)
 
-                        read spikes 0 r
+                        for k in 0 .. count * fin - 1 do
+                            spikes[k] <- x[i0 * fin + k] <> 0
 
-                        for j in 0 .. o - 1 do
-                            acc[i * o + j] <- toInt r[j]
+                        read spikes offsets count r
 
-                        (read, spikes, r)),
+                        for j in 0 .. count * o - 1 do
+                            acc[i0 * o + j] <- toInt r[j]
+
+                        (read, spikes, offsets, r)),
                 Action<_>(ignore)
             )
             |> ignore
