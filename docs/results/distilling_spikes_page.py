@@ -283,12 +283,28 @@ for d in ("mnist", "fmnist"):
     alone3 = load(d, "student-alone-s3") or pagekit.run(strong_runs, f"ds-{d}-student-alone-s3")
     if seconds and alone3:
         a3 = alone3["acc"][-1] if isinstance(alone3["acc"], list) else alone3["acc"]["student"][-1]
-        sec += ["", f"A second seed (3) of the rows chosen at × 4 (student alone: {pct(a_alone)} / {pct(a3)}):", "",
-                "| student loss (+ CE), × 4 | seed 2 | seed 3 | mean | mean − student alone's mean |", "|---|---|---|---|---|"]
+        alone4 = pagekit.run(weight_runs, f"ds-{d}-student-alone-s4")
+        a4 = alone4 and alone4["acc"]["student"][-1]
+        fours = {key: pagekit.run(weight_runs, f"ds-{d}-vw-{key}-w4-s4") for _, key, _, _ in seconds} if a4 else {}
+        sec += ["", f"More seeds of the rows chosen at × 4 (student alone: {pct(a_alone)} / {pct(a3)}"
+                + (f" / {pct(a4)}, seed 4 in `{alone4['name']}`" if a4 else "") + "; the mean of a row and of the student alone"
+                " over the seeds the row has):", "",
+                "| student loss (+ CE), × 4 | seed 2 | seed 3 | seed 4 | mean | mean − student alone's mean |",
+                "|---|---|---|---|---|---|"]
         for label, key, v2, r3 in seconds:
-            v3 = r3["acc"]["student"][-1]
-            sec.append(f"| {label} | {pct(v2)} | {pct(v3)} | {pct((v2 + v3) / 2)} | {(v2 + v3) / 2 - (a_alone + a3) / 2:+.2f} |")
+            vs = [v2, r3["acc"]["student"][-1]]
+            alones = [a_alone, a3]
+            r4 = fours.get(key)
+            if r4:
+                vs.append(r4["acc"]["student"][-1])
+                alones.append(a4)
+                csv_rows.append((d, r4["name"], f"weight × 4: {label} (seed 4)", r4["acc"]["student"], PAPER[d][key], r4["seconds"]))
+            mean = sum(vs) / len(vs)
+            sec.append(f"| {label} | {pct(vs[0])} | {pct(vs[1])} | {pct(vs[2]) if r4 else '—'} | {pct(mean)} | "
+                       f"{mean - sum(alones) / len(alones):+.2f} |")
             csv_rows.append((d, r3["name"], f"weight × 4: {label} (seed 3)", r3["acc"]["student"], PAPER[d][key], r3["seconds"]))
+        if a4:
+            csv_rows.append((d, alone4["name"], "student alone (seed 4)", alone4["acc"]["student"], PAPER[d]["student"], alone4["seconds"]))
     seconds.clear()
     weight_sections += sec
 if weight_sections:

@@ -20,5 +20,8 @@ done
 # A second seed (3) of the Fashion-MNIST rows the validation split chose at × 4.
 if [[ " ${1:-fmnist mnist} " == *" fmnist "* ]]; then
     for r in l1 l2 sl2 combined; do run "ds-fmnist-vw-$r-w4-s3"; done
+    # A third seed (4) of combined, whose two seeds disagreed, and of the student alone.
+    run ds-fmnist-vw-combined-w4-s4
+    run ds-fmnist-student-alone-s4
 fi
 if [[ -f runs/ds/commit ]]; then python3 docs/results/distilling_spikes_page.py runs/ds; fi
