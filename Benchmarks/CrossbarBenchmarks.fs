@@ -1,5 +1,5 @@
-/// Crossbar inference's layer product (CrossbarInference.product: one allocation-free reader per
-/// crossbar and thread, conv samples laid out channels-last) against reading vector by vector through
+/// Crossbar inference's layer product (CrossbarInference.product: batched reads through one
+/// Crossbar.batchReader per crossbar and thread, each conv tap's positions in one batch) against reading vector by vector through
 /// Crossbar.forward (CrossbarInference.referenceProduct, the baseline), with an ideal and a 4-bit ADC
 /// on 64-row crossbars of 4-bit cells, on the layers and spike density of IntegerProductBenchmarks at
 /// T·B = 4·16.

@@ -10,6 +10,7 @@ open SnnSpec
 type ConvNetStep() =
     let mutable snn = Unchecked.defaultof<Model>
     let mutable ann = Unchecked.defaultof<Model>
+    let mutable quantized = Unchecked.defaultof<Model>
     let mutable x = Unchecked.defaultof<Tensor>
     let labels = Array.init 64 (fun i -> i % 10)
 
@@ -26,6 +27,7 @@ type ConvNetStep() =
         let arch = Zoo.convNet ZooConfig.Mnist
         snn <- Model.init 0 (ExecutionMode.Snn 4) arch
         ann <- Model.asAnn snn
+        quantized <- Model.quantize (QuantConfig.Integer 4) snn
         x <- Tensor.rand (Rng.create 2) [| 64; 1; 28; 28 |]
 
     [<Benchmark(Baseline = true)>]
@@ -33,5 +35,10 @@ type ConvNetStep() =
 
     [<Benchmark>]
     member _.SnnStepT4() = step snn
+
+    /// The same SNN trained quantization-aware (4-bit weights and membranes on the uniform grid, BN
+    /// folded): its quantized populations run the per-step reference path.
+    [<Benchmark>]
+    member _.QuantizedSnnStepT4() = step quantized
 
 let types = [| typeof<ConvNetStep> |]

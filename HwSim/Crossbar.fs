@@ -321,25 +321,14 @@ module Crossbar =
                                 Span<float>(out, r * m, m)
                             )
 
-    /// A reader of one programmed crossbar: <c>read spikes offset out</c> writes the datapath output of
-    /// the spike vector spikes[offset .. offset + Inputs − 1] to out[0 .. Outputs − 1] (<c>batchReader</c>
-    /// with one read). One reader per thread.
-    let reader (p: ProgrammedCrossbar) : bool[] -> int -> float[] -> unit =
-        let read = batchReader p
-        let offsets = [| 0 |]
-
-        fun spikes offset out ->
-            offsets[0] <- offset
-            read spikes offsets 1 out
-
     /// One read of a spike vector (length = inputs) through the datapath: one value per output,
-    /// out_j = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_kj)] − offset · active (<c>reader</c>).
+    /// out_j = Σ_tiles [Σ_k 2^(k·b_cell) · ADC(psum_kj)] − offset · active (<c>batchReader</c>, one read).
     let forward (p: ProgrammedCrossbar) (spikes: bool[]) : float[] =
         if spikes.Length <> p.Inputs then
             Errors.invalidArg "Crossbar.forward" "spikes length" spikes.Length (sprintf "%d inputs" p.Inputs)
 
         let out = Array.zeroCreate p.Outputs
-        reader p spikes 0 out
+        batchReader p spikes [| 0 |] 1 out
         out
 
     /// An observer of one programmed crossbar: <c>see spikes offset</c> calls record with every column

@@ -103,6 +103,12 @@ module CrossbarInference =
     let private toInt (v: float) =
         int (Math.Round(v, MidpointRounding.AwayFromZero))
 
+    /// A conv layer's input [N, C, H, W], kernel k, stride, padding and output H_o × W_o.
+    let private convGeometry (il: IntegerLayer) (inShape: int[]) =
+        let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
+        let k, st, p = il.Shape[2], il.Stride, il.Padding
+        n, c, h, w, k, st, p, (h + 2 * p - k) / st + 1, (w + 2 * p - k) / st + 1
+
     /// The product of a layer's crossbars with a binary input [N, …] (flat 0/1 codes and shape), each
     /// crossbar read through <c>read</c> (called in parallel over samples), rounded to integers.
     let private productWith
@@ -131,10 +137,7 @@ module CrossbarInference =
 
             acc, [| n; o |]
         else
-            let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
-            let k, st, p = il.Shape[2], il.Stride, il.Padding
-            let ho = (h + 2 * p - k) / st + 1
-            let wo = (w + 2 * p - k) / st + 1
+            let n, c, h, w, k, st, p, ho, wo = convGeometry il inShape
             let acc = Array.zeroCreate (n * o * ho * wo)
 
             Parallel.For(
@@ -238,10 +241,7 @@ module CrossbarInference =
 
             acc, [| n; o |]
         else
-            let n, c, h, w = inShape[0], inShape[1], inShape[2], inShape[3]
-            let k, st, p = il.Shape[2], il.Stride, il.Padding
-            let ho = (h + 2 * p - k) / st + 1
-            let wo = (w + 2 * p - k) / st + 1
+            let n, c, h, w, k, st, p, ho, wo = convGeometry il inShape
             let acc = Array.zeroCreate (n * o * ho * wo)
 
             let perThread () =

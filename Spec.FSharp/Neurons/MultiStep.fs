@@ -10,6 +10,16 @@ module internal NeuronKernel =
     [<Literal>]
     let Block = 2048
 
+    /// Blocks covering count neurons.
+    let blockCount (count: int) = (count + Block - 1) / Block
+
+    /// Runs body s e over neuron ranges of whole blocks in parallel, with enough blocks per task that
+    /// each task covers about 32768 neuron-steps of a T-step run.
+    let forBlocks (count: int) (steps: int) (body: int -> int -> unit) =
+        let blocks = blockCount count
+        let grain = max 1 (32768 / (Block * steps))
+        Par.forChunks blocks grain (fun c0 c1 -> body (c0 * Block) (min count (c1 * Block)))
+
     /// Per-call constants of one neuron: H = a·V + b·I + c, V' = ρ·R(H, S), and the backward
     /// factors ∂R/∂H = 1 − hardF·S, ∂R/∂S = p0 + p1·H (0 when the reset is detached).
     [<Struct>]
@@ -436,7 +446,7 @@ module internal NeuronKernel =
     /// BPTT over every neuron, blocks in parallel.
     let backward (k: Coeffs) (surrogate: Surrogate) (steps: int) (n: int) (h: float32[]) (gr: Grads) (plif: bool) =
         let form = surrogateForm surrogate
-        let blocks = (n + Block - 1) / Block
+        let blocks = blockCount n
         let grain = max 1 (32768 / (Block * steps))
 
         Par.forChunks blocks grain (fun c0 c1 ->
@@ -518,22 +528,10 @@ module MultiStepOps =
             else
                 Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
 
-            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
-            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
             let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, s.Data, vT.Data
 
-            Par.forChunks blocks grain (fun c0 c1 ->
-                NeuronKernel.forwardRange
-                    k
-                    steps
-                    count
-                    inp
-                    io
-                    hd
-                    sd
-                    vd
-                    (c0 * NeuronKernel.Block)
-                    (min count (c1 * NeuronKernel.Block)))
+            NeuronKernel.forBlocks count steps (fun b0 b1 ->
+                NeuronKernel.forwardRange k steps count inp io hd sd vd b0 b1)
 
             let plifW =
                 match n.Dynamics with
@@ -587,7 +585,11 @@ module MultiStepOps =
                             Io = inputs0.Offset
                             V0 = (if plif then v00.Data else null)
                             V0o = (if plif then v00.Offset else 0)
-                            Partials = (if plif then Array.zeroCreate (3 * blocks) else null)
+                            Partials =
+                                (if plif then
+                                     Array.zeroCreate (3 * NeuronKernel.blockCount count)
+                                 else
+                                     null)
                         }
 
                     NeuronKernel.backward k n.Surrogate steps count hd gr plif
@@ -599,7 +601,7 @@ module MultiStepOps =
                             let mutable sI = 0.0
                             let mutable sC = 0.0
 
-                            for blk in 0 .. blocks - 1 do
+                            for blk in 0 .. NeuronKernel.blockCount count - 1 do
                                 sV <- sV + gr.Partials[3 * blk]
                                 sI <- sI + gr.Partials[3 * blk + 1]
                                 sC <- sC + gr.Partials[3 * blk + 2]
@@ -665,22 +667,10 @@ module MultiStepOps =
             else
                 Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
 
-            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
-            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
             let inp, io, sd, vd = inputs.Data, inputs.Offset, s.Data, vT.Data
 
-            Par.forChunks blocks grain (fun c0 c1 ->
-                NeuronKernel.forwardRange
-                    k
-                    steps
-                    count
-                    inp
-                    io
-                    sd
-                    sd
-                    vd
-                    (c0 * NeuronKernel.Block)
-                    (min count (c1 * NeuronKernel.Block)))
+            NeuronKernel.forBlocks count steps (fun b0 b1 ->
+                NeuronKernel.forwardRange k steps count inp io sd sd vd b0 b1)
 
             TensorScope.ReleaseEarly vT.Storage |> ignore
             s
@@ -778,22 +768,10 @@ module MultiStepOps =
 
             let vT = Autograd.alloc (Array.copy stepShape)
             Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
-            let blocks = (count + NeuronKernel.Block - 1) / NeuronKernel.Block
-            let grain = max 1 (32768 / (NeuronKernel.Block * steps))
             let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, spikes.Data, vT.Data
 
-            Par.forChunks blocks grain (fun c0 c1 ->
-                NeuronKernel.gridForwardRange
-                    k
-                    steps
-                    count
-                    inp
-                    io
-                    hd
-                    sd
-                    vd
-                    (c0 * NeuronKernel.Block)
-                    (min count (c1 * NeuronKernel.Block)))
+            NeuronKernel.forBlocks count steps (fun b0 b1 ->
+                NeuronKernel.gridForwardRange k steps count inp io hd sd vd b0 b1)
 
             h, spikes, vT
 

@@ -8,7 +8,7 @@ namespace SnnSpec.Api.Tests;
 public class CrossbarInferenceTests
 {
     // MINT neurons with a low threshold, so that the integer layers fire on the synthetic images.
-    private static readonly ZooOptions Tiny = new()
+    internal static readonly ZooOptions Tiny = new()
     {
         Width = 0.25f,
         Steps = 3,
@@ -16,7 +16,7 @@ public class CrossbarInferenceTests
         Neuron = new NeuronOptions { Kind = NeuronKind.Mint, Threshold = 0.25f },
     };
 
-    private static readonly QuantizationOptions IntegerFour = QuantizationOptions.Uniform(4) with
+    internal static readonly QuantizationOptions IntegerFour = QuantizationOptions.Uniform(4) with
     {
         UniformMembraneGrid = true,
     };

@@ -8,18 +8,9 @@ namespace SnnSpec.Api.Tests;
 /// <summary>Saving and loading models from C#: float and quantized, trained, and damaged files.</summary>
 public class ModelFileTests
 {
-    private static readonly ZooOptions Small = new()
-    {
-        Width = 0.25f,
-        Steps = 3,
-        InputSize = 12,
-        Neuron = new NeuronOptions { Kind = NeuronKind.Mint, Threshold = 0.25f },
-    };
-
-    private static readonly QuantizationOptions IntegerFour = QuantizationOptions.Uniform(4) with
-    {
-        UniformMembraneGrid = true,
-    };
+    // The tiny MINT ConvNet and 4-bit integer recipe of the crossbar-inference tests.
+    private static readonly ZooOptions Small = CrossbarInferenceTests.Tiny;
+    private static readonly QuantizationOptions IntegerFour = CrossbarInferenceTests.IntegerFour;
 
     private static string TempFile(string name)
     {

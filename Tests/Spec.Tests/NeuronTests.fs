@@ -206,10 +206,10 @@ let ``run equals runReference in values and gradients for every dynamics, reset 
 let ``run equals runReference for every surrogate including non-smooth and custom`` (AnyCombos cases) =
     cases |> List.iter compareWithReference
 
-[<Test>]
-let ``run equals runReference across several blocks and both threads`` () =
-    for dyn in [ KLif(2.0f, true); KPlif(0.3f, false); KMint 0.5f ] do
-        let c =
+/// LIF, PLIF and MINT cases of 3 × 2049 neurons (more than one kernel block, so both threads run).
+let private multiBlockCases (seed: int) =
+    [
+        for dyn in [ KLif(2.0f, true); KPlif(0.3f, false); KMint 0.5f ] ->
             {
                 Dyn = dyn
                 Threshold = 1.0f
@@ -218,10 +218,13 @@ let ``run equals runReference across several blocks and both threads`` () =
                 Surrogate = Surrogate.sigmoid
                 Steps = 3
                 StepShape = [| 3; 2049 |]
-                Seed = 17
+                Seed = seed
             }
+    ]
 
-        compareWithReference c
+[<Test>]
+let ``run equals runReference across several blocks and both threads`` () =
+    multiBlockCases 17 |> List.iter compareWithReference
 
 /// The fused uniform-grid kernel (inference) against Neuron.runQuantized: identical H, S and V_T for a
 /// case at a bit width and scale chosen from its seed (inputs scaled up so that clamping at ±Q occurs).
@@ -260,18 +263,7 @@ let ``runGrid equals runQuantized on the uniform grid for every dynamics, reset 
 
 [<Test>]
 let ``runGrid equals runQuantized across several blocks, and refuses a recording tape`` () =
-    for dyn in [ KLif(2.0f, true); KPlif(0.3f, false); KMint 0.5f ] do
-        compareGridWithReference
-            {
-                Dyn = dyn
-                Threshold = 1.0f
-                Reset = Reset.Hard 0.0f
-                Detach = false
-                Surrogate = Surrogate.sigmoid
-                Steps = 3
-                StepShape = [| 3; 2049 |]
-                Seed = 19
-            }
+    multiBlockCases 19 |> List.iter compareGridWithReference
 
     let mq =
         {
