@@ -96,7 +96,7 @@ type NeuronRun() =
         |> ignore
 
 /// Inference of a population whose membrane lives on a 4-bit uniform grid (the integer-exportable
-/// quantized SNN): the fused kernel (Neuron.runGrid, what Neuron.runWith takes when no tape records)
+/// quantized SNN): the fused kernel (Neuron.runGrid, what Neuron.runWith takes)
 /// against the per-step tensor ops of Neuron.runQuantized (the baseline), [4, 64, 32, 28, 28].
 [<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
 type NeuronGridRun() =
@@ -128,4 +128,44 @@ type NeuronGridRun() =
         use _ = TensorScope.Begin()
         Diff.noGrad (fun () -> Neuron.runGrid neuron mq v0 inputs) |> ignore
 
-let types = [| typeof<NeuronRun>; typeof<NeuronGridRun> |]
+/// Training of the same kind of population (4-bit uniform grid), [4, 64, 32, 14, 14]: forward and
+/// backward of L = Σ S·w (random w) for the input current and α. Baseline: Neuron.runQuantized on the
+/// tape (T steps of per-step tensor ops and their backward rules); the other row is Neuron.runGrid's
+/// fused forward and fused BPTT, with the same values and gradients up to summation order.
+[<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
+type NeuronGridTrain() =
+    let shape = [| 4; 64; 32; 14; 14 |]
+    let neuron = { Neuron.mint with Threshold = 0.5f }
+    let mutable inputs = Unchecked.defaultof<Tensor>
+    let mutable v0 = Unchecked.defaultof<Tensor>
+    let mutable w = Unchecked.defaultof<Tensor>
+
+    let train (runner: Neuron -> MembraneQuant -> Tensor -> Tensor -> SnnSpec.NeuronRun) =
+        use _ = TensorScope.Begin()
+
+        Diff.gradN
+            (fun xs ->
+                let mq =
+                    {
+                        Bits = Bits.Fixed 4
+                        Alpha = xs[1]
+                        Scheme = MembraneScheme.Uniform
+                    }
+
+                Tensor.sum ((runner neuron mq v0 xs[0]).S * w))
+            [| inputs; Tensor.scalar 1.5f |]
+        |> ignore
+
+    [<GlobalSetup>]
+    member _.Setup() =
+        inputs <- Tensor.randn (Rng.create 1) shape * 0.5f + 0.2f
+        v0 <- Tensor.zeros shape[1..]
+        w <- Tensor.randn (Rng.create 2) shape
+
+    [<Benchmark(Baseline = true)>]
+    member _.PerStepTensorOps() = train Neuron.runQuantized
+
+    [<Benchmark>]
+    member _.FusedBptt() = train Neuron.runGrid
+
+let types = [| typeof<NeuronRun>; typeof<NeuronGridRun>; typeof<NeuronGridTrain> |]

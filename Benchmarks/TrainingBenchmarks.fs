@@ -11,6 +11,7 @@ type ConvNetStep() =
     let mutable snn = Unchecked.defaultof<Model>
     let mutable ann = Unchecked.defaultof<Model>
     let mutable quantized = Unchecked.defaultof<Model>
+    let mutable weightsOnly = Unchecked.defaultof<Model>
     let mutable x = Unchecked.defaultof<Tensor>
     let labels = Array.init 64 (fun i -> i % 10)
 
@@ -28,6 +29,14 @@ type ConvNetStep() =
         snn <- Model.init 0 (ExecutionMode.Snn 4) arch
         ann <- Model.asAnn snn
         quantized <- Model.quantize (QuantConfig.Integer 4) snn
+
+        weightsOnly <-
+            Model.quantize
+                { QuantConfig.Integer 4 with
+                    Membrane = Bits.FullPrecision
+                }
+                snn
+
         x <- Tensor.rand (Rng.create 2) [| 64; 1; 28; 28 |]
 
     [<Benchmark(Baseline = true)>]
@@ -37,8 +46,13 @@ type ConvNetStep() =
     member _.SnnStepT4() = step snn
 
     /// The same SNN trained quantization-aware (4-bit weights and membranes on the uniform grid, BN
-    /// folded): its quantized populations run the per-step reference path.
+    /// folded): its populations run the fused uniform-grid kernel (Neuron.runGrid).
     [<Benchmark>]
     member _.QuantizedSnnStepT4() = step quantized
+
+    /// Weights quantized and BN folded as in QuantizedSnnStepT4, membranes in full precision (the
+    /// fused neuron kernel): the difference between the two rows is the cost of the quantized membranes.
+    [<Benchmark>]
+    member _.WeightQuantizedSnnStepT4() = step weightsOnly
 
 let types = [| typeof<ConvNetStep> |]

@@ -315,6 +315,15 @@ module Forward =
 
         not plif && not quantized
 
+    /// A population whose backward reads neither its input current nor V₀ nor its spikes: the fused
+    /// full-precision kernel, or the fused uniform-grid one (Neuron.runGrid; PLIF excepted).
+    let private readsNoState (neuron: Neuron) (quant: MembraneQuant option) =
+        fusedWithoutState neuron quant
+        || (match neuron.Dynamics, quant with
+            | Dynamics.Plif _, _ -> false
+            | _, Some mq -> mq.Scheme = MembraneScheme.Uniform
+            | _, None -> false)
+
     /// Recycles x, the output of <c>producer</c> (the previous layer of the same list), once
     /// <c>consumer</c> has turned it into y, when nothing can read it again: the producer always
     /// makes a fresh buffer and its backward rule does not read it (conv, linear and BN read their
@@ -331,7 +340,7 @@ module Forward =
         | Some(Norm _)
         | Some(MaxPool _)
         | Some(AvgPool _) -> true
-        | Some(Spiking(n, neuron)) -> r.Snn && fusedWithoutState neuron (membraneQuant r (full prefix n))
+        | Some(Spiking(n, neuron)) -> r.Snn && readsNoState neuron (membraneQuant r (full prefix n))
         | _ -> false
 
     /// A fresh, unpinned intermediate that only this list holds and no backward rule reads: a
@@ -361,7 +370,7 @@ module Forward =
             match consumer with
             | MaxPool _
             | AvgPool _ -> true
-            | Spiking(n, neuron) -> r.Snn && fusedWithoutState neuron (membraneQuant r (full prefix n))
+            | Spiking(n, neuron) -> r.Snn && readsNoState neuron (membraneQuant r (full prefix n))
             | Conv2d _
             | Linear _
             | Norm _ -> not (Autograd.isRecording ())
@@ -447,8 +456,9 @@ module Forward =
                         let run = Neuron.runWith quant neuron v0 seq
                         record r name run.H run.S
 
-                        // The fused kernel has copied V₀ and nothing here reads V_T; only PLIF's backward reads V₀.
-                        if fusedWithoutState neuron quant then
+                        // The fused kernels have copied V₀ and nothing here reads V_T; only PLIF's backward and
+                        // the per-step reference read V₀.
+                        if readsNoState neuron quant then
                             TensorScope.ReleaseEarly v0.Storage |> ignore
                             TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
 

@@ -149,7 +149,8 @@ module internal NeuronKernel =
     /// R = k·(1 − spike) [+ spike·v_r·InvS] (hard) or k − spike·θ·InvS (soft),
     /// U = round(clamp(ρ·R, −Q, Q)), V = S·U (rounding half to even, as Tensor.roundSte; a tensor divided
     /// by a one-element tensor is multiplied by its float32 reciprocal, so the grid divisions are too).
-    /// Values agree with it exactly (a zero's sign aside), non-finite ones included.
+    /// Values agree with it exactly (a zero's sign aside), non-finite ones included. A non-null z ([T, N])
+    /// receives each step's (a·V + b·I + c)·InvS before rounding, which the backward pass reads.
     let gridForwardRange
         (k: GridCoeffs)
         (steps: int)
@@ -159,6 +160,7 @@ module internal NeuronKernel =
         (h: float32[])
         (s: float32[])
         (v: float32[])
+        (z: float32[])
         (s0: int)
         (e0: int)
         =
@@ -174,6 +176,7 @@ module internal NeuronKernel =
         let vru = Vector512.Create k.ResetUnits
         let one = Vector512.Create 1.0f
         let zero = Vector512<float32>.Zero
+        let keepZ = not (isNull z)
         let mutable b0 = s0
 
         while b0 < e0 do
@@ -186,7 +189,12 @@ module internal NeuronKernel =
                 while i + 16 <= b1 do
                     let vv = Vector512.LoadUnsafe(&v[i])
                     let x = Vector512.LoadUnsafe(&inp[io + row + i])
-                    let kq = Vector512.Round(((va * vv + vb * x) + vc) * vinv)
+                    let zz = ((va * vv + vb * x) + vc) * vinv
+
+                    if keepZ then
+                        zz.StoreUnsafe(&z[row + i])
+
+                    let kq = Vector512.Round zz
                     let hh = vs * kq
                     let m = Vector512.GreaterThanOrEqual(hh - vth, zero)
                     let ss = Vector512.BitwiseAnd(m, one)
@@ -204,7 +212,12 @@ module internal NeuronKernel =
                     i <- i + 16
 
                 while i < b1 do
-                    let kq = MathF.Round(((k.A * v[i] + k.B * inp[io + row + i]) + k.C) * k.InvS)
+                    let zz = ((k.A * v[i] + k.B * inp[io + row + i]) + k.C) * k.InvS
+
+                    if keepZ then
+                        z[row + i] <- zz
+
+                    let kq = MathF.Round zz
                     let hh = k.S * kq
                     let spike = hh - k.Theta >= 0.0f
                     let ss = if spike then 1.0f else 0.0f
@@ -454,6 +467,191 @@ module internal NeuronKernel =
                 let b0 = blk * Block
                 backwardBlock k surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
 
+    /// BPTT of the uniform-grid neuron over neurons [b0, b1) (one block), the derivative of
+    /// Neuron.stepQuantized (MembraneScheme.Uniform) with straight-through rounding. Per step, from the
+    /// stored z_t = (a·V_{t−1} + b·I_t + c)/s: k = round(z), H = s·k, spike = Θ(H − θ), R the reset in grid
+    /// units, U = round(clamp(ρ·R, −Q, Q)), V_t = s·U, and
+    ///   gR = ρ·s·gV_t·[−Q ≤ ρR ≤ Q],  gH = gHext + (gSext + ∂R/∂S·gR)·g(H − θ)  (∂R/∂S = 0 when detached),
+    ///   gk = ∂R/∂k·gR + s·gH,  gI_t = b·gk/s,  gV_{t−1} = a·gk/s,
+    /// with ∂R/∂k = 1 − S, ∂R/∂S = v_r/s − k (hard) or 1, −θ/s (soft). The step s collects
+    ///   ∂L/∂s = Σ (gV·U + gH·k) − Σ gk·z / s + c₃·Σ gR·S,  c₃ = −(v_r/s)/s (hard) or (θ/s)/s (soft),
+    /// summed per block into Partials[3·blk …] as those three sums.
+    let gridBackwardBlock
+        (k: GridCoeffs)
+        (keepReset: float32)
+        (surrogate: Surrogate)
+        (form: SurrogateForm)
+        (steps: int)
+        (n: int)
+        (z: float32[])
+        (gr: Grads)
+        (blk: int)
+        (b0: int)
+        (b1: int)
+        =
+        let gsA, gsO, ghA, ghO, giA = gr.GS, gr.GSo, gr.GH, gr.GHo, gr.GI
+        let hasGS = not (isNull gsA)
+        let hasGH = not (isNull ghA)
+        let hasGI = not (isNull giA)
+        let gv = gr.GV
+        let kind = form.Kind
+        let c1 = Vector512.Create form.P1
+        let c2 = Vector512.Create form.P2
+        let va = Vector512.Create k.A
+        let vb = Vector512.Create k.B
+        let vrho = Vector512.Create k.Rho
+        let vth = Vector512.Create k.Theta
+        let vs = Vector512.Create k.S
+        let vinv = Vector512.Create k.InvS
+        let vq = Vector512.Create k.Q
+        let vnq = Vector512.Create -k.Q
+        let vru = Vector512.Create k.ResetUnits
+        let vkeep = Vector512.Create keepReset
+        let one = Vector512.Create 1.0f
+        let zero = Vector512<float32>.Zero
+        let mutable acc1 = zero
+        let mutable acc2 = zero
+        let mutable acc3 = zero
+        let mutable s1 = 0.0
+        let mutable s2 = 0.0
+        let mutable s3 = 0.0
+        let vecEnd = if kind = KScalar then b0 else b0 + (b1 - b0) / 16 * 16
+
+        for t in steps - 1 .. -1 .. 0 do
+            let row = t * n
+            let mutable i = b0
+
+            while i < vecEnd do
+                let zz = Vector512.LoadUnsafe(&z[row + i])
+                let kq = Vector512.Round zz
+                let hh = vs * kq
+                let ss = Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(hh - vth, zero), one)
+
+                let r =
+                    if not k.Hard then kq - ss * vru
+                    elif k.ResetTerm then kq * (one - ss) + ss * vru
+                    else kq * (one - ss)
+
+                let pre = if k.Rho = 1.0f then r else r * vrho
+
+                let inside =
+                    Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(pre, vnq), Vector512.LessThanOrEqual(pre, vq))
+
+                let u = Vector512.Round(Vector512.Min(Vector512.Max(pre, vnq), vq))
+                let gvv = Vector512.LoadUnsafe(&gv[i])
+                let gpre = Vector512.BitwiseAnd(inside, vs * gvv)
+                let gR = if k.Rho = 1.0f then gpre else vrho * gpre
+
+                let gkR, dRdS =
+                    if not k.Hard then gR, -vru
+                    elif k.ResetTerm then gR * (one - ss), vru - kq
+                    else gR * (one - ss), -kq
+
+                let gSext =
+                    if hasGS then
+                        Vector512.LoadUnsafe(&gsA[gsO + row + i])
+                    else
+                        zero
+
+                let gHext =
+                    if hasGH then
+                        Vector512.LoadUnsafe(&ghA[ghO + row + i])
+                    else
+                        zero
+
+                let gh = gHext + (gSext + vkeep * dRdS * gR) * surrogateVec kind c1 c2 (hh - vth)
+                let gk = gkR + vs * gh
+                let gx = gk * vinv
+
+                if hasGI then
+                    (vb * gx).StoreUnsafe(&giA[row + i])
+
+                (va * gx).StoreUnsafe(&gv[i])
+                acc1 <- acc1 + (gvv * u + gh * kq)
+                acc2 <- acc2 + gk * zz
+                acc3 <- acc3 + gR * ss
+                i <- i + 16
+
+            while i < b1 do
+                let zz = z[row + i]
+                let kq = MathF.Round zz
+                let hh = k.S * kq
+                let ss = if hh - k.Theta >= 0.0f then 1.0f else 0.0f
+
+                let r =
+                    if not k.Hard then kq - ss * k.ResetUnits
+                    elif k.ResetTerm then kq * (1.0f - ss) + ss * k.ResetUnits
+                    else kq * (1.0f - ss)
+
+                let pre = if k.Rho = 1.0f then r else r * k.Rho
+                let u = MathF.Round(Math.Clamp(pre, -k.Q, k.Q))
+                let gvv = gv[i]
+                let gpre = if pre >= -k.Q && pre <= k.Q then k.S * gvv else 0.0f
+                let gR = if k.Rho = 1.0f then gpre else k.Rho * gpre
+
+                let gkR, dRdS =
+                    if not k.Hard then gR, -k.ResetUnits
+                    elif k.ResetTerm then gR * (1.0f - ss), k.ResetUnits - kq
+                    else gR * (1.0f - ss), -kq
+
+                let gSext = if hasGS then gsA[gsO + row + i] else 0.0f
+                let gHext = if hasGH then ghA[ghO + row + i] else 0.0f
+
+                let gh =
+                    gHext
+                    + (gSext + keepReset * dRdS * gR) * Surrogate.derivative surrogate (hh - k.Theta)
+
+                let gk = gkR + k.S * gh
+                let gx = gk * k.InvS
+
+                if hasGI then
+                    giA[row + i] <- k.B * gx
+
+                gv[i] <- k.A * gx
+                s1 <- s1 + float (gvv * u + gh * kq)
+                s2 <- s2 + float (gk * zz)
+                s3 <- s3 + float (gR * ss)
+                i <- i + 1
+
+        gr.Partials[3 * blk] <- s1 + float (Vector512.Sum acc1)
+        gr.Partials[3 * blk + 1] <- s2 + float (Vector512.Sum acc2)
+        gr.Partials[3 * blk + 2] <- s3 + float (Vector512.Sum acc3)
+
+    /// BPTT of the uniform-grid neuron over every neuron, blocks in parallel; returns ∂L/∂s.
+    let gridBackward
+        (k: GridCoeffs)
+        (keepReset: float32)
+        (surrogate: Surrogate)
+        (steps: int)
+        (n: int)
+        (z: float32[])
+        (gr: Grads)
+        =
+        let form = surrogateForm surrogate
+
+        forBlocks n steps (fun e0 e1 ->
+            let mutable b0 = e0
+
+            while b0 < e1 do
+                gridBackwardBlock k keepReset surrogate form steps n z gr (b0 / Block) b0 (min e1 (b0 + Block))
+                b0 <- b0 + Block)
+
+        let mutable s1 = 0.0
+        let mutable s2 = 0.0
+        let mutable s3 = 0.0
+
+        for blk in 0 .. blockCount n - 1 do
+            s1 <- s1 + gr.Partials[3 * blk]
+            s2 <- s2 + gr.Partials[3 * blk + 1]
+            s3 <- s3 + gr.Partials[3 * blk + 2]
+
+        let c3 =
+            if not k.Hard then float k.ResetUnits / float k.S
+            elif k.ResetTerm then -(float k.ResetUnits) / float k.S
+            else 0.0
+
+        s1 - s2 / float k.S + c3 * s3
+
 /// Multi-step execution of a neuron population: one fused forward over T and one BPTT backward.
 [<AutoOpen>]
 module MultiStepOps =
@@ -675,14 +873,19 @@ module MultiStepOps =
             TensorScope.ReleaseEarly vT.Storage |> ignore
             s
 
-        /// <c>Neuron.runQuantized</c> with MembraneScheme.Uniform, for inference (no tape): one fused
-        /// pass over T per block of neurons (NeuronKernel.gridForwardRange) with the same values, where
-        /// the reference runs about fifteen tensor operations per step. Raises what runQuantized raises.
+        /// <c>Neuron.runQuantized</c> with MembraneScheme.Uniform in one fused pass over T per block of
+        /// neurons (NeuronKernel.gridForwardRange), with the same values; the reference runs about
+        /// fifteen tensor operations per step. Under a recording tape the backward pass is one fused BPTT
+        /// (NeuronKernel.gridBackward): straight-through rounding, the clamp's gradient inside [−Q, Q], and
+        /// α's gradient LSQ-scaled by 1/√(N·Q) per step (N neurons per step), as the reference, whose
+        /// gradients it reproduces up to float summation order; it keeps z_t = (a·V + b·I + c)/s ([T, …])
+        /// for that pass. PLIF's learnable leak has no fused gradient here: under a tape use
+        /// <c>Neuron.runQuantized</c> (which <c>runWith</c> chooses). Raises what runQuantized raises.
         let rec runGrid (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             let h, s, vT = gridOver true n mq v0 inputs
             { H = h; S = s; VFinal = vT }
 
-        /// The spikes S ([T, …]) of <c>runGrid</c> alone: H is never stored (inference without probes).
+        /// The spikes S ([T, …]) of <c>runGrid</c> alone, for inference (no tape): H is never stored.
         and runGridSpikes (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : Tensor =
             let _, s, vT = gridOver false n mq v0 inputs
             TensorScope.ReleaseEarly vT.Storage |> ignore
@@ -699,11 +902,20 @@ module MultiStepOps =
                     mq.Scheme
                     "MembraneScheme.Uniform (the Mint scheme runs in Neuron.runQuantized)"
 
-            if Autograd.isRecording () then
+            let recording = Autograd.isRecording ()
+
+            if recording && not keepH then
+                Errors.fail (
+                    "Neuron.runGridSpikes: a tape is recording and this inference kernel has no backward; use Neuron.runGrid (or Neuron.runWith, which chooses)."
+                )
+
+            match n.Dynamics with
+            | Dynamics.Plif _ when recording ->
                 Errors.fail (
                     op
-                    + ": a tape is recording and this kernel has no backward; use Neuron.runQuantized (or Neuron.runWith, which chooses)."
+                    + ": a tape is recording and PLIF's learnable leak has no fused gradient on the grid; use Neuron.runQuantized (or Neuron.runWith, which chooses)."
                 )
+            | _ -> ()
 
             let s = Neuron.membraneStep mq
 
@@ -731,8 +943,9 @@ module MultiStepOps =
                 | Bits.FullPrecision -> 1.0f
 
             let a, b, c, rho =
-                let a, b, c, rho = Neuron.coefficients n
-                a.ToScalar(), b.ToScalar(), c.ToScalar(), rho
+                Diff.noGrad (fun () ->
+                    let a, b, c, rho = Neuron.coefficients n
+                    a.ToScalar(), b.ToScalar(), c.ToScalar(), rho)
 
             let invS = 1.0f / s
 
@@ -766,22 +979,89 @@ module MultiStepOps =
                 else
                     spikes
 
+            let z =
+                if recording then
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+                else
+                    Autograd.noGrad
+
             let vT = Autograd.alloc (Array.copy stepShape)
             Array.Copy(v0.Data, v0.Offset, vT.Data, 0, count)
             let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, spikes.Data, vT.Data
+            let zd = if recording then z.Data else null
 
             NeuronKernel.forBlocks count steps (fun b0 b1 ->
-                NeuronKernel.gridForwardRange k steps count inp io hd sd vd b0 b1)
+                NeuronKernel.gridForwardRange k steps count inp io hd sd vd zd b0 b1)
 
-            h, spikes, vT
+            if not recording then
+                h, spikes, vT
+            else
+                let keepReset = if n.DetachReset then 0.0f else 1.0f
+                let alpha = mq.Alpha
+                let lsq = 1.0 / Math.Sqrt(float (float32 (max 1 count) * q))
+
+                let outs =
+                    Autograd.recordMulti [| spikes; h; vT |] [| inputs; v0; alpha |] (fun gs need ->
+                        let isSet (g: Tensor) = not (isNull (box g))
+                        let gS, gH, gVT = gs[0], gs[1], gs[2]
+
+                        // gI_t is written where gS_t was read (same element, same step).
+                        let gI =
+                            if not need[0] then
+                                Autograd.noGrad
+                            elif isSet gS && gS.Numel = steps * count && Autograd.overwritable gS then
+                                Autograd.view gS (Array.copy inputs.ShapeRef)
+                            else
+                                Autograd.alloc (Array.copy inputs.ShapeRef)
+
+                        let gV = Autograd.alloc (Array.copy stepShape)
+
+                        if isSet gVT then
+                            Array.Copy(gVT.Data, gVT.Offset, gV.Data, 0, count)
+                        else
+                            Array.Clear(gV.Data, 0, count)
+
+                        let gr: NeuronKernel.Grads =
+                            {
+                                GS = (if isSet gS then gS.Data else null)
+                                GSo = (if isSet gS then gS.Offset else 0)
+                                GH = (if isSet gH then gH.Data else null)
+                                GHo = (if isSet gH then gH.Offset else 0)
+                                GI = (if need[0] then gI.Data else null)
+                                GV = gV.Data
+                                Inp = null
+                                Io = 0
+                                V0 = null
+                                V0o = 0
+                                Partials = Array.zeroCreate (3 * NeuronKernel.blockCount count)
+                            }
+
+                        let gStep = NeuronKernel.gridBackward k keepReset n.Surrogate steps count z.Data gr
+
+                        let gAlpha =
+                            if need[2] then
+                                let r = Autograd.alloc (Array.copy alpha.ShapeRef)
+                                r.Data[r.Offset] <- float32 (lsq * gStep / float q)
+                                r
+                            else
+                                Autograd.noGrad
+
+                        [| gI; (if need[1] then gV else Autograd.noGrad); gAlpha |])
+
+                outs[1], outs[0], outs[2]
 
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
-        /// a fixed bit width routes to <c>Neuron.runQuantized</c>, or, for the uniform grid when no tape
-        /// records (inference), to its fused twin <c>runGrid</c>.
+        /// a fixed bit width on the uniform grid takes its fused twin <c>runGrid</c> (in training too, PLIF
+        /// excepted), and otherwise <c>Neuron.runQuantized</c>.
         let runWith (quant: MembraneQuant option) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             match quant with
             | Some mq when mq.Bits <> Bits.FullPrecision ->
-                if mq.Scheme = MembraneScheme.Uniform && not (Autograd.isRecording ()) then
+                let plif =
+                    match n.Dynamics with
+                    | Dynamics.Plif _ -> true
+                    | _ -> false
+
+                if mq.Scheme = MembraneScheme.Uniform && not (plif && Autograd.isRecording ()) then
                     runGrid n mq v0 inputs
                 else
                     Neuron.runQuantized n mq v0 inputs

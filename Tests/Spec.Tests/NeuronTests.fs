@@ -261,9 +261,77 @@ let private compareGridWithReference (c: Case) =
 let ``runGrid equals runQuantized on the uniform grid for every dynamics, reset and bit width`` (AnyCombos cases) =
     cases |> List.iter compareGridWithReference
 
+/// The fused uniform-grid BPTT against the reference's tape (Neuron.runQuantized): under a recording
+/// tape the values are still exact, and the gradients of L = Σ wS·S + Σ wH·H + Σ wV·V_T (random
+/// cotangents) w.r.t. the input, V₀ and α agree up to summation order and the vector exp. PLIF cases
+/// check that runWith falls back to the reference (runGrid refuses them under a tape).
+let private compareGridGradients (c: Case) =
+    let inputs, v0 = problem c
+    let inputs = inputs * (1.0f + float32 (c.Seed % 3))
+    let bits = 1 + c.Seed % 8
+    let alpha = Tensor.scalar (0.2f + float32 (c.Seed % 23) / 10.0f)
+    let tShape = Array.append [| c.Steps |] c.StepShape
+
+    let wS, wH, wV =
+        randn (c.Seed + 2) tShape, randn (c.Seed + 3) tShape, randn (c.Seed + 4) c.StepShape
+
+    let n = build c (wOf c)
+
+    let plif =
+        match c.Dyn with
+        | KPlif _ -> true
+        | _ -> false
+
+    let valuesAndGrads runner =
+        let mutable values = [||]
+
+        let grads =
+            Diff.gradN
+                (fun xs ->
+                    let mq =
+                        {
+                            Bits = Bits.Fixed bits
+                            Alpha = xs[2]
+                            Scheme = MembraneScheme.Uniform
+                        }
+
+                    let r = runner n mq xs[1] xs[0]
+                    values <- [| r.H.ToArray(); r.S.ToArray(); r.VFinal.ToArray() |]
+                    Tensor.sum (r.S * wS) + Tensor.sum (r.H * wH) + Tensor.sum (r.VFinal * wV))
+                [| inputs; v0; alpha |]
+
+        values, grads
+
+    let what = sprintf "%O, %d bits" c bits
+    let rr, gr = valuesAndGrads Neuron.runQuantized
+
+    let rf, gf =
+        valuesAndGrads (
+            if plif then
+                (fun n mq -> Neuron.runWith (Some mq) n)
+            else
+                Neuron.runGrid
+        )
+
+    for name, i in [ "H", 0; "S", 1; "VFinal", 2 ] do
+        assertArraysClose (what + " " + name) 0.0 0.0 rr[i] rf[i]
+
+    assertClose (what + " dL/dI") 1e-3 1e-4 gr[0] gf[0]
+    assertClose (what + " dL/dv0") 1e-3 1e-4 gr[1] gf[1]
+    // α's gradient sums every element and step, with cancellation between its three parts.
+    let scale = 1e-4 * (1.0 + float ((Tensor.sum (Tensor.abs gr[0])).ToScalar()))
+    assertClose (what + " dL/dα") 1e-3 scale gr[2] gf[2]
+
+[<Property(Arbitrary = [| typeof<NeuronArbs> |], MaxTest = 40)>]
+let ``runGrid's fused BPTT matches runQuantized's gradients for every dynamics, reset, surrogate and bit width``
+    (AnyCombos cases)
+    =
+    cases |> List.iter compareGridGradients
+
 [<Test>]
-let ``runGrid equals runQuantized across several blocks, and refuses a recording tape`` () =
+let ``runGrid equals runQuantized across several blocks in values and gradients; runGridSpikes refuses a tape`` () =
     multiBlockCases 19 |> List.iter compareGridWithReference
+    multiBlockCases 23 |> List.iter compareGridGradients
 
     let mq =
         {
@@ -272,10 +340,19 @@ let ``runGrid equals runQuantized across several blocks, and refuses a recording
             Scheme = MembraneScheme.Uniform
         }
 
-    assertRaises<SnnSpecException> [ "Neuron.runGrid"; "Neuron.runQuantized" ] (fun () ->
+    assertRaises<SnnSpecException> [ "Neuron.runGridSpikes"; "Neuron.runGrid" ] (fun () ->
         Diff.grad
-            (fun x -> Tensor.sum (Neuron.runGrid Neuron.mint mq (Tensor.zeros [| 4 |]) x).S)
+            (fun x -> Tensor.sum (Neuron.runGridSpikes Neuron.mint mq (Tensor.zeros [| 4 |]) x))
             (Tensor.ones [| 2; 4 |])
+        |> box)
+
+    let plif =
+        { Neuron.lif with
+            Dynamics = Dynamics.Plif(Tensor.scalar 0.5f, true)
+        }
+
+    assertRaises<SnnSpecException> [ "Neuron.runGrid"; "PLIF"; "Neuron.runQuantized" ] (fun () ->
+        Diff.grad (fun x -> Tensor.sum (Neuron.runGrid plif mq (Tensor.zeros [| 4 |]) x).S) (Tensor.ones [| 2; 4 |])
         |> box)
 
     // Overflowing grid codes (k = ±∞) propagate as in the reference: ∞·(1 − S) is NaN in both.
@@ -310,7 +387,7 @@ let ``runGrid equals runQuantized across several blocks, and refuses a recording
                     if not ((Single.IsNaN ea[i] && Single.IsNaN eb[i]) || ea[i] = eb[i]) then
                         Assert.Fail(sprintf "%A %A %s[%d]: reference %g, fused %g" reset q.Alpha name i ea[i] eb[i])
 
-    // Under a tape runWith takes the differentiable reference.
+    // Under a tape runWith takes the fused BPTT.
     let g =
         Diff.grad
             (fun x -> Tensor.sum (Neuron.runWith (Some mq) Neuron.mint (Tensor.zeros [| 4 |]) x).H)
