@@ -128,20 +128,30 @@ type NeuronGridRun() =
         use _ = TensorScope.Begin()
         Diff.noGrad (fun () -> Neuron.runGrid neuron mq v0 inputs) |> ignore
 
-/// Training of the same kind of population (4-bit uniform grid), [4, 64, 32, 14, 14]: forward and
-/// backward of L = Σ S·w (random w) for the input current and α. Baseline: Neuron.runQuantized on the
-/// tape (T steps of per-step tensor ops and their backward rules); the other row is Neuron.runGrid's
-/// fused forward and fused BPTT, with the same values and gradients up to summation order.
+/// Training a population with a 4-bit quantized membrane, [4, 64, 32, 14, 14]: forward and backward of
+/// L = Σ S·w (random w) for the input current and α, on the uniform grid and under MINT's scheme.
+/// Baseline: Neuron.runQuantized on the tape (T steps of per-step tensor ops and their backward rules);
+/// the other row is the fused kernel (Neuron.runGrid, Neuron.runMint): one forward and one BPTT pass,
+/// with the same values and gradients up to summation order.
 [<MemoryDiagnoser; SimpleJob(warmupCount = 2, iterationCount = 6)>]
-type NeuronGridTrain() =
+type QuantizedNeuronTrain() =
     let shape = [| 4; 64; 32; 14; 14 |]
     let neuron = { Neuron.mint with Threshold = 0.5f }
     let mutable inputs = Unchecked.defaultof<Tensor>
     let mutable v0 = Unchecked.defaultof<Tensor>
     let mutable w = Unchecked.defaultof<Tensor>
 
-    let train (runner: Neuron -> MembraneQuant -> Tensor -> Tensor -> SnnSpec.NeuronRun) =
+    [<Params("uniform", "mint")>]
+    member val Scheme = "uniform" with get, set
+
+    member private this.Train(fused: bool) =
         use _ = TensorScope.Begin()
+        let uniform = this.Scheme = "uniform"
+
+        let runner: Neuron -> MembraneQuant -> Tensor -> Tensor -> SnnSpec.NeuronRun =
+            if not fused then Neuron.runQuantized
+            elif uniform then Neuron.runGrid
+            else Neuron.runMint
 
         Diff.gradN
             (fun xs ->
@@ -149,7 +159,11 @@ type NeuronGridTrain() =
                     {
                         Bits = Bits.Fixed 4
                         Alpha = xs[1]
-                        Scheme = MembraneScheme.Uniform
+                        Scheme =
+                            (if uniform then
+                                 MembraneScheme.Uniform
+                             else
+                                 MembraneScheme.Mint)
                     }
 
                 Tensor.sum ((runner neuron mq v0 xs[0]).S * w))
@@ -163,9 +177,10 @@ type NeuronGridTrain() =
         w <- Tensor.randn (Rng.create 2) shape
 
     [<Benchmark(Baseline = true)>]
-    member _.PerStepTensorOps() = train Neuron.runQuantized
+    member this.PerStepTensorOps() = this.Train false
 
     [<Benchmark>]
-    member _.FusedBptt() = train Neuron.runGrid
+    member this.FusedBptt() = this.Train true
 
-let types = [| typeof<NeuronRun>; typeof<NeuronGridRun>; typeof<NeuronGridTrain> |]
+let types =
+    [| typeof<NeuronRun>; typeof<NeuronGridRun>; typeof<QuantizedNeuronTrain> |]

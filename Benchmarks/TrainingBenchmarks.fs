@@ -12,6 +12,7 @@ type ConvNetStep() =
     let mutable ann = Unchecked.defaultof<Model>
     let mutable quantized = Unchecked.defaultof<Model>
     let mutable weightsOnly = Unchecked.defaultof<Model>
+    let mutable mint = Unchecked.defaultof<Model>
     let mutable x = Unchecked.defaultof<Tensor>
     let labels = Array.init 64 (fun i -> i % 10)
 
@@ -29,6 +30,7 @@ type ConvNetStep() =
         snn <- Model.init 0 (ExecutionMode.Snn 4) arch
         ann <- Model.asAnn snn
         quantized <- Model.quantize (QuantConfig.Integer 4) snn
+        mint <- Model.quantize (QuantConfig.Mint 4) snn
 
         weightsOnly <-
             Model.quantize
@@ -54,5 +56,10 @@ type ConvNetStep() =
     /// fused neuron kernel): the difference between the two rows is the cost of the quantized membranes.
     [<Benchmark>]
     member _.WeightQuantizedSnnStepT4() = step weightsOnly
+
+    /// MINT's recipe at 4 bits (tanh-premapped weights and membranes, BN folded, the first layer in
+    /// full precision): its populations run Neuron.runMint.
+    [<Benchmark>]
+    member _.MintQuantizedSnnStepT4() = step mint
 
 let types = [| typeof<ConvNetStep> |]

@@ -315,14 +315,13 @@ module Forward =
 
         not plif && not quantized
 
-    /// A population whose backward reads neither its input current nor V₀ nor its spikes: the fused
-    /// full-precision kernel, or the fused uniform-grid one (Neuron.runGrid; PLIF excepted).
-    let private readsNoState (neuron: Neuron) (quant: MembraneQuant option) =
+    /// A population of perStep neurons per step whose backward reads neither its input current nor V₀
+    /// nor its spikes: the fused full-precision kernel, or a fused quantized one (Neuron.fusedQuantized).
+    let private readsNoState (neuron: Neuron) (quant: MembraneQuant option) (perStep: int) =
         fusedWithoutState neuron quant
-        || (match neuron.Dynamics, quant with
-            | Dynamics.Plif _, _ -> false
-            | _, Some mq -> mq.Scheme = MembraneScheme.Uniform
-            | _, None -> false)
+        || (match quant with
+            | Some mq -> Neuron.fusedQuantized neuron mq perStep
+            | None -> false)
 
     /// Recycles x, the output of <c>producer</c> (the previous layer of the same list), once
     /// <c>consumer</c> has turned it into y, when nothing can read it again: the producer always
@@ -333,21 +332,23 @@ module Forward =
     /// freeing an activation no saved tensor refers to: the buffer serves the next allocation.
     /// True when the producer (the previous layer of the same list) always returns a fresh buffer
     /// that its own backward rule never reads.
-    let private freshOutput (r: Run) (prefix: string) (producer: LayerSpec option) =
+    let private freshOutput (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
         match producer with
         | Some(Conv2d _)
         | Some(Linear _)
         | Some(Norm _)
         | Some(MaxPool _)
         | Some(AvgPool _) -> true
-        | Some(Spiking(n, neuron)) -> r.Snn && readsNoState neuron (membraneQuant r (full prefix n))
+        | Some(Spiking(n, neuron)) ->
+            r.Snn
+            && readsNoState neuron (membraneQuant r (full prefix n)) (x.Numel / max 1 r.Steps)
         | _ -> false
 
     /// A fresh, unpinned intermediate that only this list holds and no backward rule reads: a
     /// consumer whose own backward does not read its input may write its result over it.
     let private exclusiveInput (r: Run) (prefix: string) (producer: LayerSpec option) (x: Tensor) =
         x.Offset = 0
-        && freshOutput r prefix producer
+        && freshOutput r prefix producer x
         && not (r.Pinned.Contains x.Storage)
 
     /// Inference (no tape, eval mode) on an exclusive intermediate: any next layer may overwrite it.
@@ -364,13 +365,15 @@ module Forward =
         (x: Tensor)
         (y: Tensor)
         =
-        let freshOutput = freshOutput r prefix producer
+        let freshOutput = freshOutput r prefix producer x
 
         let dropsInput () =
             match consumer with
             | MaxPool _
             | AvgPool _ -> true
-            | Spiking(n, neuron) -> r.Snn && readsNoState neuron (membraneQuant r (full prefix n))
+            | Spiking(n, neuron) ->
+                r.Snn
+                && readsNoState neuron (membraneQuant r (full prefix n)) (x.Numel / max 1 r.Steps)
             | Conv2d _
             | Linear _
             | Norm _ -> not (Autograd.isRecording ())
@@ -458,7 +461,7 @@ module Forward =
 
                         // The fused kernels have copied V₀ and nothing here reads V_T; only PLIF's backward and
                         // the per-step reference read V₀.
-                        if readsNoState neuron quant then
+                        if readsNoState neuron quant (Shape.numel seq.ShapeRef[1..]) then
                             TensorScope.ReleaseEarly v0.Storage |> ignore
                             TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
 
@@ -624,7 +627,7 @@ module Forward =
             // (one [T, …] buffer fewer per population while the tape lives).
             let name = full prefix n
             let seq = unflatten r.Steps x
-            let run = Neuron.runOver true neuron Unchecked.defaultof<Tensor> seq
+            let run = Neuron.runOver true None neuron Unchecked.defaultof<Tensor> seq
             record r name run.H run.S
             TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
             applyFrom r prefix (Some layer) (flatten run.S) rest

@@ -58,9 +58,79 @@ module internal NeuronKernel =
             P1 = det * (if hard then -1.0f else 0.0f)
         }
 
+    /// MINT's membrane quantizer applied to the state after every step (Neuron.stepQuantized,
+    /// MembraneScheme.Mint, b ≥ 2): V ← (α/Q)·round(clamp(tanh(V)/α, −1, 1)·Q), in the tensor library's
+    /// float32 operations (÷ α as × InvAlpha = 1/α, α/Q as α·(1/Q)). <c>On = false</c> leaves V as is.
+    [<Struct>]
+    type MintCoeffs =
+        {
+            On: bool
+            Alpha: float32
+            InvAlpha: float32
+            Q: float32
+            /// α·(1/Q), the grid step.
+            AQ: float32
+        }
+
+        static member Off =
+            {
+                On = false
+                Alpha = 1.0f
+                InvAlpha = 1.0f
+                Q = 1.0f
+                AQ = 1.0f
+            }
+
+    /// The fewest elements for which TensorPrimitives.Tanh takes its vector path on every machine
+    /// (one Vector512): shorter spans are padded to it so that every element's tanh is the vector
+    /// formula's, as in Tensor.tanh over a population of at least this size.
+    [<Literal>]
+    let TanhSpan = 16
+
+    /// V[b0, b1) ← MINT-quantized V, writing tanh V into t[to, to + b1 − b0) (pad: 2·TanhSpan scratch).
+    let private mintQuantizeRow
+        (m: MintCoeffs)
+        (v: float32[])
+        (b0: int)
+        (b1: int)
+        (t: float32[])
+        (tOff: int)
+        (pad: float32[])
+        =
+        let len = b1 - b0
+
+        if len >= TanhSpan then
+            Numerics.Tensors.TensorPrimitives.Tanh(ReadOnlySpan(v, b0, len), Span(t, tOff, len))
+        else
+            Array.Clear(pad, 0, TanhSpan)
+            Array.Copy(v, b0, pad, 0, len)
+            Numerics.Tensors.TensorPrimitives.Tanh(ReadOnlySpan(pad, 0, TanhSpan), Span(pad, TanhSpan, TanhSpan))
+            Array.Copy(pad, TanhSpan, t, tOff, len)
+
+        let vinv = Vector512.Create m.InvAlpha
+        let vq = Vector512.Create m.Q
+        let vaq = Vector512.Create m.AQ
+        let one = Vector512.Create 1.0f
+        let none = Vector512.Create -1.0f
+        let mutable i = 0
+
+        while i + 16 <= len do
+            let tt = Vector512.LoadUnsafe(&t[tOff + i])
+            let c = Vector512.Min(Vector512.Max(tt * vinv, none), one)
+            (vaq * Vector512.Round(c * vq)).StoreUnsafe(&v[b0 + i])
+            i <- i + 16
+
+        while i < len do
+            v[b0 + i] <- m.AQ * MathF.Round(Math.Clamp(t[tOff + i] * m.InvAlpha, -1.0f, 1.0f) * m.Q)
+            i <- i + 1
+
     /// Forward over neurons [s, e): v holds V₀ on entry and V_T on exit (index i), I/H/S are [T, N].
+    /// With <c>m.On</c> the state is MINT-quantized after every step, and tq ([T, N], or null for a
+    /// scratch row) receives tanh of the unquantized state for the backward pass.
     let forwardRange
         (k: Coeffs)
+        (m: MintCoeffs)
+        (tq: float32[])
         (steps: int)
         (n: int)
         (inp: float32[])
@@ -71,6 +141,12 @@ module internal NeuronKernel =
         (s0: int)
         (e0: int)
         =
+        let scratch, pad =
+            if m.On then
+                (if isNull tq then Array.zeroCreate Block else null), Array.zeroCreate (2 * TanhSpan)
+            else
+                null, null
+
         let va = Vector512.Create k.A
         let vb = Vector512.Create k.B
         let vc = Vector512.Create k.C
@@ -120,6 +196,12 @@ module internal NeuronKernel =
                     s[row + i] <- ss
                     v[i] <- r * k.Rho
                     i <- i + 1
+
+                if m.On then
+                    if isNull tq then
+                        mintQuantizeRow m v b0 b1 scratch 0 pad
+                    else
+                        mintQuantizeRow m v b0 b1 tq (row + b0) pad
 
             b0 <- b1
 
@@ -250,6 +332,8 @@ module internal NeuronKernel =
             Io: int
             V0: float32[]
             V0o: int
+            /// tanh of the unquantized state per step ([T, N]) under MINT membrane quantization, else null.
+            TQ: float32[]
             Partials: float[]
         }
 
@@ -320,8 +404,13 @@ module internal NeuronKernel =
     /// BPTT over neurons [b0, b1) (one block): gH_t = gHext_t + ρ·gV_t·∂R/∂H + (gS_t + ρ·gV_t·∂R/∂S)·g(H_t − θ),
     /// gI_t = b·gH_t, gV_{t−1} = a·gH_t, with g from <c>form</c> on full vectors and from the spec's
     /// scalar derivative on the tail (and everywhere for a custom surrogate).
+    /// Under MINT membrane quantization (m.On, t = tanh of the unquantized state from gr.TQ) gV_t first
+    /// passes the quantizer's backward: with d = t/α and r = round(clamp(d, −1, 1)·Q),
+    /// gV ← [−1 ≤ d ≤ 1]·gV·(α/Q)·Q/α·(1 − t²) (straight-through rounding), and the block's partial sums
+    /// Σ gV·r and Σ [−1 ≤ d ≤ 1]·gV·(α/Q)·Q·t go to Partials[3·blk …] for α's gradient.
     let backwardBlock
         (k: Coeffs)
+        (m: MintCoeffs)
         (surrogate: Surrogate)
         (form: SurrogateForm)
         (steps: int)
@@ -357,6 +446,11 @@ module internal NeuronKernel =
         let mutable sV = 0.0
         let mutable sI = 0.0
         let mutable sC = 0.0
+        let tq = gr.TQ
+        let vinvA = Vector512.Create m.InvAlpha
+        let vq = Vector512.Create m.Q
+        let vaqq = Vector512.Create(m.AQ * m.Q)
+        let none = Vector512.Create -1.0f
 
         let vecEnd = if kind = KScalar then b0 else b0 + (b1 - b0) / 16 * 16
 
@@ -368,7 +462,28 @@ module internal NeuronKernel =
                 let hh = Vector512.LoadUnsafe(&h[row + i])
                 let ss = Vector512.BitwiseAnd(Vector512.GreaterThanOrEqual(hh, vth), one)
                 let g = surrogateVec kind c1 c2 (hh - vth)
-                let rg = vrho * Vector512.LoadUnsafe(&gv[i])
+                let gvRaw = Vector512.LoadUnsafe(&gv[i])
+
+                let gvv =
+                    if m.On then
+                        let tt = Vector512.LoadUnsafe(&tq[row + i])
+                        let d = tt * vinvA
+
+                        let inside =
+                            Vector512.BitwiseAnd(
+                                Vector512.GreaterThanOrEqual(d, none),
+                                Vector512.LessThanOrEqual(d, one)
+                            )
+
+                        let r = Vector512.Round(Vector512.Min(Vector512.Max(d, none), one) * vq)
+                        let gd = Vector512.BitwiseAnd(inside, gvRaw * vaqq)
+                        accV <- accV + gvRaw * r
+                        accI <- accI + gd * tt
+                        gd * vinvA * (one - tt * tt)
+                    else
+                        gvRaw
+
+                let rg = vrho * gvv
                 let dRdH = one - vhf * ss
                 let dRdS = vp0 + vp1 * hh
 
@@ -417,7 +532,27 @@ module internal NeuronKernel =
                 let hh = h[row + i]
                 let ss = if hh >= k.Theta then 1.0f else 0.0f
                 let g = Surrogate.derivative surrogate (hh - k.Theta)
-                let rg = k.Rho * gv[i]
+                let gvRaw = gv[i]
+
+                let gvv =
+                    if m.On then
+                        let tt = tq[row + i]
+                        let d = tt * m.InvAlpha
+                        let r = MathF.Round(Math.Clamp(d, -1.0f, 1.0f) * m.Q)
+
+                        let gd =
+                            if d >= -1.0f && d <= 1.0f then
+                                gvRaw * (m.AQ * m.Q)
+                            else
+                                0.0f
+
+                        sV <- sV + float (gvRaw * r)
+                        sI <- sI + float (gd * tt)
+                        gd * m.InvAlpha * (1.0f - tt * tt)
+                    else
+                        gvRaw
+
+                let rg = k.Rho * gvv
                 let dRdH = 1.0f - k.HardF * ss
                 let dRdS = k.P0 + k.P1 * hh
                 let gs = if hasGS then gsA[gsO + row + i] else 0.0f
@@ -451,13 +586,22 @@ module internal NeuronKernel =
 
                 i <- i + 1
 
-        if plif then
+        if plif || m.On then
             gr.Partials[3 * blk] <- sV + float (Vector512.Sum accV)
             gr.Partials[3 * blk + 1] <- sI + float (Vector512.Sum accI)
             gr.Partials[3 * blk + 2] <- sC + float (Vector512.Sum accC)
 
     /// BPTT over every neuron, blocks in parallel.
-    let backward (k: Coeffs) (surrogate: Surrogate) (steps: int) (n: int) (h: float32[]) (gr: Grads) (plif: bool) =
+    let backward
+        (k: Coeffs)
+        (m: MintCoeffs)
+        (surrogate: Surrogate)
+        (steps: int)
+        (n: int)
+        (h: float32[])
+        (gr: Grads)
+        (plif: bool)
+        =
         let form = surrogateForm surrogate
         let blocks = blockCount n
         let grain = max 1 (32768 / (Block * steps))
@@ -465,7 +609,7 @@ module internal NeuronKernel =
         Par.forChunks blocks grain (fun c0 c1 ->
             for blk in c0 .. c1 - 1 do
                 let b0 = blk * Block
-                backwardBlock k surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
+                backwardBlock k m surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
 
     /// BPTT of the uniform-grid neuron over neurons [b0, b1) (one block), the derivative of
     /// Neuron.stepQuantized (MembraneScheme.Uniform) with straight-through rounding. Per step, from the
@@ -668,15 +812,67 @@ module MultiStepOps =
         /// PLIF (k = sigmoid(w); a = 1 − k, b = k or 1, c = k·v_r) gets
         /// ∂L/∂w = k(1 − k)·(−Σ gH_t·V_{t−1} + [decayInput]·Σ gH_t·I_t + v_r·Σ gH_t).
         /// Only H is kept for the backward pass: S_t and V_{t−1} are recomputed from it.
-        let rec run (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun = runOver false n v0 inputs
+        let rec run (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun = runOver false None n v0 inputs
+
+        /// <c>Neuron.runQuantized</c> with MembraneScheme.Mint (b ≥ 2 bits) in one fused pass: the kernel
+        /// of <c>run</c>, whose state after every step goes through MINT's quantizer
+        /// V ← (α/Q)·round(clamp(tanh(V)/α, −1, 1)·Q), and whose BPTT passes each gV_t through that
+        /// quantizer's backward (straight-through rounding, the clamp's gradient inside [−1, 1], tanh's
+        /// 1 − t², and α's gradient LSQ-scaled by 1/√(N·Q) per step). It keeps tanh of each step's
+        /// unquantized state ([T, …]) for the backward pass. Values equal the reference's for populations of
+        /// at least 16 neurons per step (tanh is the tensor library's, on spans that take its vector path);
+        /// gradients agree up to summation order. Not for PLIF (its leak's gradient needs the reference).
+        and runMint (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+            runOver false (Some mq) n v0 inputs
 
         /// <c>run</c>; with <c>overwrite</c> (the caller owns the input current exclusively and
         /// nothing reads it again; not for PLIF, whose backward reads it) S is written over the
         /// input's buffer: each element's current is read before its spike is written.
         /// A null v0 starts from rest (v_reset everywhere) without a state tensor (not for PLIF).
-        and internal runOver (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
+        /// With <c>mint</c> the state is MINT-quantized after every step (<c>runMint</c>).
+        and internal runOver
+            (overwrite: bool)
+            (mint: MembraneQuant option)
+            (n: Neuron)
+            (v0: Tensor)
+            (inputs: Tensor)
+            : NeuronRun =
             Neuron.validate n
-            let op = "Neuron.run"
+            let op = if mint.IsSome then "Neuron.runMint" else "Neuron.run"
+
+            let mintQ =
+                match mint with
+                | None -> NeuronKernel.MintCoeffs.Off
+                | Some mq ->
+                    match mq.Bits, mq.Scheme, n.Dynamics with
+                    | _, _, Dynamics.Plif _ ->
+                        Errors.invalidArg
+                            op
+                            "Dynamics"
+                            "Plif"
+                            "a neuron with fixed dynamics (PLIF's learnable leak runs in Neuron.runQuantized)"
+                    | Bits.Fixed b, MembraneScheme.Mint, _ when b >= 2 ->
+                        Quantizer.validateScale op mq.Alpha
+
+                        if mq.Alpha.Numel <> 1 then
+                            Errors.invalidArg op "Alpha" (Errors.showShape mq.Alpha.Shape) "a one-element scale tensor"
+
+                        let alpha = (Diff.detach mq.Alpha).ToArray()[0]
+                        let q = float32 (Quantizer.levels b)
+
+                        {
+                            On = true
+                            Alpha = alpha
+                            InvAlpha = 1.0f / alpha
+                            Q = q
+                            AQ = alpha * (1.0f / q)
+                        }
+                    | _ ->
+                        Errors.invalidArg
+                            op
+                            "quantization"
+                            (sprintf "%A, %A" mq.Bits mq.Scheme)
+                            "MembraneScheme.Mint at 2 bits or more (1 bit and the uniform grid run in Neuron.runQuantized and Neuron.runGrid)"
 
             if inputs.Rank < 1 || inputs.ShapeRef[0] < 1 then
                 Errors.invalidArg
@@ -686,6 +882,12 @@ module MultiStepOps =
                     "a [T, …] tensor with a leading time axis of length T ≥ 1"
 
             let stepShape = inputs.ShapeRef[1..]
+
+            let v0 =
+                if isNull (box v0) && mintQ.On then
+                    Neuron.initState n stepShape
+                else
+                    v0
 
             let rest = isNull (box v0)
 
@@ -728,8 +930,16 @@ module MultiStepOps =
 
             let inp, io, hd, sd, vd = inputs.Data, inputs.Offset, h.Data, s.Data, vT.Data
 
+            let tq =
+                if mintQ.On && Autograd.isRecording () then
+                    Autograd.alloc (Array.copy inputs.ShapeRef)
+                else
+                    Autograd.noGrad
+
+            let tqd = if isNull (box tq) then null else tq.Data
+
             NeuronKernel.forBlocks count steps (fun b0 b1 ->
-                NeuronKernel.forwardRange k steps count inp io hd sd vd b0 b1)
+                NeuronKernel.forwardRange k mintQ tqd steps count inp io hd sd vd b0 b1)
 
             let plifW =
                 match n.Dynamics with
@@ -737,11 +947,12 @@ module MultiStepOps =
                 | _ -> None
 
             let tracked =
-                match plifW with
-                | Some(w, _) when not rest -> [| inputs; v0; w |]
-                | Some _ -> Errors.invalidArg "Neuron.run" "v0" "null" "the initial state of a PLIF population"
-                | None when rest -> [| inputs |]
-                | None -> [| inputs; v0 |]
+                match plifW, mint with
+                | Some(w, _), _ when not rest -> [| inputs; v0; w |]
+                | Some _, _ -> Errors.invalidArg "Neuron.run" "v0" "null" "the initial state of a PLIF population"
+                | None, Some mq -> [| inputs; v0; mq.Alpha |]
+                | None, None when rest -> [| inputs |]
+                | None, None -> [| inputs; v0 |]
 
             let inputs0 = Autograd.detach inputs
             let v00 = if rest then Autograd.noGrad else Autograd.detach v0
@@ -783,14 +994,15 @@ module MultiStepOps =
                             Io = inputs0.Offset
                             V0 = (if plif then v00.Data else null)
                             V0o = (if plif then v00.Offset else 0)
+                            TQ = tqd
                             Partials =
-                                (if plif then
+                                (if plif || mintQ.On then
                                      Array.zeroCreate (3 * NeuronKernel.blockCount count)
                                  else
                                      null)
                         }
 
-                    NeuronKernel.backward k n.Surrogate steps count hd gr plif
+                    NeuronKernel.backward k mintQ n.Surrogate steps count hd gr plif
 
                     let gW =
                         match plifW with
@@ -808,6 +1020,21 @@ module MultiStepOps =
                             let dk = -sV + (if decayInput then sI else 0.0) + float k.VReset * sC
                             let r = Autograd.alloc (Array.copy w.ShapeRef)
                             r.Data[r.Offset] <- float32 (dk * kk * (1.0 - kk))
+                            r
+                        | None when mintQ.On && need[2] ->
+                            // ∂L/∂α = lsq·(Σ gV·r / Q − Σ g_d·t / α²): through α/Q and through tanh(V)/α.
+                            let mutable sR = 0.0
+                            let mutable sT = 0.0
+
+                            for blk in 0 .. NeuronKernel.blockCount count - 1 do
+                                sR <- sR + gr.Partials[3 * blk]
+                                sT <- sT + gr.Partials[3 * blk + 1]
+
+                            let alpha = float mintQ.Alpha
+                            let q = float mintQ.Q
+                            let lsq = 1.0 / Math.Sqrt(float (float32 (max 1 count) * mintQ.Q))
+                            let r = Autograd.alloc (Array.copy tracked[2].ShapeRef)
+                            r.Data[r.Offset] <- float32 (lsq * (sR / q - sT / (alpha * alpha)))
                             r
                         | _ -> Autograd.noGrad
 
@@ -868,7 +1095,7 @@ module MultiStepOps =
             let inp, io, sd, vd = inputs.Data, inputs.Offset, s.Data, vT.Data
 
             NeuronKernel.forBlocks count steps (fun b0 b1 ->
-                NeuronKernel.forwardRange k steps count inp io sd sd vd b0 b1)
+                NeuronKernel.forwardRange k NeuronKernel.MintCoeffs.Off null steps count inp io sd sd vd b0 b1)
 
             TensorScope.ReleaseEarly vT.Storage |> ignore
             s
@@ -1033,6 +1260,7 @@ module MultiStepOps =
                                 Io = 0
                                 V0 = null
                                 V0o = 0
+                                TQ = null
                                 Partials = Array.zeroCreate (3 * NeuronKernel.blockCount count)
                             }
 
@@ -1050,18 +1278,35 @@ module MultiStepOps =
 
                 outs[1], outs[0], outs[2]
 
+        /// True when <c>runWith</c> runs this quantized population (perStep neurons per step) in a fused
+        /// kernel whose backward reads neither its input current nor V₀: <c>runGrid</c> for the uniform
+        /// grid, <c>runMint</c> for MINT's scheme at 2 bits or more on at least 16 neurons; never for PLIF.
+        let internal fusedQuantized (n: Neuron) (mq: MembraneQuant) (perStep: int) =
+            match n.Dynamics, mq.Bits, mq.Scheme with
+            | Dynamics.Plif _, _, _ -> false
+            | _, Bits.Fixed _, MembraneScheme.Uniform -> true
+            | _, Bits.Fixed b, MembraneScheme.Mint -> b >= 2 && perStep >= NeuronKernel.TanhSpan
+            | _ -> false
+
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;
-        /// a fixed bit width on the uniform grid takes its fused twin <c>runGrid</c> (in training too, PLIF
-        /// excepted), and otherwise <c>Neuron.runQuantized</c>.
+        /// a fixed bit width takes the fused <c>runGrid</c> (uniform grid) or <c>runMint</c> (MINT's scheme
+        /// at b ≥ 2 on at least 16 neurons per step), and otherwise <c>Neuron.runQuantized</c> (1-bit MINT,
+        /// tiny populations, and PLIF in training; PLIF's inference on the grid is fused too).
         let runWith (quant: MembraneQuant option) (n: Neuron) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             match quant with
             | Some mq when mq.Bits <> Bits.FullPrecision ->
-                let plif =
-                    match n.Dynamics with
-                    | Dynamics.Plif _ -> true
-                    | _ -> false
+                let perStep =
+                    if inputs.Rank >= 1 then
+                        Shape.numel inputs.ShapeRef[1..]
+                    else
+                        0
 
-                if mq.Scheme = MembraneScheme.Uniform && not (plif && Autograd.isRecording ()) then
+                if fusedQuantized n mq perStep then
+                    if mq.Scheme = MembraneScheme.Uniform then
+                        runGrid n mq v0 inputs
+                    else
+                        runMint n mq v0 inputs
+                elif mq.Scheme = MembraneScheme.Uniform && not (Autograd.isRecording ()) then
                     runGrid n mq v0 inputs
                 else
                     Neuron.runQuantized n mq v0 inputs

@@ -261,14 +261,23 @@ let private compareGridWithReference (c: Case) =
 let ``runGrid equals runQuantized on the uniform grid for every dynamics, reset and bit width`` (AnyCombos cases) =
     cases |> List.iter compareGridWithReference
 
-/// The fused uniform-grid BPTT against the reference's tape (Neuron.runQuantized): under a recording
-/// tape the values are still exact, and the gradients of L = Σ wS·S + Σ wH·H + Σ wV·V_T (random
-/// cotangents) w.r.t. the input, V₀ and α agree up to summation order and the vector exp. PLIF cases
-/// check that runWith falls back to the reference (runGrid refuses them under a tape).
-let private compareGridGradients (c: Case) =
+/// A fused quantized kernel against the reference's tape (Neuron.runQuantized) for a case at a bit
+/// width and scale chosen from its seed: the uniform grid (runGrid, 1–8 bits) or MINT's scheme
+/// (runMint, 2–8 bits, on populations of at least 16 neurons per step). Under a recording tape and
+/// without one the values are exact, and the gradients of L = Σ wS·S + Σ wH·H + Σ wV·V_T (random
+/// cotangents) w.r.t. the input, V₀ and α agree up to summation order and the vector exp. Cases
+/// the fused kernels do not take (PLIF; MINT on fewer than 16 neurons) check that runWith falls back
+/// to the reference.
+let private compareFusedQuantized (scheme: MembraneScheme) (c: Case) =
     let inputs, v0 = problem c
     let inputs = inputs * (1.0f + float32 (c.Seed % 3))
-    let bits = 1 + c.Seed % 8
+
+    let bits =
+        if scheme = MembraneScheme.Uniform then
+            1 + c.Seed % 8
+        else
+            2 + c.Seed % 7
+
     let alpha = Tensor.scalar (0.2f + float32 (c.Seed % 23) / 10.0f)
     let tShape = Array.append [| c.Steps |] c.StepShape
 
@@ -277,10 +286,25 @@ let private compareGridGradients (c: Case) =
 
     let n = build c (wOf c)
 
-    let plif =
+    let fusedTakes =
         match c.Dyn with
-        | KPlif _ -> true
-        | _ -> false
+        | KPlif _ -> false
+        | _ -> scheme = MembraneScheme.Uniform || Shape.numel c.StepShape >= 16
+
+    let fused: Neuron -> MembraneQuant -> Tensor -> Tensor -> NeuronRun =
+        if not fusedTakes then
+            fun n mq -> Neuron.runWith (Some mq) n
+        elif scheme = MembraneScheme.Uniform then
+            Neuron.runGrid
+        else
+            Neuron.runMint
+
+    let quant (a: Tensor) =
+        {
+            Bits = Bits.Fixed bits
+            Alpha = a
+            Scheme = scheme
+        }
 
     let valuesAndGrads runner =
         let mutable values = [||]
@@ -288,37 +312,26 @@ let private compareGridGradients (c: Case) =
         let grads =
             Diff.gradN
                 (fun xs ->
-                    let mq =
-                        {
-                            Bits = Bits.Fixed bits
-                            Alpha = xs[2]
-                            Scheme = MembraneScheme.Uniform
-                        }
-
-                    let r = runner n mq xs[1] xs[0]
+                    let r = runner n (quant xs[2]) xs[1] xs[0]
                     values <- [| r.H.ToArray(); r.S.ToArray(); r.VFinal.ToArray() |]
                     Tensor.sum (r.S * wS) + Tensor.sum (r.H * wH) + Tensor.sum (r.VFinal * wV))
                 [| inputs; v0; alpha |]
 
         values, grads
 
-    let what = sprintf "%O, %d bits" c bits
+    let what = sprintf "%O, %A %d bits" c scheme bits
     let rr, gr = valuesAndGrads Neuron.runQuantized
-
-    let rf, gf =
-        valuesAndGrads (
-            if plif then
-                (fun n mq -> Neuron.runWith (Some mq) n)
-            else
-                Neuron.runGrid
-        )
+    let rf, gf = valuesAndGrads fused
+    let inference = Diff.noGrad (fun () -> fused n (quant alpha) v0 inputs)
 
     for name, i in [ "H", 0; "S", 1; "VFinal", 2 ] do
         assertArraysClose (what + " " + name) 0.0 0.0 rr[i] rf[i]
 
+    assertArraysClose (what + " H (inference)") 0.0 0.0 rr[0] (inference.H.ToArray())
+    assertArraysClose (what + " VFinal (inference)") 0.0 0.0 rr[2] (inference.VFinal.ToArray())
     assertClose (what + " dL/dI") 1e-3 1e-4 gr[0] gf[0]
     assertClose (what + " dL/dv0") 1e-3 1e-4 gr[1] gf[1]
-    // α's gradient sums every element and step, with cancellation between its three parts.
+    // α's gradient sums every element and step, with cancellation between its parts.
     let scale = 1e-4 * (1.0 + float ((Tensor.sum (Tensor.abs gr[0])).ToScalar()))
     assertClose (what + " dL/dα") 1e-3 scale gr[2] gf[2]
 
@@ -326,12 +339,20 @@ let private compareGridGradients (c: Case) =
 let ``runGrid's fused BPTT matches runQuantized's gradients for every dynamics, reset, surrogate and bit width``
     (AnyCombos cases)
     =
-    cases |> List.iter compareGridGradients
+    cases |> List.iter (compareFusedQuantized MembraneScheme.Uniform)
+
+[<Property(Arbitrary = [| typeof<NeuronArbs> |], MaxTest = 40)>]
+let ``runMint matches runQuantized on MINT's scheme in values and gradients for every dynamics, reset, surrogate and bit width``
+    (AnyCombos cases)
+    =
+    cases |> List.iter (compareFusedQuantized MembraneScheme.Mint)
 
 [<Test>]
 let ``runGrid equals runQuantized across several blocks in values and gradients; runGridSpikes refuses a tape`` () =
     multiBlockCases 19 |> List.iter compareGridWithReference
-    multiBlockCases 23 |> List.iter compareGridGradients
+    multiBlockCases 23 |> List.iter (compareFusedQuantized MembraneScheme.Uniform)
+    // 3 × 2049 neurons: the last block holds 3, whose tanh runs padded to one vector.
+    multiBlockCases 29 |> List.iter (compareFusedQuantized MembraneScheme.Mint)
 
     let mq =
         {
