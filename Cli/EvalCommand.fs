@@ -29,7 +29,7 @@ type CrossbarRun =
     }
 
 /// The evaluation of one checkpoint, as printed and as written by --json.
-let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossbar: CrossbarRun list) =
+let toJson (checkpoint: string) (dataset: string) (split: string) (r: EvaluationReport) (crossbar: CrossbarRun list) =
     use ms = new MemoryStream()
 
     do
@@ -37,6 +37,7 @@ let toJson (checkpoint: string) (dataset: string) (r: EvaluationReport) (crossba
         w.WriteStartObject()
         w.WriteString("checkpoint", checkpoint)
         w.WriteString("dataset", dataset)
+        w.WriteString("split", split)
         w.WriteNumber("samples", r.Samples)
         w.WriteNumber("accuracy", r.Accuracy)
         w.WriteStartArray "accuracyPerStep"
@@ -121,7 +122,9 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
                 }
         | _ -> None
 
-/// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images; each crossbar
+/// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images, or with
+/// <c>validation</c> = Some n on its validation split (the last n of ds.Train training images, as a
+/// spec's dataset section holds them out for model selection); each crossbar
 /// option (label, options; one per (ADC, variation seed)) also runs the quantized checkpoint through
 /// the crossbar datapath, all of them in one pass over the test images (CrossbarInference.accuracies).
 /// With calibration (coverage, n), the full scale of every quantized
@@ -134,6 +137,7 @@ let execute
     (batchSize: int)
     (crossbar: (string * CrossbarOptions) list)
     (calibration: (float * int) option)
+    (validation: int option)
     (json: string option)
     =
     let c = Run.loadCheckpoint "the checkpoint" checkpoint
@@ -150,17 +154,24 @@ let execute
 
     let ds = Run.forModel c ds
     let trainSet, testSet = Run.loadData ds
-    let testB = Run.batcher batchSize 0 false testSet
+
+    let split, evalSet =
+        match validation with
+        | Some n -> "validation", snd (SpecFile.split n trainSet)
+        | None -> "test", testSet
+
+    let testB = Run.batcher batchSize 0 false evalSet
     let r = Evaluation.run EvaluationConfig.Default t c.Model testB
 
     Run.log
-        "%s: %s, %d %s test images"
+        "%s: %s, %d %s %s images"
         checkpoint
         (match c.Model.Mode with
          | ExecutionMode.Snn steps -> sprintf "SNN, T = %d" steps
          | ExecutionMode.Ann -> "ANN")
         r.Samples
         ds.Name
+        split
 
     Run.printAccuracy [ Path.GetFileNameWithoutExtension checkpoint, r.AccuracyPerStep ]
 
@@ -257,7 +268,7 @@ let execute
 
     match json with
     | Some path ->
-        Run.writeText path (toJson checkpoint ds.Name r crossbarRuns)
+        Run.writeText path (toJson checkpoint ds.Name split r crossbarRuns)
         Run.log "results: %s" path
     | None -> ()
 
@@ -276,7 +287,10 @@ let recordedDataset (path: string) =
 /// The `eval` command.
 let command () =
     let cmd =
-        Command("eval", "Accuracy at every t = 1…T and firing rates of a checkpoint on a dataset's test images.")
+        Command(
+            "eval",
+            "Accuracy at every t = 1…T and firing rates of a checkpoint on a dataset's test images (or its validation split)."
+        )
 
     let ckptArg =
         Argument<string>("checkpoint", Description = "A .safetensors checkpoint.")
@@ -290,6 +304,20 @@ let command () =
 
     let test =
         Option<int>("--test", DefaultValueFactory = (fun _ -> 1000), Description = "Test images evaluated.")
+
+    let validation =
+        Option<Nullable<int>>(
+            "--validation",
+            Description =
+                "Evaluate on the validation split instead of the test images: the last n of the first --train training images, as a spec's dataset section holds them out (e.g. --train 60000 --validation 10000)."
+        )
+
+    let train =
+        Option<int>(
+            "--train",
+            DefaultValueFactory = (fun _ -> 60000),
+            Description = "Training images the validation split is the tail of (with --validation)."
+        )
 
     let dataDir =
         Option<string>("--data-dir", Description = "A directory holding the dataset's files, tried first.")
@@ -355,6 +383,8 @@ let command () =
         [
             dataset :> Option
             test
+            validation
+            train
             dataDir
             batch
             teacher
@@ -396,15 +426,21 @@ let command () =
 
                     Some(p, n)
 
+            let split = Option.ofNullable (r.GetValue validation)
+
             let ds =
-                Run.datasetSection
-                    name
-                    (match calibration with
-                     | Some(_, n) -> n + 1
-                     | None -> 2)
-                    1
-                    (r.GetValue test)
-                    (Option.ofObj (r.GetValue dataDir))
+                match split with
+                | Some v ->
+                    Run.datasetSection name (r.GetValue train) v (r.GetValue test) (Option.ofObj (r.GetValue dataDir))
+                | None ->
+                    Run.datasetSection
+                        name
+                        (match calibration with
+                         | Some(_, n) -> n + 1
+                         | None -> 2)
+                        1
+                        (r.GetValue test)
+                        (Option.ofObj (r.GetValue dataDir))
 
             let crossbar =
                 (Option.ofObj (r.GetValue adc) |> Option.defaultValue [||])
@@ -453,6 +489,7 @@ let command () =
                 bs
                 crossbar
                 calibration
+                split
                 (Option.ofObj (r.GetValue json))
             |> ignore
 

@@ -60,6 +60,17 @@ let ``train, eval, quantize, distill and report round trip`` () =
     Assert.That(doc.RootElement.GetProperty("accuracyPerStep").GetArrayLength(), Is.EqualTo 4)
     Assert.That(doc.RootElement.GetProperty("samples").GetInt32(), Is.EqualTo 100)
     Assert.That(doc.RootElement.GetProperty("firingRates").EnumerateObject() |> Seq.length, Is.GreaterThan 0)
+    Assert.That(doc.RootElement.GetProperty("split").GetString(), Is.EqualTo "test")
+
+    // On the validation split the training held out (the last 50 of the first 300 training images).
+    let valJson = dir.File "validation.json"
+
+    Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "50"; "--json"; valJson ], Is.EqualTo 0)
+
+    use valDoc = JsonDocument.Parse(File.ReadAllText valJson)
+    Assert.That(valDoc.RootElement.GetProperty("split").GetString(), Is.EqualTo "validation")
+    Assert.That(valDoc.RootElement.GetProperty("samples").GetInt32(), Is.EqualTo 50)
+    Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "300" ], Is.EqualTo 2)
 
     // Its 4-bit twin, calibrated on two batches; it loads back quantized and evaluates.
     let q = dir.File "teacher.q4.safetensors"

@@ -54,6 +54,17 @@ def validation(runs, name):
             for m in re.finditer(r"student epoch \d+: train loss [\d.]+, train acc [\d.]+, validation acc ([\d.]+)", text)]
 
 
+def validation_exact(runs, name):
+    """Validation accuracy (%) of the saved student from runs/<name>.validation.json (written by
+    `snnspec eval … --validation N --json`), unrounded; else the best epoch's from the training log
+    (printed to 0.1 %); None when neither exists."""
+    path = os.path.join(runs, name + ".validation.json")
+    if os.path.exists(path):
+        return 100 * json.load(open(path))["accuracy"]
+    v = validation(runs, name)
+    return max(v) if v else None
+
+
 def seed_mean(acc, seeds, keys):
     """The mean over `seeds` of acc[seed][key] at every t, for each key (acc: seed → key → accuracies)."""
     return {k: [sum(acc[s][k][i] for s in seeds) / len(seeds) for i in range(len(acc[seeds[0]][k]))] for k in keys}
