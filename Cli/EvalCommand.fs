@@ -126,7 +126,7 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
 /// <c>validation</c> = Some n on its validation split (the last n of ds.Train training images, as a
 /// spec's dataset section holds them out for model selection); each crossbar
 /// option (label, options; one per (ADC, variation seed)) also runs the quantized checkpoint through
-/// the crossbar datapath, all of them in one pass over the test images (CrossbarInference.accuracies).
+/// the crossbar datapath, all of them in one pass over the same images (CrossbarInference.accuracies).
 /// With calibration (coverage, n), the full scale of every quantized
 /// ADC is set per layer to cover that share of the partial sums of the first n training images
 /// (CrossbarInference.calibrateFullScales, on ideal cells); the test images are never used for it.
@@ -313,10 +313,10 @@ let command () =
         )
 
     let train =
-        Option<int>(
+        Option<Nullable<int>>(
             "--train",
-            DefaultValueFactory = (fun _ -> 60000),
-            Description = "Training images the validation split is the tail of (with --validation)."
+            Description =
+                "Training images the validation split is the tail of (with --validation; default 60000, the training spec's dataset.train)."
         )
 
     let dataDir =
@@ -427,11 +427,21 @@ let command () =
                     Some(p, n)
 
             let split = Option.ofNullable (r.GetValue validation)
+            let trainCount = Option.ofNullable (r.GetValue train)
+
+            if split.IsNone && trainCount.IsSome then
+                Console.usage
+                    "--train without --validation. Fix: add the validation split's size, e.g. --train 60000 --validation 2000 (as the training spec's dataset section)."
 
             let ds =
                 match split with
                 | Some v ->
-                    Run.datasetSection name (r.GetValue train) v (r.GetValue test) (Option.ofObj (r.GetValue dataDir))
+                    Run.datasetSection
+                        name
+                        (defaultArg trainCount 60000)
+                        v
+                        (r.GetValue test)
+                        (Option.ofObj (r.GetValue dataDir))
                 | None ->
                     Run.datasetSection
                         name

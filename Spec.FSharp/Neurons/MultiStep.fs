@@ -21,7 +21,8 @@ module internal NeuronKernel =
         Par.forChunks blocks grain (fun c0 c1 -> body (c0 * Block) (min count (c1 * Block)))
 
     /// Per-call constants of one neuron: H = a·V + b·I + c, V' = ρ·R(H, S), and the backward
-    /// factors ∂R/∂H = 1 − hardF·S, ∂R/∂S = p0 + p1·H (0 when the reset is detached).
+    /// factors ∂R/∂H = 1 − hardF·S, ∂R/∂S = p0 + p1·H (not formed at all when the reset is detached,
+    /// so that an infinite H gives no 0·∞).
     [<Struct>]
     type Coeffs =
         {
@@ -33,6 +34,7 @@ module internal NeuronKernel =
             Hard: bool
             VReset: float32
             HardF: float32
+            Detached: bool
             P0: float32
             P1: float32
         }
@@ -54,6 +56,7 @@ module internal NeuronKernel =
             Hard = hard
             VReset = vr
             HardF = (if hard then 1.0f else 0.0f)
+            Detached = n.DetachReset
             P0 = det * (if hard then vr else -n.Threshold)
             P1 = det * (if hard then -1.0f else 0.0f)
         }
@@ -499,7 +502,11 @@ module internal NeuronKernel =
                     else
                         Vector512<float32>.Zero
 
-                let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
+                let gh =
+                    if k.Detached then
+                        gext + rg * dRdH + gs * g
+                    else
+                        gext + rg * dRdH + (gs + rg * dRdS) * g
 
                 if hasGI then
                     (vb * gh).StoreUnsafe(&giA[row + i])
@@ -557,7 +564,12 @@ module internal NeuronKernel =
                 let dRdS = k.P0 + k.P1 * hh
                 let gs = if hasGS then gsA[gsO + row + i] else 0.0f
                 let gext = if hasGH then ghA[ghO + row + i] else 0.0f
-                let gh = gext + rg * dRdH + (gs + rg * dRdS) * g
+
+                let gh =
+                    if k.Detached then
+                        gext + rg * dRdH + gs * g
+                    else
+                        gext + rg * dRdH + (gs + rg * dRdS) * g
 
                 if hasGI then
                     giA[row + i] <- k.B * gh
@@ -650,7 +662,6 @@ module internal NeuronKernel =
         let vq = Vector512.Create k.Q
         let vnq = Vector512.Create -k.Q
         let vru = Vector512.Create k.ResetUnits
-        let vkeep = Vector512.Create keepReset
         let one = Vector512.Create 1.0f
         let zero = Vector512<float32>.Zero
         let mutable acc1 = zero
@@ -703,7 +714,8 @@ module internal NeuronKernel =
                     else
                         zero
 
-                let gh = gHext + (gSext + vkeep * dRdS * gR) * surrogateVec kind c1 c2 (hh - vth)
+                let gSpike = if keepReset = 0.0f then gSext else gSext + dRdS * gR
+                let gh = gHext + gSpike * surrogateVec kind c1 c2 (hh - vth)
                 let gk = gkR + vs * gh
                 let gx = gk * vinv
 
@@ -741,9 +753,8 @@ module internal NeuronKernel =
                 let gSext = if hasGS then gsA[gsO + row + i] else 0.0f
                 let gHext = if hasGH then ghA[ghO + row + i] else 0.0f
 
-                let gh =
-                    gHext
-                    + (gSext + keepReset * dRdS * gR) * Surrogate.derivative surrogate (hh - k.Theta)
+                let gSpike = if keepReset = 0.0f then gSext else gSext + dRdS * gR
+                let gh = gHext + gSpike * Surrogate.derivative surrogate (hh - k.Theta)
 
                 let gk = gkR + k.S * gh
                 let gx = gk * k.InvS
@@ -821,7 +832,9 @@ module MultiStepOps =
         /// 1 − t², and α's gradient LSQ-scaled by 1/√(N·Q) per step). It keeps tanh of each step's
         /// unquantized state ([T, …]) for the backward pass. Values equal the reference's for populations of
         /// at least 16 neurons per step (tanh is the tensor library's, on spans that take its vector path);
-        /// gradients agree up to summation order. Not for PLIF (its leak's gradient needs the reference).
+        /// gradients agree up to summation order. Finite input currents only: on an infinite one the fused
+        /// hard reset yields v_r where the reference's H·(1 − S) is NaN, as in <c>run</c>. Not for PLIF (its
+        /// leak's gradient needs the reference).
         and runMint (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : NeuronRun =
             runOver false (Some mq) n v0 inputs
 
@@ -844,6 +857,8 @@ module MultiStepOps =
                 match mint with
                 | None -> NeuronKernel.MintCoeffs.Off
                 | Some mq ->
+                    Quantizer.validateBits op mq.Bits
+
                     match mq.Bits, mq.Scheme, n.Dynamics with
                     | _, _, Dynamics.Plif _ ->
                         Errors.invalidArg
@@ -1127,7 +1142,7 @@ module MultiStepOps =
                     op
                     "Scheme"
                     mq.Scheme
-                    "MembraneScheme.Uniform (the Mint scheme runs in Neuron.runQuantized)"
+                    "MembraneScheme.Uniform (the Mint scheme runs in Neuron.runMint or Neuron.runQuantized)"
 
             let recording = Autograd.isRecording ()
 
@@ -1279,13 +1294,14 @@ module MultiStepOps =
                 outs[1], outs[0], outs[2]
 
         /// True when <c>runWith</c> runs this quantized population (perStep neurons per step) in a fused
-        /// kernel whose backward reads neither its input current nor V₀: <c>runGrid</c> for the uniform
-        /// grid, <c>runMint</c> for MINT's scheme at 2 bits or more on at least 16 neurons; never for PLIF.
+        /// kernel whose backward reads neither its input current, nor V₀, nor V_T, nor its spikes (only H,
+        /// the stored z or tanh, and the incoming gradients): <c>runGrid</c> for the uniform grid,
+        /// <c>runMint</c> for MINT's scheme at 2–16 bits on at least 16 neurons; never for PLIF.
         let internal fusedQuantized (n: Neuron) (mq: MembraneQuant) (perStep: int) =
             match n.Dynamics, mq.Bits, mq.Scheme with
             | Dynamics.Plif _, _, _ -> false
             | _, Bits.Fixed _, MembraneScheme.Uniform -> true
-            | _, Bits.Fixed b, MembraneScheme.Mint -> b >= 2 && perStep >= NeuronKernel.TanhSpan
+            | _, Bits.Fixed b, MembraneScheme.Mint -> b >= 2 && b <= 16 && perStep >= NeuronKernel.TanhSpan
             | _ -> false
 
         /// <c>run</c> with optional membrane quantization: None and full precision take the fused kernel;

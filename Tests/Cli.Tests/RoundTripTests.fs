@@ -8,6 +8,7 @@ open System.Threading
 open NUnit.Framework
 open SnnSpec
 open SnnSpec.IO
+open SnnSpec.Training
 open SnnSpec.Cli
 open SnnSpec.Cli.Tests.TestUtil
 
@@ -70,7 +71,20 @@ let ``train, eval, quantize, distill and report round trip`` () =
     use valDoc = JsonDocument.Parse(File.ReadAllText valJson)
     Assert.That(valDoc.RootElement.GetProperty("split").GetString(), Is.EqualTo "validation")
     Assert.That(valDoc.RootElement.GetProperty("samples").GetInt32(), Is.EqualTo 50)
+    // The same images the training held out: an in-process evaluation of SpecFile.split's tail agrees.
+    let trainSet, _ = Run.loadData (Run.datasetSection "synthetic" 300 50 100 None)
+    let held = snd (SpecFile.split 50 trainSet)
+
+    let expected =
+        Evaluation.run
+            EvaluationConfig.Default
+            None
+            (Run.loadCheckpoint "the teacher" teacher).Model
+            (Run.batcher 64 0 false held)
+
+    Assert.That(valDoc.RootElement.GetProperty("accuracy").GetDouble(), Is.EqualTo(expected.Accuracy).Within(1e-12))
     Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "300" ], Is.EqualTo 2)
+    Assert.That(run [ "eval"; teacher; "--train"; "300" ], Is.EqualTo 2)
 
     // Its 4-bit twin, calibrated on two batches; it loads back quantized and evaluates.
     let q = dir.File "teacher.q4.safetensors"

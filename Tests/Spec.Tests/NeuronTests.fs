@@ -222,9 +222,31 @@ let private multiBlockCases (seed: int) =
             }
     ]
 
+/// 3 × 2049 neurons over T = 16, so that each task takes one block and blocks run on both threads:
+/// a custom surrogate (the scalar path throughout) with a detached reset to v_r ≠ 0, a soft reset, and
+/// a hard reset to v_r > 0 with a non-smooth surrogate.
+let private parallelCases (seed: int) =
+    let case dyn theta reset detach surrogate =
+        {
+            Dyn = dyn
+            Threshold = theta
+            Reset = reset
+            Detach = detach
+            Surrogate = surrogate
+            Steps = 16
+            StepShape = [| 3; 2049 |]
+            Seed = seed
+        }
+
+    [
+        case (KLif(2.0f, true)) 1.0f (Reset.Hard -0.3f) true (Surrogate.Custom("bump", fun x -> 1.0f / (1.0f + x * x)))
+        case (KMint 0.5f) 0.5f Reset.Soft false Surrogate.atan
+        case KIf 1.0f (Reset.Hard 0.4f) false (Surrogate.Triangle(1.0f, 1.0f))
+    ]
+
 [<Test>]
 let ``run equals runReference across several blocks and both threads`` () =
-    multiBlockCases 17 |> List.iter compareWithReference
+    multiBlockCases 17 @ parallelCases 31 |> List.iter compareWithReference
 
 /// The fused uniform-grid kernel (inference) against Neuron.runQuantized: identical H, S and V_T for a
 /// case at a bit width and scale chosen from its seed (inputs scaled up so that clamping at ±Q occurs).
@@ -350,9 +372,12 @@ let ``runMint matches runQuantized on MINT's scheme in values and gradients for 
 [<Test>]
 let ``runGrid equals runQuantized across several blocks in values and gradients; runGridSpikes refuses a tape`` () =
     multiBlockCases 19 |> List.iter compareGridWithReference
-    multiBlockCases 23 |> List.iter (compareFusedQuantized MembraneScheme.Uniform)
+
+    multiBlockCases 23 @ parallelCases 37
+    |> List.iter (compareFusedQuantized MembraneScheme.Uniform)
     // 3 × 2049 neurons: the last block holds 3, whose tanh runs padded to one vector.
-    multiBlockCases 29 |> List.iter (compareFusedQuantized MembraneScheme.Mint)
+    multiBlockCases 29 @ parallelCases 41
+    |> List.iter (compareFusedQuantized MembraneScheme.Mint)
 
     let mq =
         {
@@ -407,6 +432,19 @@ let ``runGrid equals runQuantized across several blocks in values and gradients;
                 for i in 0 .. ea.Length - 1 do
                     if not ((Single.IsNaN ea[i] && Single.IsNaN eb[i]) || ea[i] = eb[i]) then
                         Assert.Fail(sprintf "%A %A %s[%d]: reference %g, fused %g" reset q.Alpha name i ea[i] eb[i])
+
+        // With the reset detached the spike path of an infinite code carries no 0·∞ into the gradient,
+        // so the fused BPTT is finite wherever the reference is.
+        let detached = { n with DetachReset = true }
+
+        let gradOf runner =
+            (Diff.grad (fun x -> Tensor.sum (runner detached mq (Tensor.zeros [| 20 |]) x).S) huge).ToArray()
+
+        let gr, gf = gradOf Neuron.runQuantized, gradOf Neuron.runGrid
+
+        for i in 0 .. gr.Length - 1 do
+            if Single.IsFinite gr[i] && not (abs (gr[i] - gf[i]) <= 1e-4f + 1e-3f * abs gr[i]) then
+                Assert.Fail(sprintf "%A detached dL/dI[%d]: reference %g, fused %g" reset i gr[i] gf[i])
 
     // Under a tape runWith takes the fused BPTT.
     let g =
