@@ -29,8 +29,16 @@ students() {
         done
     done
 }
+seconds() {
+    local i=0
+    for name in ds-mnist-sv-alone-s3 ds-mnist-sv-{l1-w1,l2-w1,kl-w1,sl1-w4,sl2-w1,combined-w1}-s3; do
+        if ((i++ % 2 == $1)); then run "$name"; fi
+    done
+}
 lanes first
 lanes students
+# A second seed (3) of the student alone and of each loss at the factor seed 2's validation chose.
+lanes seconds
 # Each saved student's accuracy on the 10000 validation images, unrounded (the training log prints it
 # to 0.1 %): the page picks the factor by it.
 for name in ds-mnist-sv-alone ds-mnist-sv-{kl,combined,l1,l2,sl1,sl2}-{w025,w1,w4}; do

@@ -173,6 +173,29 @@ if stacked:
         table, lviews = seed_tables(longs, LONG, "6 epochs, ", f"Mean of {seeds_text(longs)} at 6 epochs:")
         lines += ["", f"Three times the student budget (6 epochs, {seeds_text(longs)}; the same teacher):", ""] + table
         lines += [""] + goal_lines(lviews, "tkdev-long-kd", [(n, label) for n, label in LONG[2:]])
+    # Both losses in one (regenerate-temporal-kd-events-hybrid.sh).
+    hybrid_runs = os.path.join(os.path.dirname(os.path.abspath(runs)), "events-hybrid")
+    HYBRID = [("tkdev-stacked-hybrid-ensemble", "temporal-wise KD, paper form, plus standard KD"),
+              ("tkdev-stacked-hybrid-masked", "temporal-wise KD, code form, plus standard KD")]
+    hybrids = {sfx: {n: pagekit.run(hybrid_runs, n + sfx) for n, _ in HYBRID} for sfx in SEED_OF if sfx in stacked}
+    hybrids = {sfx: dict(stacked[sfx], **got) for sfx, got in hybrids.items() if all(got.values())}
+    if hybrids:
+        h_total = sum(got[n]["seconds"] for got in hybrids.values() for n, _ in HYBRID)
+        lines += ["", "## Temporal-wise plus standard KD", "",
+                  "Decided after the sections above, before any of its runs. Both temporal-wise forms cost about a",
+                  "quarter of a point at t = 4 against standard KD. Here one loss holds both: the per-step terms of",
+                  "each form (TWCE + 0.2·TWKL_3 + 0.5·TWSD) and standard KD's terms on the time-mean logits",
+                  "(CE + 0.2·KL_3), each at the weight it has alone (no weight was tuned), from the stacked-frame",
+                  f"teacher, on the same students, budget and seeds ({seeds_text(hybrids)}). Regenerate:",
+                  "`bash docs/results/regenerate-temporal-kd-events-hybrid.sh` (spec files",
+                  f"`Examples/specs/results/tkdev-stacked-hybrid-*.json`), commit {pagekit.commit(os.path.join(hybrid_runs, 'commit'))};",
+                  f"{h_total / 60:.1f} min.", ""]
+        table, hviews = seed_tables(
+            hybrids, HYBRID, "", f"Mean of {seeds_text(hybrids)}, with the rows above for comparison:",
+            ["| " + label + " | " + " | ".join(f"{v:.2f}" for v in mean_of(hybrids, n)) + " |" for n, label in STACKED])
+        lines += table
+        lines += ["", "Goals (against standard KD of the same seed):", ""]
+        lines += goal_lines(hviews, "tkdev-stacked-kd", HYBRID)
     lines.append("")
 
 NOTES = os.path.join(here, "temporal-kd-events.notes.md")
@@ -201,4 +224,10 @@ with open(os.path.join(here, "temporal-kd-events.csv"), "w", newline="") as f:
             for model in ("teacher", "student") if r else ():
                 for t, v in enumerate(r["acc"].get(model, []), 1):
                     w.writerow([n + sfx, "6 epochs", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
+    for sfx in SEED_OF:
+        for n in ("tkdev-stacked-hybrid-ensemble", "tkdev-stacked-hybrid-masked"):
+            r = pagekit.run(os.path.join(os.path.dirname(os.path.abspath(runs)), "events-hybrid"), n + sfx)
+            for model in ("teacher", "student") if r else ():
+                for t, v in enumerate(r["acc"].get(model, []), 1):
+                    w.writerow([n + sfx, "temporal-wise plus standard KD", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
 print("wrote docs/results/temporal-kd-events.md and .csv")
