@@ -260,6 +260,12 @@ let ``conv2d on larger batches matches the naive loop on every path`` () =
             }
             // Small maps: several images side by side in one GEMM.
             Conv2dGeometry.Create(9, 16, 4, 4, 8, 3, padding = 1)
+            // Stride 1 with Wo = W on a map shorter than the padding: a tap whose rows all fall in the padding
+            // clears its own rows of the im2col block and nothing of the next image's.
+            { Conv2dGeometry.Create(3, 3, 1, 3, 2, 3, padding = 2, dilation = 2) with
+                KW = 1
+                PadW = 0
+            }
             Conv2dGeometry.Create(9, 12, 5, 5, 6, 2, stride = 2, padding = 1, groups = 2)
             // im2col buffers larger than the per-thread budget are split into blocks of output rows.
             Conv2dGeometry.Create(3, 128, 41, 40, 3, 3, padding = 1)

@@ -282,10 +282,11 @@ module Conv =
     let private isSame (g: Conv2dGeometry) =
         g.StrideH = 1 && g.StrideW = 1 && g.Wo = g.W
 
-    /// For stride 1, the output rows [r0, r1) ⊆ [oh0, oh1) whose input row oh + dh (dh = kh·DilH − PadH) is inside.
+    /// For stride 1, the output rows [r0, r1) ⊆ [oh0, oh1) whose input row oh + dh (dh = kh·DilH − PadH) is inside
+    /// (empty at oh1 when a tap's rows all fall in the padding, so nothing outside [oh0, oh1) is cleared).
     let inline private sameRows (g: Conv2dGeometry) (oh0: int) (oh1: int) (kh: int) =
         let dh = kh * g.DilH - g.PadH
-        let r0 = max oh0 (-dh)
+        let r0 = min oh1 (max oh0 (-dh))
         let r1 = max r0 (min oh1 (g.H - dh))
         struct (r0, r1, dh)
 
