@@ -78,8 +78,7 @@ module FoldedBatchNorm =
         let mean, var, state =
             if training then
                 let y0 = Tensor.conv2d stride padding weight bias x
-                let mu = Tensor.meanDims [| 0; 2; 3 |] false y0
-                let v = Tensor.varDims [| 0; 2; 3 |] false false y0
+                let mu, v = Tensor.channelMoments y0
                 let n = y0.Numel / o
                 let unbiased = Diff.detach v * (float32 n / float32 (max 1 (n - 1)))
                 let m = cfg.Momentum

@@ -137,6 +137,49 @@ module internal BatchNormKernel =
 
             TP.Multiply(Span.op_Implicit sgx, ist, sgx))
 
+    /// Per-channel mean and biased variance of x viewed as [N, C, S], two passes per channel with
+    /// float64 sums (as <c>forward</c> computes its batch statistics).
+    let moments (x: float32[]) (xo: int) (n: int) (c: int) (s: int) (mean: float32[]) (var: float32[]) =
+        let m = n * s
+
+        Par.forChunks c (grain m) (fun c0 c1 ->
+            let tmp = Array.zeroCreate<float32> s
+
+            for ch in c0 .. c1 - 1 do
+                let mutable sum = 0.0
+
+                for b in 0 .. n - 1 do
+                    sum <- sum + float (TP.Sum(ReadOnlySpan(x, xo + (b * c + ch) * s, s)))
+
+                let mu = float32 (sum / float m)
+                let mutable ss = 0.0
+
+                for b in 0 .. n - 1 do
+                    TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, Span tmp)
+                    ss <- ss + float (TP.SumOfSquares(ReadOnlySpan tmp))
+
+                mean[ch] <- mu
+                var[ch] <- float32 (ss / float m))
+
+    /// dx[b, ch, :] = scale_c·x + shift_c over x viewed as [N, C, S] (the moments' backward pass).
+    let affinePerChannel
+        (x: float32[])
+        (xo: int)
+        (n: int)
+        (c: int)
+        (s: int)
+        (scale: float32[])
+        (shift: float32[])
+        (dx: float32[])
+        =
+        Par.forChunks c (grain (n * s)) (fun c0 c1 ->
+            for ch in c0 .. c1 - 1 do
+                for b in 0 .. n - 1 do
+                    let at = (b * c + ch) * s
+                    let d = Span(dx, at, s)
+                    TP.Multiply(ReadOnlySpan(x, xo + at, s), scale[ch], d)
+                    TP.Add(Span.op_Implicit d, shift[ch], d))
+
     /// y = (x − μ_c)·γ_c·invstd_c + β_c. With computeStats, μ (mean) and invstd are first computed
     /// from the batch (biased variance, written to varB); otherwise they are read from mean/invstd.
     let forward
@@ -311,6 +354,56 @@ module NormOps =
                 x.Data
 
             x
+
+        /// Per-channel batch moments of x [N, C] or [N, C, d₁, …]: the mean μ_c and the BIASED variance
+        /// σ²_c = (1/M)·Σ (x − μ_c)² over every axis but 1 (M values per channel), two [C] tensors, in one
+        /// fused kernel each way; the batch statistics FoldedBatchNorm folds into its conv (what
+        /// <c>meanDims [0; 2; …]</c> and <c>varDims</c> compute in several passes). Backward:
+        /// ∂L/∂x = (∂L/∂μ_c)/M + (∂L/∂σ²_c)·2(x − μ_c)/M.
+        let channelMoments (x: Tensor) : Tensor * Tensor =
+            let op = "Tensor.channelMoments"
+            let shape = x.ShapeRef
+
+            if shape.Length < 2 || shape[0] * Shape.numel shape[2..] < 1 then
+                Errors.invalidArg
+                    op
+                    "x shape"
+                    (Errors.showShape shape)
+                    "[N, C] or [N, C, d1, ...] (channels on axis 1) with at least one value per channel"
+
+            let n, c = shape[0], shape[1]
+            let s = Shape.numel shape[2..]
+            let m = float32 (n * s)
+            let mean = Autograd.alloc [| c |]
+            let var = Autograd.alloc [| c |]
+            let mu = Array.zeroCreate<float32> c
+            BatchNormKernel.moments x.Data x.Offset n c s mu var.Data
+            Array.Copy(mu, mean.Data, c)
+            let x0 = Autograd.detach x
+
+            let outs =
+                Autograd.recordMulti [| mean; var |] [| x |] (fun gs _ ->
+                    let isSet (g: Tensor) = not (isNull (box g))
+                    let gm, gv = gs[0], gs[1]
+                    let scale = Array.zeroCreate<float32> c
+                    let shift = Array.zeroCreate<float32> c
+
+                    for ch in 0 .. c - 1 do
+                        let a =
+                            if isSet gv then
+                                2.0f * gv.Data[gv.Offset + ch] / m
+                            else
+                                0.0f
+
+                        let b = if isSet gm then gm.Data[gm.Offset + ch] / m else 0.0f
+                        scale[ch] <- a
+                        shift[ch] <- b - a * mu[ch]
+
+                    let dx = Autograd.alloc (Array.copy shape)
+                    BatchNormKernel.affinePerChannel x0.Data x0.Offset n c s scale shift dx.Data
+                    [| dx |])
+
+            outs[0], outs[1]
 
         let batchNorm
             (config: BatchNormConfig)

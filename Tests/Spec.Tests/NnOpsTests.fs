@@ -339,6 +339,36 @@ let private channelStats (x: Tensor) =
         let mu = Array.average vals
         mu, (vals |> Array.averageBy (fun v -> (v - mu) ** 2.0)))
 
+/// [N, C] or [N, C, d…] shapes with 1–4 samples, 1–5 channels and 0–2 small trailing axes, from a seed.
+let private momentShape (seed: int) =
+    let r = Random seed
+    Array.append [| 1 + r.Next 4; 1 + r.Next 5 |] (Array.init (r.Next 3) (fun _ -> 1 + r.Next 4))
+
+[<Property(MaxTest = 60)>]
+let ``channelMoments are the per-channel mean and biased variance, with finite-difference gradients`` (seed: uint16) =
+    let shape = momentShape (int seed)
+    let c = shape[1]
+    let x = randn (int seed) shape * 2.0f + 0.5f
+    let mu, var = Tensor.channelMoments x
+
+    for ch, (m, v) in Array.indexed (channelStats x) do
+        Assert.That(float (mu.ToArray()[ch]), Is.EqualTo(m).Within(1e-5 * (1.0 + abs m)), sprintf "mean %A" shape)
+        Assert.That(float (var.ToArray()[ch]), Is.EqualTo(v).Within(1e-5 * (1.0 + v)), sprintf "var %A" shape)
+
+    let wm, wv = randn (int seed + 1) [| c |], randn (int seed + 2) [| c |]
+
+    assertGradCheck
+        (sprintf "channelMoments %A" shape)
+        (fun xs ->
+            let m, v = Tensor.channelMoments xs[0]
+            Tensor.sum (m * wm) + Tensor.sum (v * wv))
+        [| x |]
+
+[<Test>]
+let ``channelMoments refuses an input without a channel axis`` () =
+    assertRaises<SnnSpecException> [ "Tensor.channelMoments"; "x shape"; "channels on axis 1" ] (fun () ->
+        Tensor.channelMoments (Tensor.ones [| 5 |]) |> box)
+
 [<Test>]
 let ``batchNorm training output has per-channel mean 0 and biased variance 1`` () =
     for shape in [ [| 8; 3 |]; [| 4; 3; 5 |]; [| 2; 4; 3; 3 |] ] do
