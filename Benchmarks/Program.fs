@@ -15,6 +15,7 @@ let main argv =
                     GemmBenchmarks.types
                     ConvBenchmarks.types
                     ElementwiseBenchmarks.types
+                    NormBenchmarks.types
                     NeuronBenchmarks.types
                     TrainingBenchmarks.types
                     DataBenchmarks.types

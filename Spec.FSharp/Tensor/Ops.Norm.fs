@@ -161,13 +161,15 @@ module internal BatchNormKernel =
                 mean[ch] <- mu
                 var[ch] <- float32 (ss / float m))
 
-    /// dx[b, ch, :] = scale_c·x + shift_c over x viewed as [N, C, S] (the moments' backward pass).
-    let affinePerChannel
+    /// dx[b, ch, :] = (x − μ_c)·scale_c + shift_c over x viewed as [N, C, S] (the moments' backward pass;
+    /// x − μ first, rather than scale·x − scale·μ, which cancels under a large mean).
+    let centredAffine
         (x: float32[])
         (xo: int)
         (n: int)
         (c: int)
         (s: int)
+        (mean: float32[])
         (scale: float32[])
         (shift: float32[])
         (dx: float32[])
@@ -177,7 +179,8 @@ module internal BatchNormKernel =
                 for b in 0 .. n - 1 do
                     let at = (b * c + ch) * s
                     let d = Span(dx, at, s)
-                    TP.Multiply(ReadOnlySpan(x, xo + at, s), scale[ch], d)
+                    TP.Subtract(ReadOnlySpan(x, xo + at, s), mean[ch], d)
+                    TP.Multiply(Span.op_Implicit d, scale[ch], d)
                     TP.Add(Span.op_Implicit d, shift[ch], d))
 
     /// y = (x − μ_c)·γ_c·invstd_c + β_c. With computeStats, μ (mean) and invstd are first computed
@@ -389,18 +392,16 @@ module NormOps =
                     let shift = Array.zeroCreate<float32> c
 
                     for ch in 0 .. c - 1 do
-                        let a =
+                        scale[ch] <-
                             if isSet gv then
                                 2.0f * gv.Data[gv.Offset + ch] / m
                             else
                                 0.0f
 
-                        let b = if isSet gm then gm.Data[gm.Offset + ch] / m else 0.0f
-                        scale[ch] <- a
-                        shift[ch] <- b - a * mu[ch]
+                        shift[ch] <- if isSet gm then gm.Data[gm.Offset + ch] / m else 0.0f
 
                     let dx = Autograd.alloc (Array.copy shape)
-                    BatchNormKernel.affinePerChannel x0.Data x0.Offset n c s scale shift dx.Data
+                    BatchNormKernel.centredAffine x0.Data x0.Offset n c s mu scale shift dx.Data
                     [| dx |])
 
             outs[0], outs[1]

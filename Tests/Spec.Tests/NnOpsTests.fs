@@ -357,12 +357,50 @@ let ``channelMoments are the per-channel mean and biased variance, with finite-d
 
     let wm, wv = randn (int seed + 1) [| c |], randn (int seed + 2) [| c |]
 
-    assertGradCheck
-        (sprintf "channelMoments %A" shape)
-        (fun xs ->
-            let m, v = Tensor.channelMoments xs[0]
-            Tensor.sum (m * wm) + Tensor.sum (v * wv))
-        [| x |]
+    for what, useMean, useVar in [ "both", true, true; "mean only", true, false; "variance only", false, true ] do
+        assertGradCheck
+            (sprintf "channelMoments %A, %s" shape what)
+            (fun xs ->
+                let m, v = Tensor.channelMoments xs[0]
+
+                match useMean, useVar with
+                | true, true -> Tensor.sum (m * wm) + Tensor.sum (v * wv)
+                | true, false -> Tensor.sum (m * wm)
+                | _ -> Tensor.sum (v * wv))
+            [| x |]
+
+[<Test>]
+let ``channelMoments reads a window at an offset and stays accurate under a large mean`` () =
+    // A window of a larger tensor (non-zero offset), values 1000 + 0.01·noise: the gradient of Σ σ²
+    // is 2(x − μ)/M, accurate to the float32 spacing at 1000 (6e-5) over the spread (0.01).
+    let whole = randn 5 [| 3; 4; 2; 3 |] * 0.01f + 1000.0f
+    let x = Tensor.select 0 1 whole |> Tensor.reshape [| 2; 2; 2; 3 |]
+    let _, v = Tensor.channelMoments x
+    let g = Diff.grad (fun x -> Tensor.sum (snd (Tensor.channelMoments x))) x
+    let xa = x.ToArray()
+    let m = 2 * 2 * 3
+
+    for ch in 0..1 do
+        let idx =
+            [
+                for b in 0..1 do
+                    for i in 0..5 -> (b * 2 + ch) * 6 + i
+            ]
+
+        let mu = idx |> List.averageBy (fun i -> float xa[i])
+        let var = idx |> List.averageBy (fun i -> (float xa[i] - mu) ** 2.0)
+        Assert.That(float (v.ToArray()[ch]), Is.EqualTo(var).Within(2e-2 * var), "variance")
+
+        for i in idx do
+            let expected = 2.0 * (float xa[i] - mu) / float m
+            // μ itself is a float32: off by up to half its spacing (3e-5), which shifts every 2(x − μ)/M alike.
+            let muSpacing = 6.2e-5
+
+            Assert.That(
+                float (g.ToArray()[i]),
+                Is.EqualTo(expected).Within(1e-2 * abs expected + muSpacing / float m),
+                "dσ²/dx"
+            )
 
 [<Test>]
 let ``channelMoments refuses an input without a channel axis`` () =
