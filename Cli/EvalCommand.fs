@@ -303,7 +303,11 @@ let command () =
         )
 
     let test =
-        Option<int>("--test", DefaultValueFactory = (fun _ -> 1000), Description = "Test images evaluated.")
+        Option<int>(
+            "--test",
+            DefaultValueFactory = (fun _ -> 1000),
+            Description = "Test images evaluated (unused with --validation)."
+        )
 
     let validation =
         Option<Nullable<int>>(
@@ -436,12 +440,8 @@ let command () =
             let ds =
                 match split with
                 | Some v ->
-                    Run.datasetSection
-                        name
-                        (defaultArg trainCount 60000)
-                        v
-                        (r.GetValue test)
-                        (Option.ofObj (r.GetValue dataDir))
+                    // The test images are not read: one is loaded.
+                    Run.datasetSection name (defaultArg trainCount 60000) v 1 (Option.ofObj (r.GetValue dataDir))
                 | None ->
                     Run.datasetSection
                         name

@@ -148,15 +148,24 @@ module internal BatchNormKernel =
             for ch in c0 .. c1 - 1 do
                 let mutable sum = 0.0
 
-                for b in 0 .. n - 1 do
-                    sum <- sum + float (TP.Sum(ReadOnlySpan(x, xo + (b * c + ch) * s, s)))
+                if s = 1 then
+                    for b in 0 .. n - 1 do
+                        sum <- sum + float x[xo + b * c + ch]
+                else
+                    for b in 0 .. n - 1 do
+                        sum <- sum + float (TP.Sum(ReadOnlySpan(x, xo + (b * c + ch) * s, s)))
 
                 let mu = float32 (sum / float m)
                 let mutable ss = 0.0
 
-                for b in 0 .. n - 1 do
-                    TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, Span tmp)
-                    ss <- ss + float (TP.SumOfSquares(ReadOnlySpan tmp))
+                if s = 1 then
+                    for b in 0 .. n - 1 do
+                        let d = x[xo + b * c + ch] - mu
+                        ss <- ss + float (d * d)
+                else
+                    for b in 0 .. n - 1 do
+                        TP.Subtract(ReadOnlySpan(x, xo + (b * c + ch) * s, s), mu, Span tmp)
+                        ss <- ss + float (TP.SumOfSquares(ReadOnlySpan tmp))
 
                 mean[ch] <- mu
                 var[ch] <- float32 (ss / float m))
@@ -178,10 +187,14 @@ module internal BatchNormKernel =
             for ch in c0 .. c1 - 1 do
                 for b in 0 .. n - 1 do
                     let at = (b * c + ch) * s
-                    let d = Span(dx, at, s)
-                    TP.Subtract(ReadOnlySpan(x, xo + at, s), mean[ch], d)
-                    TP.Multiply(Span.op_Implicit d, scale[ch], d)
-                    TP.Add(Span.op_Implicit d, shift[ch], d))
+
+                    if s = 1 then
+                        dx[at] <- (x[xo + at] - mean[ch]) * scale[ch] + shift[ch]
+                    else
+                        let d = Span(dx, at, s)
+                        TP.Subtract(ReadOnlySpan(x, xo + at, s), mean[ch], d)
+                        TP.Multiply(Span.op_Implicit d, scale[ch], d)
+                        TP.Add(Span.op_Implicit d, shift[ch], d))
 
     /// y = (x − μ_c)·γ_c·invstd_c + β_c. With computeStats, μ (mean) and invstd are first computed
     /// from the batch (biased variance, written to varB); otherwise they are read from mean/invstd.
