@@ -196,6 +196,16 @@ if stacked:
         lines += table
         lines += ["", "Goals (against standard KD of the same seed):", ""]
         lines += goal_lines(hviews, "tkdev-stacked-kd", HYBRID)
+        HLONG = [(n.replace("tkdev-stacked-", "tkdev-long-"), label) for n, label in HYBRID]
+        hl = {sfx: {n: pagekit.run(hybrid_runs, n + sfx) for n, _ in HLONG} for sfx in ("", "-s2") if sfx in longs}
+        hl = {sfx: dict(longs[sfx], **got) for sfx, got in hl.items() if all(got.values())}
+        if hl:
+            table, hlviews = seed_tables(
+                hl, HLONG, "6 epochs, ", f"Mean of {seeds_text(hl)} at 6 epochs, with the 6-epoch rows above:",
+                ["| " + label + " | " + " | ".join(f"{v:.2f}" for v in mean_of(hl, n)) + " |" for n, label in LONG])
+            lines += ["", f"Three times the student budget (6 epochs, {seeds_text(hl)}; decided after the 2-epoch rows, "
+                      "before its runs), against the 6-epoch standard KD of the same seed:", ""] + table
+            lines += [""] + goal_lines(hlviews, "tkdev-long-kd", HLONG)
     lines.append("")
 
 NOTES = os.path.join(here, "temporal-kd-events.notes.md")
@@ -225,7 +235,8 @@ with open(os.path.join(here, "temporal-kd-events.csv"), "w", newline="") as f:
                 for t, v in enumerate(r["acc"].get(model, []), 1):
                     w.writerow([n + sfx, "6 epochs", model, t, f"{v:.2f}", f"{r['seconds']:.1f}"])
     for sfx in SEED_OF:
-        for n in ("tkdev-stacked-hybrid-ensemble", "tkdev-stacked-hybrid-masked"):
+        for n in ("tkdev-stacked-hybrid-ensemble", "tkdev-stacked-hybrid-masked", "tkdev-long-hybrid-ensemble",
+                  "tkdev-long-hybrid-masked"):
             r = pagekit.run(os.path.join(os.path.dirname(os.path.abspath(runs)), "events-hybrid"), n + sfx)
             for model in ("teacher", "student") if r else ():
                 for t, v in enumerate(r["acc"].get(model, []), 1):
