@@ -623,6 +623,20 @@ module internal NeuronKernel =
                 let b0 = blk * Block
                 backwardBlock k m surrogate form steps n h gr plif blk b0 (min n (b0 + Block)))
 
+    /// The three per-block partial sums of a backward call (Partials[3·blk …]) summed over the blocks
+    /// of n neurons.
+    let partialSums (n: int) (partials: float[]) =
+        let mutable s1 = 0.0
+        let mutable s2 = 0.0
+        let mutable s3 = 0.0
+
+        for blk in 0 .. blockCount n - 1 do
+            s1 <- s1 + partials[3 * blk]
+            s2 <- s2 + partials[3 * blk + 1]
+            s3 <- s3 + partials[3 * blk + 2]
+
+        struct (s1, s2, s3)
+
     /// BPTT of the uniform-grid neuron over neurons [b0, b1) (one block), the derivative of
     /// Neuron.stepQuantized (MembraneScheme.Uniform) with straight-through rounding. Per step, from the
     /// stored z_t = (a·V_{t−1} + b·I_t + c)/s: k = round(z), H = s·k, spike = Θ(H − θ), R the reset in grid
@@ -791,14 +805,7 @@ module internal NeuronKernel =
                 gridBackwardBlock k keepReset surrogate form steps n z gr (b0 / Block) b0 (min e1 (b0 + Block))
                 b0 <- b0 + Block)
 
-        let mutable s1 = 0.0
-        let mutable s2 = 0.0
-        let mutable s3 = 0.0
-
-        for blk in 0 .. blockCount n - 1 do
-            s1 <- s1 + gr.Partials[3 * blk]
-            s2 <- s2 + gr.Partials[3 * blk + 1]
-            s3 <- s3 + gr.Partials[3 * blk + 2]
+        let struct (s1, s2, s3) = partialSums n gr.Partials
 
         let c3 =
             if not k.Hard then float k.ResetUnits / float k.S
@@ -812,6 +819,54 @@ module internal NeuronKernel =
 module MultiStepOps =
     [<RequireQualifiedAccess; CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
     module Neuron =
+        /// The buffers of a fused BPTT from its incoming gradients gs = [gS; gH; gV_T] (null where none):
+        /// gI (when needI; written over gS when no other node holds it, as each element's gS_t is read
+        /// before its gI_t is written), gV seeded with ∂L/∂V_T, and the kernel's Grads over them with no
+        /// PLIF, MINT or partial-sum fields.
+        let private bpttBuffers (gs: Tensor[]) (needI: bool) (inputShape: int[]) (stepShape: int[]) =
+            let isSet (g: Tensor) = not (isNull (box g))
+            let gS, gH, gVT = gs[0], gs[1], gs[2]
+            let count = Shape.numel stepShape
+
+            let gI =
+                if not needI then
+                    Autograd.noGrad
+                elif isSet gS && gS.Numel = Shape.numel inputShape && Autograd.overwritable gS then
+                    Autograd.view gS (Array.copy inputShape)
+                else
+                    Autograd.alloc (Array.copy inputShape)
+
+            let gV = Autograd.alloc (Array.copy stepShape)
+
+            if isSet gVT then
+                Array.Copy(gVT.Data, gVT.Offset, gV.Data, 0, count)
+            else
+                Array.Clear(gV.Data, 0, count)
+
+            let gr: NeuronKernel.Grads =
+                {
+                    GS = (if isSet gS then gS.Data else null)
+                    GSo = (if isSet gS then gS.Offset else 0)
+                    GH = (if isSet gH then gH.Data else null)
+                    GHo = (if isSet gH then gH.Offset else 0)
+                    GI = (if needI then gI.Data else null)
+                    GV = gV.Data
+                    Inp = null
+                    Io = 0
+                    V0 = null
+                    V0o = 0
+                    TQ = null
+                    Partials = null
+                }
+
+            gI, gV, gr
+
+        /// A gradient shaped like the one-element tensor <c>like</c> (a learnable scalar) holding v.
+        let private scalarGrad (like: Tensor) (v: float) =
+            let r = Autograd.alloc (Array.copy like.ShapeRef)
+            r.Data[r.Offset] <- float32 v
+            r
+
         /// Runs a neuron population over a [T, …] input from state v0 ([…], one step's shape) in one
         /// fused pass, with the same values and gradients as <c>Neuron.runReference</c>:
         /// H_t = a·V_{t−1} + b·I_t + c, S_t = Θ(H_t − θ), V_t = ρ·R_t with R_t = H_t·(1 − S_t) + v_r·S_t (hard)
@@ -974,36 +1029,11 @@ module MultiStepOps =
 
             let outs =
                 Autograd.recordMulti [| s; h; vT |] tracked (fun gs need ->
-                    let isSet (g: Tensor) = not (isNull (box g))
-                    let gS, gH, gVT = gs[0], gs[1], gs[2]
-
-                    // gI_t is written where gS_t was read (same element, same step): over gS when
-                    // no other node holds it.
-                    let gI =
-                        if not need[0] then
-                            Autograd.noGrad
-                        elif isSet gS && gS.Numel = steps * count && Autograd.overwritable gS then
-                            Autograd.view gS (Array.copy inputs0.ShapeRef)
-                        else
-                            Autograd.alloc (Array.copy inputs0.ShapeRef)
-
-                    let gV = Autograd.alloc (Array.copy stepShape)
-
-                    if isSet gVT then
-                        Array.Copy(gVT.Data, gVT.Offset, gV.Data, 0, count)
-                    else
-                        Array.Clear(gV.Data, 0, count)
-
+                    let gI, gV, gr0 = bpttBuffers gs need[0] inputs0.ShapeRef stepShape
                     let plif = plifW.IsSome && need.Length > 2 && need[2]
 
-                    let gr: NeuronKernel.Grads =
-                        {
-                            GS = (if isSet gS then gS.Data else null)
-                            GSo = (if isSet gS then gS.Offset else 0)
-                            GH = (if isSet gH then gH.Data else null)
-                            GHo = (if isSet gH then gH.Offset else 0)
-                            GI = (if need[0] then gI.Data else null)
-                            GV = gV.Data
+                    let gr =
+                        { gr0 with
                             // Only PLIF's backward reads the input and V₀ (the caller may recycle them otherwise).
                             Inp = (if plif then inputs0.Data else null)
                             Io = inputs0.Offset
@@ -1022,35 +1052,17 @@ module MultiStepOps =
                     let gW =
                         match plifW with
                         | Some(w, decayInput) when plif ->
-                            let mutable sV = 0.0
-                            let mutable sI = 0.0
-                            let mutable sC = 0.0
-
-                            for blk in 0 .. NeuronKernel.blockCount count - 1 do
-                                sV <- sV + gr.Partials[3 * blk]
-                                sI <- sI + gr.Partials[3 * blk + 1]
-                                sC <- sC + gr.Partials[3 * blk + 2]
-
+                            let struct (sV, sI, sC) = NeuronKernel.partialSums count gr.Partials
                             let kk = float ((Tensor.sigmoid (Autograd.detach w)).ToArray()[0])
                             let dk = -sV + (if decayInput then sI else 0.0) + float k.VReset * sC
-                            let r = Autograd.alloc (Array.copy w.ShapeRef)
-                            r.Data[r.Offset] <- float32 (dk * kk * (1.0 - kk))
-                            r
+                            scalarGrad w (dk * kk * (1.0 - kk))
                         | None when mintQ.On && need[2] ->
                             // ∂L/∂α = lsq·(Σ gV·r / Q − Σ g_d·t / α²): through α/Q and through tanh(V)/α.
-                            let mutable sR = 0.0
-                            let mutable sT = 0.0
-
-                            for blk in 0 .. NeuronKernel.blockCount count - 1 do
-                                sR <- sR + gr.Partials[3 * blk]
-                                sT <- sT + gr.Partials[3 * blk + 1]
-
+                            let struct (sR, sT, _) = NeuronKernel.partialSums count gr.Partials
                             let alpha = float mintQ.Alpha
                             let q = float mintQ.Q
                             let lsq = 1.0 / Math.Sqrt(float (float32 (max 1 count) * mintQ.Q))
-                            let r = Autograd.alloc (Array.copy tracked[2].ShapeRef)
-                            r.Data[r.Offset] <- float32 (lsq * (sR / q - sT / (alpha * alpha)))
-                            r
+                            scalarGrad tracked[2] (lsq * (sR / q - sT / (alpha * alpha)))
                         | _ -> Autograd.noGrad
 
                     [|
@@ -1244,38 +1256,10 @@ module MultiStepOps =
 
                 let outs =
                     Autograd.recordMulti [| spikes; h; vT |] [| inputs; v0; alpha |] (fun gs need ->
-                        let isSet (g: Tensor) = not (isNull (box g))
-                        let gS, gH, gVT = gs[0], gs[1], gs[2]
+                        let gI, gV, gr0 = bpttBuffers gs need[0] inputs.ShapeRef stepShape
 
-                        // gI_t is written where gS_t was read (same element, same step).
-                        let gI =
-                            if not need[0] then
-                                Autograd.noGrad
-                            elif isSet gS && gS.Numel = steps * count && Autograd.overwritable gS then
-                                Autograd.view gS (Array.copy inputs.ShapeRef)
-                            else
-                                Autograd.alloc (Array.copy inputs.ShapeRef)
-
-                        let gV = Autograd.alloc (Array.copy stepShape)
-
-                        if isSet gVT then
-                            Array.Copy(gVT.Data, gVT.Offset, gV.Data, 0, count)
-                        else
-                            Array.Clear(gV.Data, 0, count)
-
-                        let gr: NeuronKernel.Grads =
-                            {
-                                GS = (if isSet gS then gS.Data else null)
-                                GSo = (if isSet gS then gS.Offset else 0)
-                                GH = (if isSet gH then gH.Data else null)
-                                GHo = (if isSet gH then gH.Offset else 0)
-                                GI = (if need[0] then gI.Data else null)
-                                GV = gV.Data
-                                Inp = null
-                                Io = 0
-                                V0 = null
-                                V0o = 0
-                                TQ = null
+                        let gr =
+                            { gr0 with
                                 Partials = Array.zeroCreate (3 * NeuronKernel.blockCount count)
                             }
 
@@ -1283,9 +1267,7 @@ module MultiStepOps =
 
                         let gAlpha =
                             if need[2] then
-                                let r = Autograd.alloc (Array.copy alpha.ShapeRef)
-                                r.Data[r.Offset] <- float32 (lsq * gStep / float q)
-                                r
+                                scalarGrad alpha (lsq * gStep / float q)
                             else
                                 Autograd.noGrad
 
