@@ -264,9 +264,16 @@ public sealed class SnnModel
 
     /// <summary>The same parameters run at another number of time steps.</summary>
     /// <param name="steps">T ≥ 1.</param>
+    /// <exception cref="InvalidOperationException">The model stacks frames (<see cref="StackedFrames"/>): it reads a whole sequence as one sample and has no per-step twin.</exception>
     public SnnModel WithSteps(int steps)
     {
         Check.Positive(steps, nameof(steps), "steps (the number of time steps T)");
+        if (StackedFrames is { } f)
+        {
+            throw new InvalidOperationException(
+                $"{Name} stacks {f} frames along channels into one sample, so it has no SNN twin to run at T = {steps}. Create the SNN without StackFrames (ZooOptions.StackFrames = 0)."
+            );
+        }
         return new SnnModel(ModelModule.withSteps(steps, Inner), Quantization);
     }
 

@@ -166,6 +166,49 @@ module Checkpoint =
 
         walk "" arch.Layers
 
+    /// The names and shapes Model.quantize adds to an architecture's own (tensorShapes), in the order
+    /// it adds them, as the plan stored in <c>buffer</c> describes: per planned weight layer the
+    /// scalar buffers "quant.weight_bits", "quant.bias_bits", "quant.fold_bn" and, at a fixed width,
+    /// the parameter "alpha"; per planned Spiking layer "quant.membrane_bits", "quant.membrane_scheme",
+    /// "quant.membrane_shared" and, when not shared, its own "alpha". <c>buffer name</c> reads a
+    /// stored scalar (None when absent); an unquantized model adds nothing.
+    let quantShapes (arch: Architecture) (buffer: string -> float32 option) =
+        let st = QuantPlan.structure arch
+        let scalar n = n, Array.empty<int>
+
+        let weights =
+            [
+                for name, _, _ in st.WeightLayers do
+                    match buffer (QuantPlan.weightBitsKey name) with
+                    | Some wb ->
+                        let bs =
+                            [
+                                QuantPlan.weightBitsKey name
+                                QuantPlan.biasBitsKey name
+                                QuantPlan.foldKey name
+                            ]
+
+                        yield (if wb <> 0.0f then [ scalar (name + ".alpha") ] else []), List.map scalar bs
+                    | None -> ()
+            ]
+
+        let membranes =
+            [
+                for KeyValue(name, _) in st.Feeding do
+                    if (buffer (QuantPlan.membraneBitsKey name)).IsSome then
+                        let bs =
+                            [
+                                QuantPlan.membraneBitsKey name
+                                QuantPlan.membraneSchemeKey name
+                                QuantPlan.membraneSharedKey name
+                            ]
+
+                        let own = buffer (QuantPlan.membraneSharedKey name) = Some 0.0f
+                        yield (if own then [ scalar (name + ".alpha") ] else []), List.map scalar bs
+            ]
+
+        List.collect fst (weights @ membranes), List.collect snd (weights @ membranes)
+
     /// The architecture with each PLIF layer's w replaced by <c>w name</c>.
     let private withPlif (w: string -> Tensor) (arch: Architecture) =
         let rec map (prefix: string) (layers: LayerSpec list) =
@@ -639,32 +682,31 @@ module Checkpoint =
             )
 
     /// The checkpoint in a file already read; <c>path</c> names it in errors. Rebuilds the model
-    /// from the recorded architecture.
+    /// from the recorded architecture and the quantization plan stored in its buffers.
     let ofFile (path: string) (file: SafeTensorsFile) : Checkpoint =
         guarded path (fun () ->
             let mode, archJson = header path file
             let arch = ArchitectureJson.parseWith (fun _ shape -> Tensor.zeros shape) archJson
             let ps, bs = tensorShapes arch
 
-            try
-                assemble path file arch ps bs mode
-            with :? CheckpointMismatchException when file.Metadata.ContainsKey "quantization" ->
-                // A quantized model's scales and plan are not in its architecture: only its stored
-                // configuration (SpecFile.parseQuantization, compiled after this file) rebuilds the
-                // model to load into.
-                raise (
-                    CheckpointFormatException(
-                        path,
-                        8L,
-                        "the checkpoint holds a quantized model, whose scales and quantization plan the architecture alone does not describe",
-                        "load it with SpecFile.loadModel (C#: SnnModel.Load), which rebuilds the quantized model from the stored configuration"
-                    )
-                ))
+            let scalars =
+                file.Tensors
+                |> List.filter (fun t -> t.Shape.Length = 0 && t.Name.Contains ".quant.")
+                |> List.map (fun t -> t.Name, (StoredTensor.toTensor t).ToArray()[0])
+                |> dict
 
-    /// Loads a checkpoint, rebuilding its model from the recorded architecture. Raises
-    /// CheckpointFormatException (with the offset and the fix) for a damaged file or a quantized
-    /// model (SpecFile.loadModel loads both kinds), and
-    /// CheckpointMismatchException when its tensors disagree with its own architecture.
+            let qps, qbs =
+                quantShapes arch (fun n ->
+                    match scalars.TryGetValue n with
+                    | true, v -> Some v
+                    | _ -> None)
+
+            assemble path file arch (ps @ qps) (bs @ qbs) mode)
+
+    /// Loads a checkpoint, rebuilding its model from the recorded architecture and, for a quantized
+    /// model, from the plan in its "quant.*" buffers (quantShapes; the "quantization" JSON is not
+    /// needed). Raises CheckpointFormatException (with the offset and the fix) for a damaged file and
+    /// CheckpointMismatchException when its tensors disagree with its own architecture and plan.
     let load (path: string) : Checkpoint = ofFile path (SafeTensors.read path)
 
     /// Loads a checkpoint into the expected model's architecture: every parameter and buffer of

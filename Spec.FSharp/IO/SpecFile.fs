@@ -1395,25 +1395,9 @@ module SpecFile =
             let ps = BlurredKd.init seed cs ct
             SpecTerm.ofTerm [ TapUse.Feature(tt, stap, true) ] (LossTerm.blurred cfg ps (Rng.create seed) tt stap w)
 
-    /// Loads the model of a checkpoint, quantized checkpoints included (their quantization JSON
-    /// rebuilds the quantized twin the tensors belong to).
-    let loadModel (path: string) : Checkpoint =
-        let file = SafeTensors.read path
-
-        match file.Metadata.TryFind "quantization" with
-        | None -> Checkpoint.ofFile path file
-        | Some q ->
-            let cfg = (parseQuantization q).Config
-            let arch = ArchitectureJson.read file.Metadata["architecture"]
-
-            let mode =
-                match file.Metadata.TryFind "mode", file.Metadata.TryFind "timesteps" with
-                | Some "ann", _ -> ExecutionMode.Ann
-                | _, Some t -> ExecutionMode.Snn(int t)
-                | _ -> ExecutionMode.Snn 1
-
-            let expected = Model.init 0 mode arch |> Model.quantize cfg
-            Checkpoint.loadInto expected path
+    /// Loads the model of a checkpoint, quantized checkpoints included (Checkpoint.load: the plan
+    /// in the "quant.*" buffers rebuilds the quantized twin the tensors belong to).
+    let loadModel (path: string) : Checkpoint = Checkpoint.load path
 
     /// Saves a model atomically with its quantization (when quantized) and string metadata.
     let saveModel (path: string) (quantization: QuantConfig option) (metadata: Map<string, string>) (m: Model) =

@@ -33,7 +33,23 @@ module Model =
     let forward (ctx: ForwardContext) (m: Model) (x: Tensor) = apply ctx m m.Parameters x
 
     /// The same parameters run at another T (SNN) — a versatile-teacher student or a deployment at t ≤ T.
+    /// Refused for an architecture that stacks frames (Architecture.stackFrames): it reads a whole
+    /// sequence as one sample along channels, so it has no per-step twin.
     let withSteps (steps: int) (m: Model) =
+        if steps < 1 then
+            Errors.invalidArg "Model.withSteps" "steps" steps "at least 1 (the number of time steps T)"
+
+        match Architecture.stackedFrames m.Architecture with
+        | Some f ->
+            Errors.invalidArg
+                "Model.withSteps"
+                "model"
+                m.Architecture.Name
+                (sprintf
+                    "a model that reads one frame per step; this one stacks %d frames along channels into one sample, so it has no SNN twin. Build the SNN from the architecture without StackFrames (e.g. ZooOptions.StackFrames = 0)"
+                    f)
+        | None -> ()
+
         { m with
             Mode = ExecutionMode.Snn steps
         }

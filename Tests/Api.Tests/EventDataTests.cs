@@ -111,6 +111,8 @@ public class EventDataTests
         )!;
         Assert.That(e.Message, Does.Contain("StackFrames").And.Contain("Ann = true"));
         var stacked = SnnModel.Create(ModelKind.ConvNet, zoo with { Ann = true, StackFrames = 2 });
+        var noTwin = Assert.Throws<InvalidOperationException>(() => stacked.WithSteps(2))!;
+        Assert.That(noTwin.Message, Does.Contain("stacks 2 frames").And.Contain("StackFrames = 0"));
         e = Assert.Throws<ArgumentException>(() => Evaluator.Evaluate(stacked, events))!;
         Assert.That(e.Message, Does.Contain("stacks 2"));
         e = Assert.Throws<ArgumentException>(() =>

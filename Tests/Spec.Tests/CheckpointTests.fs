@@ -420,20 +420,84 @@ let ``F16, BF16, I8 and I32 tensors round-trip; F16 weights load as their rounde
         Eq.To [ "fc.weight.codes", [| 3y; -4y |] ]
     )
 
-[<Test>]
-let ``a quantized model loads back through SpecFile.loadModel, and Checkpoint.load names that fix`` () =
-    let m = convNet () |> Model.quantize (QuantConfig.Integer 4)
-    let path = Path.Combine(tempDir (), "convnet.q4.safetensors")
-    SpecFile.saveModel path (Some(QuantConfig.Integer 4)) Map.empty m
-    let back = SpecFile.loadModel path
-    assertSameParameters "parameters" m.Parameters back.Model.Parameters
-    assertSameParameters "buffers" m.Buffers back.Model.Buffers
-    Assert.That((Model.quantPlan back.Model).IsQuantized)
-    let x = randn 12 [| 2; 1; 28; 28 |]
-    Assert.That((logits back.Model x).ToArray(), Eq.To((logits m x).ToArray()))
+/// Quantization plans that exercise every kind of tensor Model.quantize adds: shared and own
+/// membrane scales, both membrane schemes, a full-precision layer and per-layer widths.
+let quantConfigs () =
+    let st = QuantPlan.structure (Zoo.convNet quarter)
+    let second, _, _ = st.WeightLayers[1]
+    let lif = st.Feeding |> Map.toList |> List.last |> fst
 
-    assertRaises<CheckpointFormatException> [ "quantized model"; "SpecFile.loadModel"; "SnnModel.Load" ] (fun () ->
-        Checkpoint.load path |> box)
+    [
+        "mint 4", QuantConfig.Mint 4
+        "integer 2", QuantConfig.Integer 2
+        "full precision", QuantConfig.FullPrecision
+        "own membrane scales",
+        { QuantConfig.Mint 3 with
+            ShareMembraneScale = false
+            FullPrecisionLayers = Set.ofList [ second ]
+        }
+        "per layer",
+        { QuantConfig.Integer 8 with
+            FoldBatchNorm = false
+            PerLayer =
+                Map.ofList
+                    [
+                        second,
+                        {
+                            Weight = Bits.Fixed 2
+                            Bias = Bits.FullPrecision
+                            Membrane = Bits.Fixed 2
+                        }
+                        lif,
+                        {
+                            Weight = Bits.FullPrecision
+                            Bias = Bits.FullPrecision
+                            Membrane = Bits.Fixed 5
+                        }
+                    ]
+        }
+    ]
+
+[<Test>]
+let ``a quantized model loads back from its plan alone, with or without its configuration JSON`` () =
+    for name, cfg in quantConfigs () do
+        let m = convNet () |> Model.quantize cfg
+        let x = randn 12 [| 2; 1; 28; 28 |]
+
+        for withJson in [ true; false ] do
+            let path =
+                Path.Combine(tempDir (), sprintf "convnet.%s.%b.safetensors" name withJson)
+
+            if withJson then
+                SpecFile.saveModel path (Some cfg) Map.empty m
+            else
+                Checkpoint.save path (Checkpoint.ofModel m)
+
+            for load in [ Checkpoint.load; SpecFile.loadModel ] do
+                let back = load path
+                assertSameParameters (name + " parameters") m.Parameters back.Model.Parameters
+                assertSameParameters (name + " buffers") m.Buffers back.Model.Buffers
+                Assert.That(Model.quantPlan back.Model, Is.EqualTo(Model.quantPlan m), name)
+                Assert.That(back.Quantization.IsSome, Is.EqualTo withJson, name)
+                Assert.That((logits back.Model x).ToArray(), Eq.To((logits m x).ToArray()), name)
+
+[<Test>]
+let ``a quantized checkpoint missing a scale its plan needs names it`` () =
+    let m = convNet () |> Model.quantize (QuantConfig.Mint 4)
+    let alpha = m.Parameters.Names |> Array.find (fun n -> n.EndsWith ".alpha")
+
+    let damaged =
+        { m with
+            Parameters = Parameters.ofList (Parameters.toList m.Parameters |> List.filter (fun (n, _) -> n <> alpha))
+        }
+
+    let path = Path.Combine(tempDir (), "convnet.noalpha.safetensors")
+    Checkpoint.save path (Checkpoint.ofModel damaged)
+
+    let e =
+        Assert.Throws<CheckpointMismatchException>(fun () -> Checkpoint.load path |> ignore)
+
+    Assert.That(e.Missing, Eq.To [ alpha ])
 
 [<Test>]
 let ``a truncated file names the offset and the fix`` () =

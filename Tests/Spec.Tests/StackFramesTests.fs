@@ -83,6 +83,16 @@ let ``a stacked model refuses a static batch and a sequence of another length`` 
         box (Model.forward ForwardContext.Eval m (randn 1 [| 2; 4; 2; 12; 12 |])))
 
 [<Test>]
+let ``a stacked model has no per-step twin`` () =
+    let m = Model.init 0 ExecutionMode.Ann (Architecture.stackFrames 3 (wide 3 2))
+
+    assertRaises<SnnSpecException> [ "Model.withSteps"; "stacks 3 frames"; "without StackFrames" ] (fun () ->
+        box (Model.withSteps 3 m))
+
+    assertRaises<SnnSpecException> [ "Model.withSteps"; "at least 1" ] (fun () ->
+        box (Model.withSteps 0 (Model.init 0 (ExecutionMode.Snn 2) (wide 1 1))))
+
+[<Test>]
 let ``stackFrames needs a channel count divisible by the frames and stacks once`` () =
     assertRaises<SnnSpecException> [ "Architecture.stackFrames"; "multiple of 4" ] (fun () ->
         box (Architecture.stackFrames 4 (wide 3 1)))
