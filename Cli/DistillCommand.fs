@@ -86,6 +86,7 @@ let runWith
                 "spec", file.Name
                 if ds.IsSequence then
                     "frames", string ds.Frames
+                yield! Run.splitMetadata ds
             ]
 
     let checkpoints = ResizeArray<string * string>()

@@ -274,15 +274,62 @@ let execute
 
     r
 
-/// The dataset a checkpoint was trained on, from its metadata (None when not recorded).
-let recordedDataset (path: string) =
+/// The checkpoint at a path, None when it is missing or unreadable (execute reports that).
+let private recorded (path: string) =
     try
         if File.Exists path then
-            (SpecFile.loadModel path).Metadata.TryFind "dataset"
+            Some(SpecFile.loadModel path)
         else
             None
     with :? SnnSpecException ->
         None
+
+/// The dataset a checkpoint was trained on, from its metadata (None when not recorded).
+let recordedDataset (path: string) =
+    recorded path |> Option.bind (fun c -> c.Metadata.TryFind "dataset")
+
+/// The validation split to evaluate, (training images M, validation images n): the last n of the
+/// first M. <c>asked</c> is whether --validation was given; a bare --validation takes the split
+/// the checkpoint records (Run.recordedSplit). A recorded split also guards the choice: the images
+/// evaluated, M − n … M − 1, must not reach into the ones the model trained on.
+let validationSplit
+    (checkpoint: string)
+    (split: (int * int) option)
+    (asked: bool)
+    (size: int option)
+    (trainCount: int option)
+    =
+    if not asked && trainCount.IsSome then
+        Console.usage
+            "--train without --validation. Fix: add the validation split's size, e.g. --train 60000 --validation 2000 (as the training spec's dataset section)."
+
+    if not asked then
+        None
+    else
+        let m, n =
+            match size, split with
+            | Some n, Some(t, _) -> defaultArg trainCount t, n
+            | Some n, None -> defaultArg trainCount 60000, n
+            | None, Some(t, v) -> defaultArg trainCount t, v
+            | None, None ->
+                Console.usage
+                    "--validation without a size, and %s records no training split (it was not written by this version's snnspec train or distill). Fix: give the training spec's sizes, e.g. --train 60000 --validation 2000."
+                    checkpoint
+
+        match split with
+        | Some(t, v) when m - n < t - v ->
+            Console.usage
+                "--train %d --validation %d evaluates training images %d to %d, but %s trained on the first %d (its split: --train %d --validation %d). Fix: evaluate images from %d on, e.g. --validation alone for the recorded split."
+                m
+                n
+                (m - n)
+                (m - 1)
+                checkpoint
+                (t - v)
+                t
+                v
+                (t - v)
+        | _ -> Some(m, n)
 
 /// The `eval` command.
 let command () =
@@ -312,15 +359,16 @@ let command () =
     let validation =
         Option<Nullable<int>>(
             "--validation",
+            Arity = ArgumentArity.ZeroOrOne,
             Description =
-                "Evaluate on the validation split instead of the test images: the last n of the first --train training images, as a spec's dataset section holds them out (e.g. --train 60000 --validation 10000)."
+                "Evaluate on the validation split instead of the test images: the last n of the first --train training images, as a spec's dataset section holds them out (e.g. --train 60000 --validation 10000). Without n: the split the checkpoint records. Refused when the images would include ones the checkpoint trained on."
         )
 
     let train =
         Option<Nullable<int>>(
             "--train",
             Description =
-                "Training images the validation split is the tail of (with --validation; default 60000, the training spec's dataset.train)."
+                "Training images the validation split is the tail of (with --validation; default: the checkpoint's recorded split, else 60000)."
         )
 
     let dataDir =
@@ -407,10 +455,15 @@ let command () =
         Console.guard (fun () ->
             let path = r.GetValue ckptArg
 
+            let saved = recorded path
+
             let name =
                 match Option.ofObj (r.GetValue dataset) with
                 | Some d -> d
-                | None -> recordedDataset path |> Option.defaultValue "mnist"
+                | None ->
+                    saved
+                    |> Option.bind (fun c -> c.Metadata.TryFind "dataset")
+                    |> Option.defaultValue "mnist"
 
             let bs = r.GetValue batch
 
@@ -430,18 +483,19 @@ let command () =
 
                     Some(p, n)
 
-            let split = Option.ofNullable (r.GetValue validation)
-            let trainCount = Option.ofNullable (r.GetValue train)
-
-            if split.IsNone && trainCount.IsSome then
-                Console.usage
-                    "--train without --validation. Fix: add the validation split's size, e.g. --train 60000 --validation 2000 (as the training spec's dataset section)."
+            let held =
+                validationSplit
+                    path
+                    (saved |> Option.bind Run.recordedSplit)
+                    (not (isNull (r.GetResult validation)))
+                    (Option.ofNullable (r.GetValue validation))
+                    (Option.ofNullable (r.GetValue train))
 
             let ds =
-                match split with
-                | Some v ->
+                match held with
+                | Some(m, n) ->
                     // The test images are not read: one is loaded.
-                    Run.datasetSection name (defaultArg trainCount 60000) v 1 (Option.ofObj (r.GetValue dataDir))
+                    Run.datasetSection name m n 1 (Option.ofObj (r.GetValue dataDir))
                 | None ->
                     Run.datasetSection
                         name
@@ -499,7 +553,7 @@ let command () =
                 bs
                 crossbar
                 calibration
-                split
+                (held |> Option.map snd)
                 (Option.ofObj (r.GetValue json))
             |> ignore
 

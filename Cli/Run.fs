@@ -507,6 +507,22 @@ let datasetSection (name: string) (train: int) (validation: int) (test: int) (di
         Frames = if SpecFile.isEventDataset name then 4 else 0
     }
 
+/// The metadata recording a run's training split: the first "train_images" training images were
+/// read and their last "validation_images" held out, so the model trained on the ones before.
+let splitMetadata (ds: DatasetSection) =
+    [ "train_images", string ds.Train; "validation_images", string ds.Validation ]
+
+/// The training split a checkpoint records (train images, validation images), when it does.
+let recordedSplit (c: Checkpoint) =
+    let count key =
+        match c.Metadata.TryFind key |> Option.map Int32.TryParse with
+        | Some(true, v) when v >= 0 -> Some v
+        | _ -> None
+
+    match count "train_images", count "validation_images" with
+    | Some t, Some v when v < t -> Some(t, v)
+    | _ -> None
+
 /// The dataset section a checkpoint reads: on an event dataset, the frame count it was trained with
 /// (its "frames" metadata), else the frames an ANN stacks, else one frame per step of an SNN.
 let forModel (c: Checkpoint) (ds: DatasetSection) =

@@ -69,6 +69,7 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                         "epochs", string t.Epochs
                         if o.Dataset.IsSequence then
                             "frames", string o.Dataset.Frames
+                        yield! Run.splitMetadata o.Dataset
                     ]
         }
 

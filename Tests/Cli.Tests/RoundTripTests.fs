@@ -66,7 +66,10 @@ let ``train, eval, quantize, distill and report round trip`` () =
     // On the validation split the training held out (the last 50 of the first 300 training images).
     let valJson = dir.File "validation.json"
 
-    Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "50"; "--json"; valJson ], Is.EqualTo 0)
+    // A bare --validation takes the split the checkpoint records.
+    Assert.That((SpecFile.loadModel teacher).Metadata["train_images"], Is.EqualTo "300")
+    Assert.That((SpecFile.loadModel teacher).Metadata["validation_images"], Is.EqualTo "50")
+    Assert.That(run [ "eval"; teacher; "--validation"; "--json"; valJson ], Is.EqualTo 0)
 
     use valDoc = JsonDocument.Parse(File.ReadAllText valJson)
     Assert.That(valDoc.RootElement.GetProperty("split").GetString(), Is.EqualTo "validation")
@@ -83,8 +86,57 @@ let ``train, eval, quantize, distill and report round trip`` () =
             (Run.batcher 64 0 false held)
 
     Assert.That(valDoc.RootElement.GetProperty("accuracy").GetDouble(), Is.EqualTo(expected.Accuracy).Within(1e-12))
+    // Giving the sizes evaluates the same images; a tail of the held-out images, or images past the
+    // first 300, are allowed; a split that reaches into the 250 trained on is refused.
+    let explicitJson = dir.File "validation-explicit.json"
+
+    Assert.That(
+        run
+            [
+                "eval"
+                teacher
+                "--train"
+                "300"
+                "--validation"
+                "50"
+                "--json"
+                explicitJson
+            ],
+        Is.EqualTo 0
+    )
+
+    use explicitDoc = JsonDocument.Parse(File.ReadAllText explicitJson)
+
+    Assert.That(
+        explicitDoc.RootElement.GetProperty("accuracy").GetDouble(),
+        Is.EqualTo(expected.Accuracy).Within(1e-12)
+    )
+
+    Assert.That(run [ "eval"; teacher; "--validation"; "20" ], Is.EqualTo 0)
+    Assert.That(run [ "eval"; teacher; "--train"; "400"; "--validation"; "100" ], Is.EqualTo 0)
+    Assert.That(run [ "eval"; teacher; "--validation"; "60" ], Is.EqualTo 2)
     Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "300" ], Is.EqualTo 2)
     Assert.That(run [ "eval"; teacher; "--train"; "300" ], Is.EqualTo 2)
+    // A checkpoint that records no split needs the sizes.
+    let bare = dir.File "teacher.nosplit.safetensors"
+
+    Checkpoint.save bare (Checkpoint.ofModel (Run.loadCheckpoint "the teacher" teacher).Model)
+    Assert.That(run [ "eval"; bare; "--dataset"; "synthetic"; "--validation" ], Is.EqualTo 2)
+
+    Assert.That(
+        run
+            [
+                "eval"
+                bare
+                "--dataset"
+                "synthetic"
+                "--train"
+                "300"
+                "--validation"
+                "50"
+            ],
+        Is.EqualTo 0
+    )
 
     // Its 4-bit twin, calibrated on two batches; it loads back quantized and evaluates.
     let q = dir.File "teacher.q4.safetensors"
