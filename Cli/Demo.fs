@@ -134,122 +134,50 @@ let private tryLoad (expected: Model) (key: string) (path: string) =
             log "%s cannot be reused (%s); retraining." (Path.GetFileName path) e.Message
             None
 
-let private save (key: string) (path: string) (m: Model) =
-    Checkpoint.save
-        path
-        { Checkpoint.ofModel m with
-            Metadata = Map.ofList [ configKey, key ]
-        }
+/// The configuration key of the job that trains <c>names</c> (its checkpoints are reused only for it).
+let private jobKey (settings: DemoSettings) (names: string list) = settings.Key(String.Join(",", names))
 
-/// Saves a finished model and removes the per-epoch files its training left beside it.
-let private saveFinal (key: string) (path: string) (m: Model) =
-    save key path m
-    let dir = Path.GetDirectoryName(Path.GetFullPath path)
-    let stem = Path.GetFileNameWithoutExtension path
-
-    for f in Directory.GetFiles(dir, stem + ".epoch*.safetensors") do
-        File.Delete f
-
-let private stepsOf (m: Model) =
-    match m.Mode with
-    | ExecutionMode.Snn t -> t
-    | ExecutionMode.Ann -> 1
-
-/// Training with a Spectre progress bar (epoch, step, loss terms, accuracy, ETA); loss curves are
-/// collected per student. Each epoch's model is saved to <name>.epoch<i>.safetensors (removed when
-/// the finished model is saved) and Ctrl-C leaves a trainer snapshot the next run continues from.
+/// Trains one of the demo's jobs through Run.train (progress bar, the best epoch so far in
+/// <name>.partial.safetensors, finished models as <name>.safetensors with their quantization). Its
+/// checkpoints carry the job's configuration key, which tryLoad checks before reusing them, and
+/// Ctrl-C leaves a trainer snapshot named for that key, which the next run with the same
+/// configuration continues from exactly.
 let private train
     (settings: DemoSettings)
     (ct: CancellationToken)
     (epochs: int)
     (label: string)
     (names: string list)
+    (quant: QuantConfig option)
     (spec: DistillationSpec)
     (trainB: Batcher)
     (valB: Batcher)
     =
-    let students = spec.Students.Length
+    let key = jobKey settings names
 
-    let total = epochs * trainB.BatchesPerEpoch * students
-
-    // Ctrl-C leaves a trainer snapshot named for this job's configuration; the next run with the
-    // same configuration continues from it exactly.
-    let snapPath =
-        let key = settings.Key(String.Join(",", names))
-
+    let snapshot =
         let hash =
             Convert.ToHexString(Security.Cryptography.SHA256.HashData(Text.Encoding.UTF8.GetBytes key))
 
         Path.Combine(settings.Out, sprintf "%s.%s.resume.safetensors" (names.Head.Replace(' ', '_')) hash[..11])
 
     let resume =
-        if File.Exists snapPath then
-            try
-                let snap = TrainerCheckpoint.load snapPath
-                log "%s: continuing from %s" label (Path.GetFileName snapPath)
-                Some snap
+        File.Exists snapshot
+        && (try
+                TrainerCheckpoint.load snapshot |> ignore
+                log "%s: continuing from %s" label (Path.GetFileName snapshot)
+                true
             with :? SnnSpecException as e ->
-                log "%s cannot be reused (%s); starting %s afresh." (Path.GetFileName snapPath) e.Message label
-                None
-        else
-            None
+                log "%s cannot be reused (%s); starting %s afresh." (Path.GetFileName snapshot) e.Message label
+                false)
 
-    let curves =
-        Array.init students (fun _ -> ResizeArray<int * (string * float32) list>())
-
-    let mutable result = None
-
-    AnsiConsole
-        .Progress()
-        .Columns(
-            TaskDescriptionColumn(Alignment = Justify.Left),
-            ProgressBarColumn(),
-            PercentageColumn(),
-            ElapsedTimeColumn(),
-            RemainingTimeColumn()
-        )
-        .Start(fun ctx ->
-            let task = ctx.AddTask(Markup.Escape label, true, float total)
-
-            let progress (p: TrainProgress) =
-                curves[p.Student].Add((p.Step, p.Losses))
-                task.Increment 1.0
-
-                let losses =
-                    String.Join(" ", p.Losses |> List.map (fun (n, v) -> sprintf "%s=%.3f" n v))
-
-                task.Description <-
-                    Markup.Escape(
-                        sprintf
-                            "%s  epoch %d/%d step %d/%d  %s  %s  acc %.2f"
-                            label
-                            (p.Epoch + 1)
-                            epochs
-                            (p.Batch + 1)
-                            trainB.BatchesPerEpoch
-                            names[p.Student]
-                            losses
-                            p.Accuracy
-                    )
-
-            let onEpoch (r: EpochReport) (m: Model) =
-                match r.Validation with
-                | Some v ->
-                    log
-                        "%s epoch %d: train loss %.3f, train acc %.3f, validation acc %.3f"
-                        names[r.Student]
-                        (r.Epoch + 1)
-                        r.TrainLoss
-                        r.TrainAccuracy
-                        v.Accuracy
-                | None -> ()
-
-                save
-                    (settings.Key names[r.Student] + "|partial")
-                    (Path.Combine(settings.Out, sprintf "%s.epoch%d.safetensors" names[r.Student] (r.Epoch + 1)))
-                    m
-
-            let cfg =
+    let job: Run.Job =
+        {
+            Label = label
+            Name = fun _ student -> names[student]
+            Quantization = fun _ -> quant
+            Spec = spec
+            Config =
                 { TrainConfig.Default with
                     Epochs = epochs
                     // Adam for every model; learnable quantizer scales are kept positive by the
@@ -259,34 +187,17 @@ let private train
                     WeightDecay = 0.0f
                     Seed = settings.Seed
                     ClipNorm = Some 5.0f
-                    Progress = progress
-                    OnEpoch = onEpoch
                     Cancellation = ct
-                    OnInterrupt = TrainerCheckpoint.save snapPath
-                    Resume = resume
                 }
+            Train = trainB
+            Validation = Some valB
+            Out = settings.Out
+            Metadata = Map.ofList [ configKey, key ]
+            Snapshot = snapshot
+            Resume = resume
+        }
 
-            match resume with
-            | Some snap -> task.Value <- float snap.CompletedSteps
-            | None -> ()
-
-            result <- Some(Trainer.fit cfg spec trainB (Some valB))
-
-            if File.Exists snapPath then
-                File.Delete snapPath
-
-            task.Value <- float total)
-
-    let r = result.Value
-
-    let runs =
-        r.Students
-        |> List.mapi (fun i _ ->
-            {
-                Name = names[i]
-                Terms = Run.lossSeries curves[i]
-            })
-
+    let r, runs = Run.train job
     r.Students |> List.map (fun s -> s.Best), runs
 
 /// Runs the demo on the given training and test images (MNIST-shaped: 1×28×28, 10 classes).
@@ -357,12 +268,11 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     let reused = ResizeArray<string>()
     let checkpoints = ResizeArray<string>()
 
-    let ckpt name =
-        Path.Combine(settings.Out, name + ".safetensors")
+    let ckpt name = Run.checkpointPath settings.Out name
 
     // The teacher.
     let teacher0 = Model.init settings.Seed (ExecutionMode.Snn T) teacherArch
-    let tKey = settings.Key "teacher"
+    let tKey = jobKey settings [ "teacher" ]
 
     let teacher, teacherRuns =
         match tryLoad teacher0 tKey (ckpt "teacher") with
@@ -374,9 +284,8 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let spec = DistillationSpec.alone [ teacher0 ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
 
             let models, runs =
-                train settings ct settings.TeacherEpochs "teacher" [ "teacher" ] spec teacherB valB
+                train settings ct settings.TeacherEpochs "teacher" [ "teacher" ] None spec teacherB valB
 
-            saveFinal tKey (ckpt "teacher") models.Head
             models.Head, runs
 
     checkpoints.Add(ckpt "teacher")
@@ -436,7 +345,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
         ]
 
     let loadAll (names: string list) (models: Model list) =
-        List.map2 (fun n m -> tryLoad m (settings.Key n) (ckpt n)) names models
+        List.map2 (fun n m -> tryLoad m (jobKey settings names) (ckpt n)) names models
 
     // Distilled students at T = 1…4 from the one teacher.
     let distilled, distilledRuns =
@@ -451,9 +360,8 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let spec = DistillationSpec.versatile teacher student0 stepsList terms
 
             let models, runs =
-                train settings ct settings.Epochs "distil T=1..4" distilledNames spec trainB valB
+                train settings ct settings.Epochs "distil T=1..4" distilledNames (Some quant) spec trainB valB
 
-            List.iter2 (fun n m -> saveFinal (settings.Key n) (ckpt n) m) distilledNames models
             models, runs
 
     checkpoints.AddRange(distilledNames |> List.map ckpt)
@@ -462,7 +370,7 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
     let baseline, baselineRuns =
         let name = "baseline"
 
-        match tryLoad student0 (settings.Key name) (ckpt name) with
+        match tryLoad student0 (jobKey settings [ name ]) (ckpt name) with
         | Some m ->
             reused.Add name
             log "baseline: reusing %s" (ckpt name)
@@ -471,9 +379,8 @@ let runOn (settings: DemoSettings) (ct: CancellationToken) (trainSet: ImageSet) 
             let spec = DistillationSpec.alone [ student0 ] [ SpecTerm.perStepCrossEntropy 1.0f ]
 
             let models, runs =
-                train settings ct settings.Epochs "baseline" [ name ] spec trainB valB
+                train settings ct settings.Epochs "baseline" [ name ] (Some quant) spec trainB valB
 
-            saveFinal (settings.Key name) (ckpt name) models.Head
             models.Head, runs
 
     checkpoints.Add(ckpt "baseline")
@@ -742,7 +649,9 @@ let command () =
                         let summary = run settings ct
                         printSummary summary
                         Console.Success
-                    with :? OperationCanceledException ->
+                    with
+                    | :? OperationCanceledException
+                    | Run.Interrupted _ ->
                         Console.error (
                             sprintf
                                 "stopped by Ctrl-C after the current step. Finished models are in %s/*.safetensors, the interrupted one's state in %s/*.resume.safetensors. Fix: run the same command again; finished models are reused and the interrupted one continues exactly where it stopped."

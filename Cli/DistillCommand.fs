@@ -123,6 +123,7 @@ let runWith
                     Validation = Some valB
                     Out = out
                     Metadata = meta "teacher"
+                    Snapshot = Run.snapshotPath out "teacher"
                     Resume = resume
                 }
 
@@ -177,6 +178,7 @@ let runWith
             Validation = Some valB
             Out = out
             Metadata = meta "student"
+            Snapshot = Run.snapshotPath out file.Name
             Resume = resume
         }
 

@@ -76,7 +76,9 @@ type Job =
         Validation: Batcher option
         Out: string
         Metadata: Map<string, string>
-        /// Continue from the job's snapshot (<c>snapshotPath</c>) when one was left by Ctrl-C.
+        /// Where Ctrl-C leaves the trainer snapshot (commands use <c>snapshotPath</c>).
+        Snapshot: string
+        /// Continue from the snapshot when one was left by Ctrl-C.
         Resume: bool
     }
 
@@ -202,7 +204,7 @@ let train (job: Job) : TrainResult * TrainingRun list =
 
     let saved = Collections.Generic.Dictionary<string, string>()
     let mutable result = None
-    let snapPath = snapshotPath job.Out job.Label
+    let snapPath = job.Snapshot
 
     let resume =
         if job.Resume && File.Exists snapPath then

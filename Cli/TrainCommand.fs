@@ -58,6 +58,7 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                 }
             Train = Run.batcher t.BatchSize t.Seed true fit
             Validation = Some(Run.batcher t.BatchSize t.Seed false validation)
+            Snapshot = Run.snapshotPath o.Out o.Name
             Resume = o.Resume
             Out = o.Out
             Metadata =

@@ -278,6 +278,28 @@ let ``the demo runs to its report on tiny generated images`` () =
         Assert.That(File.Exists f, f)
 
     Assert.That(summary.Accuracy |> List.map fst, Has.Length.EqualTo 4)
+    Assert.That(summary.Reused, Is.Empty)
+
+    // The quantized students' checkpoints carry their quantization configuration.
+    let distilled = SpecFile.loadModel (Run.checkpointPath dir.Path "distilled T=1")
+    Assert.That(distilled.Quantization.IsSome)
+    Assert.That((Model.quantPlan distilled.Model).IsQuantized)
+
+    // A second run with the same settings reuses every model; other settings retrain them.
+    let again =
+        Demo.runOn settings CancellationToken.None (SpecFile.synthetic 300 0) (SpecFile.synthetic 100 1)
+
+    Assert.That((again.Reused = [ "teacher"; "distilled T=1"; "distilled T=2"; "baseline" ]), sprintf "%A" again.Reused)
+    Assert.That((again.Accuracy = summary.Accuracy), sprintf "%A vs %A" again.Accuracy summary.Accuracy)
+
+    let other =
+        Demo.runOn
+            { settings with Seed = 1 }
+            CancellationToken.None
+            (SpecFile.synthetic 300 0)
+            (SpecFile.synthetic 100 1)
+
+    Assert.That(other.Reused, Is.Empty)
 
 [<Test>]
 let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
@@ -305,6 +327,7 @@ let ``Ctrl-C during the second epoch keeps the best finished epoch`` () =
             Validation = None
             Out = dir.Path
             Metadata = Map.empty
+            Snapshot = Run.snapshotPath dir.Path "t"
             Resume = false
         }
 
@@ -345,6 +368,7 @@ let ``Ctrl-C leaves a snapshot, and --resume ends bit-identical to the uninterru
             Validation = None
             Out = out
             Metadata = Map.empty
+            Snapshot = Run.snapshotPath out "baseline run"
             Resume = resume
         }
 
