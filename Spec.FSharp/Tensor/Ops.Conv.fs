@@ -114,6 +114,7 @@ module ConvOps =
             checkRank4 "maxPool2d" x
             let xs = x.ShapeRef
             let g = Pool2dGeometry.Create(xs[0], xs[1], xs[2], xs[3], kernel, stride, padding)
+            Pool.validateWindow "Tensor.maxPool2d" g
             let y = Autograd.alloc [| g.N; g.C; g.Ho; g.Wo |]
 
             // Indices pooled with the scope (not a fresh LOH array per call); 2×2 windows of stride 2
@@ -140,6 +141,7 @@ module ConvOps =
             checkRank4 "avgPool2d" x
             let xs = x.ShapeRef
             let g = Pool2dGeometry.Create(xs[0], xs[1], xs[2], xs[3], kernel, stride, padding)
+            Pool.validateWindow "Tensor.avgPool2d" g
             let y = Autograd.alloc [| g.N; g.C; g.Ho; g.Wo |]
             Pool.avgForward g true x.Data x.Offset y.Data 0
 

@@ -233,7 +233,22 @@ module ElementwiseOps =
                 Shape.broadcast "Tensor.where" (Shape.broadcast "Tensor.where" c.ShapeRef a.ShapeRef) b.ShapeRef
 
             let cE = Tensor.expand shape c
-            a * cE + b * (1.0f - cE)
+            let aE, bE = Tensor.expand shape a, Tensor.expand shape b
+            let r = Autograd.alloc (Array.copy shape)
+            let cd, ad, bd, rd = cE.Data, aE.Data, bE.Data, r.Data
+            let co, ao, bo = cE.Offset, aE.Offset, bE.Offset
+
+            // A select, not a·c + b·(1 − c): an inf or NaN in the branch not taken must not leak.
+            for i in 0 .. r.Numel - 1 do
+                rd[i] <- if cd[co + i] <> 0.0f then ad[ao + i] else bd[bo + i]
+
+            let mask = Autograd.detach cE
+
+            Autograd.record r [| aE; bE |] (fun g need ->
+                [|
+                    (if need[0] then g * mask else Autograd.noGrad)
+                    (if need[1] then g * (1.0f - mask) else Autograd.noGrad)
+                |])
 
         /// True when every element is finite (no NaN or ±Inf).
         let isFinite (a: Tensor) =

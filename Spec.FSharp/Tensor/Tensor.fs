@@ -100,7 +100,12 @@ type Tensor internal (storage: Storage, offset: int, shape: int[], node: Node) =
     static member (-)(s: float32, a: Tensor) = Arith.Shift(Arith.Scale(a, -1.0f), s)
     static member (*)(a: Tensor, s: float32) = Arith.Scale(a, s)
     static member (*)(s: float32, a: Tensor) = Arith.Scale(a, s)
-    static member (/)(a: Tensor, s: float32) = Arith.Scale(a, 1.0f / s)
+
+    static member (/)(a: Tensor, s: float32) =
+        if Single.IsNormal(1.0f / s) then
+            Arith.Scale(a, 1.0f / s)
+        else
+            Arith.Binary(BinaryOp.Div, a, Arith.Constant s)
 
     static member (/)(s: float32, a: Tensor) =
         Arith.Binary(BinaryOp.Div, Arith.Constant(s), a)

@@ -150,3 +150,7 @@ let ``convolution and pooling errors name the op and the shapes`` () =
         box (Tensor.conv2dWith 1 1 1 2 (randn 2 [| 4; 1; 3; 3 |]) None x))
 
     assertRaises<SnnSpecException> [ "maxPool2d" ] (fun () -> box (Tensor.maxPool2d 2 2 0 (randn 1 [| 8; 8 |])))
+
+    for pool, name in [ Tensor.maxPool2d, "maxPool2d"; Tensor.avgPool2d, "avgPool2d" ] do
+        assertRaises<SnnSpecException> [ name; "StrideH" ] (fun () -> box (pool 2 0 0 x))
+        assertRaises<SnnSpecException> [ name; "output height" ] (fun () -> box (pool 5 1 0 (randn 1 [| 1; 1; 3; 3 |])))

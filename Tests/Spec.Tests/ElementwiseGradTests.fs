@@ -124,6 +124,77 @@ let ``comparisons and where select elementwise`` () =
     Assert.That(g[1].ToArray(), Eq.To([| 0.0f; 1.0f; 1.0f |]))
 
 [<Test>]
+let ``where selects without letting an inf or NaN of the branch not taken leak`` () =
+    let cond = Tensor.ofArray [| 3 |] [| 1.0f; 0.0f; 1.0f |]
+    let a = Tensor.ofArray [| 3 |] [| 1.0f; 2.0f; 3.0f |]
+    let b = Tensor.ofArray [| 3 |] [| -infinityf; 5.0f; nanf |]
+    Assert.That((Tensor.where cond a b).ToArray(), Eq.To([| 1.0f; 5.0f; 3.0f |]))
+    // Broadcast: a scalar branch and a row condition.
+    let wide =
+        Tensor.where
+            (Tensor.ofArray [| 1; 3 |] [| 0.0f; 1.0f; 0.0f |])
+            (Tensor.ofArray [| 2; 1 |] [| nanf; 7.0f |])
+            (Tensor.scalar 9.0f)
+
+    Assert.That(wide.ToArray().[1], Is.NaN)
+
+    Assert.That(
+        wide.ToArray()
+        |> Array.indexed
+        |> Array.filter (fun (i, _) -> i <> 1)
+        |> Array.map snd,
+        Eq.To([| 9.0f; 9.0f; 9.0f; 7.0f; 9.0f |])
+    )
+
+    let g = Diff.gradN (fun xs -> Tensor.sum (Tensor.where cond xs[0] xs[1])) [| a; b |]
+    Assert.That(g[0].ToArray(), Eq.To([| 1.0f; 0.0f; 1.0f |]))
+    Assert.That(g[1].ToArray(), Eq.To([| 0.0f; 1.0f; 0.0f |]))
+
+    assertGradCheck
+        "where, broadcast"
+        (fun xs -> Tensor.sum (Tensor.square (Tensor.where (Tensor.gt xs[0] (Tensor.scalar 0.0f)) xs[0] xs[1])))
+        [| randn 3 [| 2; 3 |]; randn 4 [| 3 |] |]
+
+[<Test>]
+let ``division by a broadcast scalar agrees with same-shape division, subnormal divisors included`` () =
+    let x = Tensor.ofArray [| 2 |] [| 1e-39f; 2e-39f |]
+
+    for d in [ 1e-39f; 3.0f; 1e38f; -7.0f ] do
+        let same = (x / Tensor.ofArray [| 2 |] [| d; d |]).ToArray()
+        let broadcast = (x / Tensor.ofArray [| 1 |] [| d |]).ToArray()
+        let scalar = (x / d).ToArray()
+
+        for v, w in Array.append (Array.zip same broadcast) (Array.zip same scalar) do
+            Assert.That(float (abs (v - w)), Is.LessThanOrEqualTo(float (abs v) * 2.4e-7), sprintf "divisor %g" d)
+
+    Assert.That((x / Tensor.ofArray [| 1 |] [| 1e-39f |]).ToArray(), Eq.To([| 1.0f; 2.0f |]))
+
+[<Test>]
+let ``sums over an empty axis are 0 and read nothing, means are NaN`` () =
+    let m = Tensor.ofArray [| 4; 3 |] [| 1.0f .. 12.0f |]
+    let empty = Tensor.narrow 0 1 0 m
+    Assert.That(empty.Shape, Eq.To [| 0; 3 |])
+    Assert.That((Tensor.sumDims [| 0 |] false empty).ToArray(), Eq.To([| 0.0f; 0.0f; 0.0f |]))
+    Assert.That((Tensor.sumDims [| 0 |] false (Tensor.zeros [| 0; 3 |])).ToArray(), Eq.To([| 0.0f; 0.0f; 0.0f |]))
+
+    Assert.That(
+        (Tensor.sumDims [| 1 |] false (Tensor.zeros [| 2; 0; 3 |])).ToArray(),
+        Eq.To(Array.zeroCreate<float32> 6)
+    )
+
+    Assert.That(
+        (Tensor.meanDims [| 1 |] false (Tensor.zeros [| 2; 0; 3 |])).ToArray()
+        |> Array.forall Single.IsNaN
+    )
+
+    let g =
+        Diff.grad
+            (fun x -> Tensor.sum (x + Tensor.sumDims [| 0 |] false (Tensor.zeros [| 0; 3 |])))
+            (randn 2 [| 1; 3 |])
+
+    Assert.That(g.ToArray(), Eq.To([| 1.0f; 1.0f; 1.0f |]))
+
+[<Test>]
 let ``round with STE passes the gradient and plain round blocks it`` () =
     let x = Tensor.ofArray [| 3 |] [| 0.4f; 1.5f; -2.6f |]
     Assert.That((Tensor.round x).ToArray(), Eq.To([| 0.0f; 2.0f; -3.0f |]))

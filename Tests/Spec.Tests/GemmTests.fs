@@ -437,6 +437,20 @@ let private batchedAgrees batch m n k ta tb =
     Assert.That(err, Is.LessThanOrEqualTo(tol))
 
 [<Test>]
+let ``SgemmBatched refuses a batch whose last matrix lies outside the arrays before writing any`` () =
+    let a = Array.create (4 * 3 * 2) 1.0f
+    let b = Array.create (4 * 2 * 5) 1.0f
+    // Room for three C blocks of 3×5, not four.
+    let c = Array.create (3 * 15) -1.0f
+
+    let e =
+        Assert.Throws<SnnSpecException>(fun () ->
+            Gemm.SgemmBatched(4, false, false, 3, 5, 2, 1.0f, a, 0, 6, 2, b, 0, 10, 5, 0.0f, c, 0, 15, 5))
+
+    Assert.That(e.Message, Does.Contain "C (offset, ldc, length)")
+    Assert.That(c |> Array.forall (fun v -> v = -1.0f), "no C block was written")
+
+[<Test>]
 let ``SgemmBatched equals a loop of Reference`` () =
     for ta, tb in transposes do
         batchedAgrees 7 9 14 23 ta tb

@@ -952,6 +952,24 @@ module internal GemmCore =
                     (off, ld, x.Length)
                     (sprintf "a %d×%d block with leading dimension ≥ %d inside the array" rows cols cols)
 
+    /// Refuses sizes, offsets and leading dimensions that would read or write outside the arrays.
+    let validate transA transB m n k alpha (a: float32[]) aOff lda (b: float32[]) bOff ldb (c: float32[]) cOff ldc =
+        if m < 0 || n < 0 || k < 0 then
+            Errors.invalidArg "Gemm.Sgemm" "m, n, k" (m, n, k) "non-negative sizes"
+
+        check "C (offset, ldc, length)" c cOff ldc m n
+
+        if m > 0 && n > 0 && k > 0 && alpha <> 0.0f then
+            if transA then
+                check "A (offset, lda, length)" a aOff lda k m
+            else
+                check "A (offset, lda, length)" a aOff lda m k
+
+            if transB then
+                check "B (offset, ldb, length)" b bOff ldb n k
+            else
+                check "B (offset, ldb, length)" b bOff ldb k n
+
     let sgemm
         threads
         transA
@@ -971,24 +989,12 @@ module internal GemmCore =
         cOff
         ldc
         =
-        if m < 0 || n < 0 || k < 0 then
-            Errors.invalidArg "Gemm.Sgemm" "m, n, k" (m, n, k) "non-negative sizes"
-
-        check "C (offset, ldc, length)" c cOff ldc m n
+        validate transA transB m n k alpha a aOff lda b bOff ldb c cOff ldc
 
         if m > 0 && n > 0 then
             if k = 0 || alpha = 0.0f then
                 scale m n beta c cOff ldc
             else
-                if transA then
-                    check "A (offset, lda, length)" a aOff lda k m
-                else
-                    check "A (offset, lda, length)" a aOff lda m k
-
-                if transB then
-                    check "B (offset, ldb, length)" b bOff ldb n k
-                else
-                    check "B (offset, ldb, length)" b bOff ldb k n
 
                 use pa = fixed a
                 use pb = fixed b
@@ -1110,6 +1116,26 @@ type Gemm =
         ) =
         if batch < 0 then
             Errors.invalidArg "Gemm.SgemmBatched" "batch" batch "a non-negative count"
+
+        // Offsets grow linearly with the index: the first and the last matrix bound all of them, so
+        // a bad batch is refused before any C is written.
+        for i in (if batch > 0 then [ 0; batch - 1 ] else []) do
+            GemmCore.validate
+                transA
+                transB
+                m
+                n
+                k
+                alpha
+                a
+                (aOff + i * strideA)
+                lda
+                b
+                (bOff + i * strideB)
+                ldb
+                c
+                (cOff + i * strideC)
+                ldc
 
         let threads = Threads.Count
         let work = int64 m * int64 n * int64 k

@@ -90,7 +90,8 @@ module Pool =
 
     let private checkLength = Errors.checkBuffer
 
-    let private validateWindow op (g: Pool2dGeometry) =
+    /// Refuses a window geometry with a clear message (before any output size is computed from it).
+    let validateWindow op (g: Pool2dGeometry) =
         positive op "N" g.N
         positive op "C" g.C
         positive op "H" g.H
