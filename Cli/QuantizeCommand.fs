@@ -8,12 +8,48 @@ open System.IO
 open SnnSpec
 open SnnSpec.Data
 open SnnSpec.IO
+open Spectre.Console
+
+/// How the weight scales of a post-training quantized model are set.
+[<RequireQualifiedAccess>]
+type Scales =
+    /// MINT's α₀ = 2·mean|W'|/√Q (Model.calibrateScales), the QAT starting point.
+    | Lsq
+    /// α₀, then the post-training search QuantTrajectory.fitScales with this many grid points.
+    | Search of candidates: int
+
+/// The quantized model against its float twin, population by population (QuantTrajectory).
+let printTrajectory (r: QuantTrajectoryReport) =
+    let mean (a: float[]) = Array.average a
+
+    let table =
+        Table().AddColumns("population", "spikes agree", "membrane error", "rate float", "rate quantized")
+
+    for p in r.Populations do
+        table.AddRow(
+            Markup.Escape p.Name,
+            sprintf "%.1f %%" (100.0 * mean p.SpikeAgreement),
+            sprintf "%.3f" (mean p.MembraneError),
+            sprintf "%.4f" (mean p.FloatRate),
+            sprintf "%.4f" (mean p.QuantizedRate)
+        )
+        |> ignore
+
+    AnsiConsole.Write table
+
+    Run.log
+        "against the float model (means over steps): logit error %.3f; the same prediction at t = T on %.1f %% of the images"
+        (mean r.LogitError)
+        (100.0 * Array.last r.PredictionAgreement)
 
 /// Quantizes the checkpoint's model with the configuration, calibrating on the first
-/// batches × batchSize training images of the dataset when calibrate is set; returns the output path.
+/// batches × batchSize training images of the dataset when calibrate is set (and then, with
+/// Scales.Search, searching the weight scales on them); prints how far the quantized model strays
+/// from the float one on those images and returns the output path.
 let execute
     (checkpoint: string)
     (q: QuantizationSection)
+    (scales: Scales)
     (ds: DatasetSection)
     (batches: int)
     (batchSize: int)
@@ -38,7 +74,26 @@ let execute
                 (min (batches * batchSize) trainSet.Count)
                 ds.Name
 
-            Model.calibrateScales x quantized
+            let calibrated = Model.calibrateScales x quantized
+
+            let fitted =
+                match scales, calibrated.Mode with
+                | Scales.Search k, ExecutionMode.Snn _ ->
+                    let before = QuantTrajectory.compare calibrated x
+                    let fitted = QuantTrajectory.fitScales k x calibrated
+                    let after = QuantTrajectory.compare fitted x
+
+                    Run.log
+                        "scale search (%d candidates per layer): trajectory error %.3f at the starting scales, %.3f after"
+                        k
+                        before.Error
+                        after.Error
+
+                    printTrajectory after
+                    fitted
+                | _ -> calibrated
+
+            fitted
         else
             quantized
 
@@ -113,12 +168,32 @@ let command () =
     let noCal =
         Option<bool>("--no-calibrate", Description = "Keep the scales at their initial values (2·mean|W|/√Q).")
 
+    let scales =
+        Option<string>(
+            "--scales",
+            DefaultValueFactory = (fun _ -> "search"),
+            Description =
+                "search: search each weight scale on the calibration images for the model closest to the float one (for deployment without training); lsq: MINT's starting scales 2·mean|W'|/√Q (for quantization-aware training, which learns them)."
+        )
+
     let out =
         Option<string>("--out", Description = "Output checkpoint (default: <checkpoint>.q<bits>.safetensors).")
 
     cmd.Arguments.Add ckptArg
 
-    for o in [ bits :> Option; preset; config; dataset; dataDir; batches; batch; noCal; out ] do
+    for o in
+        [
+            bits :> Option
+            preset
+            config
+            dataset
+            dataDir
+            batches
+            batch
+            noCal
+            scales
+            out
+        ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -181,7 +256,13 @@ let command () =
                         sprintf "%s.q%s.safetensors" (Path.GetFileNameWithoutExtension path) bitsText
                     )
 
-            execute path q ds nb bs target |> ignore
+            let choice =
+                match (r.GetValue scales).ToLowerInvariant() with
+                | "search" -> Scales.Search 16
+                | "lsq" -> Scales.Lsq
+                | other -> Console.usage "--scales %s is unknown. Fix: use search or lsq." other
+
+            execute path q choice ds nb bs target |> ignore
             Console.Success))
 
     cmd

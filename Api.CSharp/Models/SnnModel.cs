@@ -383,6 +383,78 @@ public sealed class SnnModel
         }
     }
 
+    /// <summary>
+    /// Post-training scale search, for deploying a quantized model without training it: each
+    /// quantized weight layer's scale, in forward order, becomes the one among a grid up to
+    /// max|tanh W| that brings the model closest to its float twin on the first samples
+    /// (<see cref="QuantizationTrajectory.Error"/>). The starting scales of <see cref="CalibrateScales"/>
+    /// suit training, which learns them, but clip most weights at 4 bits and more.
+    /// </summary>
+    /// <param name="data">Training data the model can read (never the test set).</param>
+    /// <param name="samples">Samples used, the first ones, ≥ 1.</param>
+    /// <param name="candidates">Grid points per layer, ≥ 1 (each costs one forward pass).</param>
+    /// <exception cref="ArgumentException">The model is not a quantized SNN, or the data does not fit it.</exception>
+    public SnnModel FitScales(Dataset data, int samples = 256, int candidates = 16)
+    {
+        Check.Positive(candidates, nameof(candidates));
+        var x = QuantizedInput(data, samples, nameof(data));
+        try
+        {
+            return new SnnModel(
+                SnnSpec.QuantTrajectory.fitScales(candidates, x, Inner),
+                Quantization
+            );
+        }
+        catch (SnnSpecException e)
+        {
+            throw new ArgumentException(e.Message, nameof(data), e);
+        }
+    }
+
+    /// <summary>
+    /// This quantized model against its float twin (the same parameters without the quantizers) on
+    /// the first samples: spike agreement and membrane error per population and step, logit error
+    /// and prediction agreement.
+    /// </summary>
+    /// <param name="data">Data the model can read.</param>
+    /// <param name="samples">Samples used, the first ones, ≥ 1.</param>
+    /// <exception cref="ArgumentException">The model is not a quantized SNN, or the data does not fit it.</exception>
+    public QuantizationTrajectory CompareWithFloat(Dataset data, int samples = 256)
+    {
+        var x = QuantizedInput(data, samples, nameof(data));
+        try
+        {
+            return new QuantizationTrajectory(SnnSpec.QuantTrajectory.compare(Inner, x));
+        }
+        catch (SnnSpecException e)
+        {
+            throw new ArgumentException(e.Message, nameof(data), e);
+        }
+    }
+
+    private Tensor QuantizedInput(Dataset data, int samples, string param)
+    {
+        Check.NotNull(data, param);
+        Check.Positive(samples, nameof(samples));
+        if (!IsQuantized)
+        {
+            throw new ArgumentException(
+                $"the model {Name} has no quantization plan; call Quantize (and CalibrateScales) first.",
+                param
+            );
+        }
+        if (IsAnn)
+        {
+            throw new ArgumentException(
+                $"the model {Name} runs as an ANN, which has no spikes or membranes; use WithSteps.",
+                param
+            );
+        }
+        data.CheckReadableBy(this, null, "data", param);
+        var indices = Enumerable.Range(0, Math.Min(samples, data.Count)).ToArray();
+        return SnnSpec.Data.SampleSource.toTensor(data.Frames > 0, data.Source, indices);
+    }
+
     /// <summary>True when the model carries a quantization-aware training plan (see <see cref="Quantize"/>).</summary>
     public bool IsQuantized => ModelModule.quantPlan(Inner).IsQuantized;
 

@@ -152,6 +152,38 @@ public class CrossbarInferenceTests
         && x.Samples == y.Samples;
 
     [Test]
+    public void FitScalesBringsAPostTrainingModelCloserToItsFloatTwin()
+    {
+        var q = SnnModel
+            .Create(ModelKind.ConvNet, Tiny)
+            .Quantize(QuantizationOptions.Uniform(8))
+            .CalibrateScales(Train, 32);
+        var start = q.CompareWithFloat(Train, 32);
+        var fitted = q.FitScales(Train, 32, candidates: 8);
+        var after = fitted.CompareWithFloat(Train, 32);
+        Assert.That(after.Error, Is.LessThanOrEqualTo(start.Error));
+        Assert.That(
+            after.Populations.Select(p => p.Name),
+            Is.EqualTo(start.Populations.Select(p => p.Name))
+        );
+        foreach (var p in after.Populations)
+        {
+            Assert.That(p.SpikeAgreement, Has.Count.EqualTo(Tiny.Steps));
+            Assert.That(p.SpikeAgreement, Has.All.InRange(0.0, 1.0));
+            Assert.That(p.MembraneError, Has.All.GreaterThanOrEqualTo(0.0));
+        }
+        Assert.That(after.PredictionAgreement, Has.All.InRange(0.0, 1.0));
+        Assert.That(after.ToString(), Does.Contain("spikes agree"));
+        // A full-precision model has no quantized twin to compare.
+        var fp = SnnModel.Create(ModelKind.ConvNet, Tiny);
+        Assert.That(
+            Assert.Throws<ArgumentException>(() => fp.CompareWithFloat(Train))!.Message,
+            Does.Contain("Quantize")
+        );
+        Assert.Throws<ArgumentOutOfRangeException>(() => q.FitScales(Train, candidates: 0));
+    }
+
+    [Test]
     public void CalibrateScalesSetsTheScalesFromTheData()
     {
         var q = SnnModel.Create(ModelKind.ConvNet, Tiny).Quantize(IntegerFour);

@@ -161,6 +161,38 @@ let ``train, eval, quantize, distill and report round trip`` () =
     Assert.That((Model.quantPlan qm).IsQuantized)
     Assert.That(run [ "eval"; q; "--test"; "50" ], Is.EqualTo 0)
 
+    // The default searches the scales; --scales lsq keeps MINT's starting ones, which stray further
+    // from the float model on the calibration images.
+    let qLsq = dir.File "teacher.q4lsq.safetensors"
+
+    Assert.That(
+        run
+            [
+                "quantize"
+                teacher
+                "--bits"
+                "4"
+                "--calibration-batches"
+                "2"
+                "--batch-size"
+                "16"
+                "--scales"
+                "lsq"
+                "--out"
+                qLsq
+            ],
+        Is.EqualTo 0
+    )
+
+    let calibration =
+        Run.calibrationBatch 32 (fst (Run.loadData (Run.datasetSection "synthetic" 33 1 1 None)))
+
+    let lsqError =
+        (QuantTrajectory.compare (SpecFile.loadModel qLsq).Model calibration).Error
+
+    Assert.That((QuantTrajectory.compare qm calibration).Error, Is.LessThanOrEqualTo lsqError)
+    Assert.That(run [ "quantize"; teacher; "--scales"; "best"; "--out"; dir.File "x.safetensors" ], Is.EqualTo 2)
+
     // Through the crossbar datapath: an ideal ADC reproduces the integer path; a coarse one is reported
     // beside it. Crossbar inference of a full-precision checkpoint, or an ADC of 0 bits, is bad usage.
     let xjson = dir.File "crossbar.json"
