@@ -26,4 +26,9 @@ done
 for r in kd temporal-masked temporal-ensemble alone; do
     run "tkdev-long-$r-s2"
 done
+# A third 6-epoch seed of standard KD and the student alone, the base of the hybrids' third seed
+# (regenerate-temporal-kd-events-hybrid.sh).
+for r in kd alone; do
+    run "tkdev-long-$r-s3"
+done
 if [[ -f runs/events/commit ]]; then python3 docs/results/temporal_kd_events_page.py runs/events; fi
