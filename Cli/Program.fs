@@ -13,6 +13,7 @@ let root () =
     root.Subcommands.Add(DistillCommand.command ())
     root.Subcommands.Add(EvalCommand.command ())
     root.Subcommands.Add(QuantizeCommand.command ())
+    root.Subcommands.Add(ExportCommand.command ())
     root.Subcommands.Add(ReportCommand.command ())
     root.Subcommands.Add(SimulateCommand.command ())
     root.Subcommands.Add(Demo.command ())

@@ -135,6 +135,40 @@ public sealed class SnnModel
         );
     }
 
+    /// <summary>
+    /// Saves the model with its integer export (docs/integer-export.md): the checkpoint
+    /// <see cref="Save"/> writes plus integer weight and bias codes, thresholds, leak shifts and
+    /// scales, every quantization parameter explicit, for hardware and tools outside .NET. It loads
+    /// back with <see cref="Load"/>.
+    /// </summary>
+    /// <param name="path">The file to write (its directory is created).</param>
+    /// <exception cref="InvalidOperationException">The model is not quantized.</exception>
+    public void ExportInteger(string path)
+    {
+        Check.Name(path, nameof(path));
+        if (!IsQuantized)
+        {
+            throw new InvalidOperationException(
+                $"the model {Name} is full precision; an integer export needs a quantized model. Call Quantize (and CalibrateScales, FitScales) first."
+            );
+        }
+        try
+        {
+            SnnSpec.IO.IntegerExportFile.save(
+                path,
+                Quantization is null
+                    ? Interop.None<string>()
+                    : Interop.Some(SnnSpec.IO.SpecFileModule.quantizationJson(Quantization, false)),
+                MapModule.Empty<string, string>(),
+                Inner
+            );
+        }
+        catch (SnnSpecException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+    }
+
     /// <summary>Builds a freshly initialised zoo model.</summary>
     /// <param name="kind">The architecture.</param>
     /// <param name="options">Width, steps, input geometry, neuron and seed; null uses the MNIST defaults.</param>
@@ -352,9 +386,11 @@ public sealed class SnnModel
     /// <summary>
     /// The quantized model with every weight scale "&lt;layer&gt;.alpha" set from what its quantizer sees
     /// on the first training samples (for a conv folded with batch norm, the folded weight under their
-    /// batch statistics). Call it once after <see cref="Quantize"/>, before training or deploying
-    /// without training: at quantization only the unfolded weight is known, so folded weights would
-    /// clip and the layers they feed would stay silent.
+    /// batch statistics), as MINT's starting scale 2·mean|W|/√Q. Call it once after
+    /// <see cref="Quantize"/>, before training: at quantization only the unfolded weight is known, so
+    /// folded weights would clip and the layers they feed would stay silent. To deploy without
+    /// training, follow it with <see cref="FitScales"/>: the starting scale shrinks with the bit width
+    /// and clips most weights at 4 bits and more until training moves it.
     /// </summary>
     /// <param name="data">Training data the model can read (never the test set).</param>
     /// <param name="samples">Samples used, the first ones, ≥ 1 (fewer when the data holds fewer).</param>

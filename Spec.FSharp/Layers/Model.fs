@@ -243,7 +243,9 @@ module Model =
     /// batch x — the weight, or for a folded conv→BN the folded weight W·γ/σ_B under x's batch
     /// statistics. At Model.quantize time only the unfolded W is known; the folded weight is larger
     /// by γ/σ_B (often ×10 or more at initialisation), so without this pass every folded weight clips
-    /// to ±α and the layers fed by it stay silent. Call once on a training batch before training.
+    /// to ±α and the layers fed by it stay silent. Call once on a training batch before training; to
+    /// deploy without training, follow it with QuantTrajectory.fitScales (α₀ shrinks as 1/√Q and
+    /// clips most weights at 4 bits and more until training moves it).
     let calibrateScales (x: Tensor) (m: Model) : Model =
         let plan = quantPlan m
 

@@ -184,6 +184,34 @@ public class CrossbarInferenceTests
     }
 
     [Test]
+    public void ExportIntegerWritesAFileThatLoadsBackAsTheSameModel()
+    {
+        var path = Path.Combine(
+            Path.GetTempPath(),
+            $"snnspec-{Guid.NewGuid():N}",
+            "q.int.safetensors"
+        );
+        Quantized.Value.ExportInteger(path);
+        var back = SnnModel.Load(path);
+        Assert.That(back.IsQuantized);
+        foreach (var n in Quantized.Value.ParameterNames)
+        {
+            Assert.That(
+                back.GetParameter(n).ToArray(),
+                Is.EqualTo(Quantized.Value.GetParameter(n).ToArray()),
+                n
+            );
+        }
+        var (_, integer) = SnnSpec.IO.IntegerExportFile.read(path).ToValueTuple();
+        Assert.That(integer.Layers, Is.Not.Empty);
+        var fp = SnnModel.Create(ModelKind.ConvNet, Tiny);
+        Assert.That(
+            Assert.Throws<InvalidOperationException>(() => fp.ExportInteger(path))!.Message,
+            Does.Contain("Quantize")
+        );
+    }
+
+    [Test]
     public void CalibrateScalesSetsTheScalesFromTheData()
     {
         var q = SnnModel.Create(ModelKind.ConvNet, Tiny).Quantize(IntegerFour);

@@ -193,6 +193,13 @@ let ``train, eval, quantize, distill and report round trip`` () =
     Assert.That((QuantTrajectory.compare qm calibration).Error, Is.LessThanOrEqualTo lsqError)
     Assert.That(run [ "quantize"; teacher; "--scales"; "best"; "--out"; dir.File "x.safetensors" ], Is.EqualTo 2)
 
+    // Its integer export: the same model, and the integer view IntegerExport computes from it.
+    Assert.That(run [ "export"; q ], Is.EqualTo 0)
+    let exported, im = IntegerExportFile.read (dir.File "teacher.q4.int.safetensors")
+    Assert.That((im = IntegerExport.export qm), "the exported integer view is the model's")
+    Assert.That(exported.Metadata["exported_from"], Is.EqualTo "teacher.q4.safetensors")
+    Assert.That(run [ "export"; teacher; "--out"; dir.File "fp.int.safetensors" ], Is.EqualTo 2)
+
     // Through the crossbar datapath: an ideal ADC reproduces the integer path; a coarse one is reported
     // beside it. Crossbar inference of a full-precision checkpoint, or an ADC of 0 bits, is bad usage.
     let xjson = dir.File "crossbar.json"
