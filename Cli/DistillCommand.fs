@@ -86,7 +86,7 @@ let runWith
                 "spec", file.Name
                 if ds.IsSequence then
                     "frames", string ds.Frames
-                yield! Run.splitMetadata ds
+                yield! Run.splitMetadata fit validation
             ]
 
     let checkpoints = ResizeArray<string * string>()

@@ -122,6 +122,11 @@ let adcOptions (rows: int) (cellBits: int) (value: string) : CrossbarOptions opt
                 }
         | _ -> None
 
+/// Whether the validation images evaluated — the last n of the <c>loaded</c> training images (fewer
+/// than asked when the dataset is smaller) — reach into the ones a checkpoint with the recorded split
+/// (train images t, validation images v, as loaded) trained on: the first t − v.
+let reachesTraining (loaded: int) (n: int) (t: int, v: int) = loaded - n < t - v
+
 /// Evaluates a checkpoint (and optionally a teacher) on the dataset's test images, or with
 /// <c>validation</c> = Some n on its validation split (the last n of ds.Train training images, as a
 /// spec's dataset section holds them out for model selection); each crossbar
@@ -141,6 +146,7 @@ let execute
     (json: string option)
     =
     let c = Run.loadCheckpoint "the checkpoint" checkpoint
+    let recordedSplit = Run.recordedSplit c
 
     let t =
         teacher
@@ -154,6 +160,19 @@ let execute
 
     let ds = Run.forModel c ds
     let trainSet, testSet = Run.loadData ds
+
+    match validation, recordedSplit with
+    | Some n, Some(t, v) when reachesTraining trainSet.Count n (t, v) ->
+        Console.usage
+            "the validation split would be training images %d to %d, but %s trained on the first %d (its split: --train %d --validation %d). Fix: evaluate images from %d on, e.g. --validation alone for the recorded split."
+            (trainSet.Count - n)
+            (trainSet.Count - 1)
+            checkpoint
+            (t - v)
+            t
+            v
+            (t - v)
+    | _ -> ()
 
     let split, evalSet =
         match validation with
@@ -290,8 +309,7 @@ let recordedDataset (path: string) =
 
 /// The validation split to evaluate, (training images M, validation images n): the last n of the
 /// first M. <c>asked</c> is whether --validation was given; a bare --validation takes the split
-/// the checkpoint records (Run.recordedSplit). A recorded split also guards the choice: the images
-/// evaluated, M − n … M − 1, must not reach into the ones the model trained on.
+/// the checkpoint records (Run.recordedSplit); execute refuses images the checkpoint trained on.
 let validationSplit
     (checkpoint: string)
     (split: (int * int) option)
@@ -316,20 +334,7 @@ let validationSplit
                     "--validation without a size, and %s records no training split (it was not written by this version's snnspec train or distill). Fix: give the training spec's sizes, e.g. --train 60000 --validation 2000."
                     checkpoint
 
-        match split with
-        | Some(t, v) when m - n < t - v ->
-            Console.usage
-                "--train %d --validation %d evaluates training images %d to %d, but %s trained on the first %d (its split: --train %d --validation %d). Fix: evaluate images from %d on, e.g. --validation alone for the recorded split."
-                m
-                n
-                (m - n)
-                (m - 1)
-                checkpoint
-                (t - v)
-                t
-                v
-                (t - v)
-        | _ -> Some(m, n)
+        Some(m, n)
 
 /// The `eval` command.
 let command () =
@@ -361,7 +366,7 @@ let command () =
             "--validation",
             Arity = ArgumentArity.ZeroOrOne,
             Description =
-                "Evaluate on the validation split instead of the test images: the last n of the first --train training images, as a spec's dataset section holds them out (e.g. --train 60000 --validation 10000). Without n: the split the checkpoint records. Refused when the images would include ones the checkpoint trained on."
+                "Evaluate on the validation split instead of the test images: the last n of the first --train training images, as a spec's dataset section holds them out (e.g. --train 60000 --validation 10000). Without n (give it after the checkpoint): the split the checkpoint records. Refused when the images would include ones the checkpoint trained on."
         )
 
     let train =
@@ -482,6 +487,10 @@ let command () =
                         Console.usage "--calibration-images %d. Fix: give at least 1." n
 
                     Some(p, n)
+
+            if saved.IsNone then
+                // Named here, before a missing split could be blamed on it.
+                Run.loadCheckpoint "the checkpoint" path |> ignore
 
             let held =
                 validationSplit

@@ -91,10 +91,20 @@ let execute
 
                     printTrajectory after
                     fitted
-                | _ -> calibrated
+                | Scales.Search _, ExecutionMode.Ann ->
+                    Run.log
+                        "scale search skipped: %s runs as an ANN, which has no spiking trajectory to match"
+                        checkpoint
+
+                    calibrated
+                | Scales.Lsq, _ -> calibrated
 
             fitted
         else
+            match scales with
+            | Scales.Search _ -> Run.log "scale search skipped: calibration is off (the scales stay at 2·mean|W|/√Q)"
+            | Scales.Lsq -> ()
+
             quantized
 
     let plan = Model.quantPlan quantized

@@ -509,10 +509,14 @@ let datasetSection (name: string) (train: int) (validation: int) (test: int) (di
         Frames = if SpecFile.isEventDataset name then 4 else 0
     }
 
-/// The metadata recording a run's training split: the first "train_images" training images were
-/// read and their last "validation_images" held out, so the model trained on the ones before.
-let splitMetadata (ds: DatasetSection) =
-    [ "train_images", string ds.Train; "validation_images", string ds.Validation ]
+/// The metadata recording a run's training split as loaded (a dataset holding fewer images than
+/// asked gives fewer): the first "train_images" training images were read and their last
+/// "validation_images" held out, so the model trained on the ones before.
+let splitMetadata (fit: ISampleSource) (validation: ISampleSource) =
+    [
+        "train_images", string (fit.Count + validation.Count)
+        "validation_images", string validation.Count
+    ]
 
 /// The training split a checkpoint records (train images, validation images), when it does.
 let recordedSplit (c: Checkpoint) =

@@ -70,7 +70,7 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                         "epochs", string t.Epochs
                         if o.Dataset.IsSequence then
                             "frames", string o.Dataset.Frames
-                        yield! Run.splitMetadata o.Dataset
+                        yield! Run.splitMetadata fit validation
                     ]
         }
 

@@ -681,6 +681,42 @@ module Checkpoint =
                 )
             )
 
+    /// Refuses plan values Model.quantize never writes: bit widths that are not whole numbers in
+    /// range (weight and bias 0…16, 0 = full precision; membrane 1…16), flags and the membrane
+    /// scheme other than 0 or 1, and a shared membrane scale whose feeding layer has none.
+    let private checkPlan (arch: Architecture) (stored: string -> float32 option) =
+        let st = QuantPlan.structure arch
+
+        let whole (key: string) (lo: int) (hi: int) =
+            match stored key with
+            | Some v when not (Single.IsInteger v && v >= float32 lo && v <= float32 hi) ->
+                metaFail (sprintf "the quantization plan's %s is %g, not a whole number in %d…%d" key v lo hi)
+            | _ -> ()
+
+        for name, _, _ in st.WeightLayers do
+            whole (QuantPlan.weightBitsKey name) 0 16
+            whole (QuantPlan.biasBitsKey name) 0 16
+            whole (QuantPlan.foldKey name) 0 1
+
+        for KeyValue(name, source) in st.Feeding do
+            whole (QuantPlan.membraneBitsKey name) 1 16
+            whole (QuantPlan.membraneSchemeKey name) 0 1
+            whole (QuantPlan.membraneSharedKey name) 0 1
+
+            if stored (QuantPlan.membraneSharedKey name) = Some 1.0f then
+                let scaled =
+                    source
+                    |> Option.bind (fun s -> stored (QuantPlan.weightBitsKey s))
+                    |> Option.exists (fun b -> b >= 1.0f)
+
+                if not scaled then
+                    metaFail (
+                        sprintf
+                            "the quantization plan shares %s's membrane scale with %s, which has no quantized weight scale"
+                            name
+                            (defaultArg source "no feeding layer")
+                    )
+
     /// The checkpoint in a file already read; <c>path</c> names it in errors. Rebuilds the model
     /// from the recorded architecture and the quantization plan stored in its buffers.
     let ofFile (path: string) (file: SafeTensorsFile) : Checkpoint =
@@ -695,11 +731,13 @@ module Checkpoint =
                 |> List.map (fun t -> t.Name, (StoredTensor.toTensor t).ToArray()[0])
                 |> dict
 
-            let qps, qbs =
-                quantShapes arch (fun n ->
-                    match scalars.TryGetValue n with
-                    | true, v -> Some v
-                    | _ -> None)
+            let stored n =
+                match scalars.TryGetValue n with
+                | true, v -> Some v
+                | _ -> None
+
+            checkPlan arch stored
+            let qps, qbs = quantShapes arch stored
 
             assemble path file arch (ps @ qps) (bs @ qbs) mode)
 

@@ -152,9 +152,19 @@ module IntegerExportFile =
             with :? JsonException as e ->
                 fail path ("the integer export metadata is not valid JSON: " + e.Message) damaged
 
+        if root.ValueKind <> JsonValueKind.Object then
+            fail path "the integer export metadata is not a JSON object" damaged
+
         let version =
             match root.TryGetProperty "version" with
-            | true, v when v.ValueKind = JsonValueKind.Number -> v.GetInt32()
+            | true, v when v.ValueKind = JsonValueKind.Number ->
+                match v.TryGetInt32() with
+                | true, n when n >= 1 -> n
+                | _ ->
+                    fail
+                        path
+                        (sprintf "the integer export's version %s is not a positive integer" (v.GetRawText()))
+                        damaged
             | _ -> fail path "the integer export metadata has no \"version\"" damaged
 
         if version > Version then
@@ -185,14 +195,87 @@ module IntegerExportFile =
             | Some t ->
                 fail path (sprintf "layer %s: %s has dtype %s, not I8 or I32" layer name (DType.name t.DType)) damaged
 
-        for e, l in List.zip layers expected.Layers do
-            let name =
-                match e.TryGetProperty "name" with
-                | true, v when v.ValueKind = JsonValueKind.String -> v.GetString()
-                | _ -> fail path "an integer export layer has no \"name\"" damaged
+        // Every field the JSON states must be what the stored model exports: outside tools read it.
+        let check (what: string) (e: JsonElement) (key: string) (ok: JsonElement -> bool) =
+            let found, v =
+                if e.ValueKind = JsonValueKind.Object then
+                    e.TryGetProperty key
+                else
+                    false, JsonElement()
 
-            if name <> l.Name then
-                fail path (sprintf "the integer export lists layer %s where the model exports %s" name l.Name) damaged
+            if not found then
+                fail path (sprintf "%s has no \"%s\"" what key) damaged
+
+            let fits =
+                try
+                    ok v
+                with
+                | :? InvalidOperationException
+                | :? FormatException -> false
+
+            if not fits then
+                fail path (sprintf "%s: \"%s\" = %s disagrees with the stored model" what key (v.GetRawText())) damaged
+
+        let int (n: int) (v: JsonElement) =
+            v.ValueKind = JsonValueKind.Number
+            && (match v.TryGetInt32() with
+                | true, x -> x = n
+                | _ -> false)
+
+        let single (x: float32) (v: JsonElement) =
+            v.ValueKind = JsonValueKind.Number && v.GetSingle() = x
+
+        let text (t: string) (v: JsonElement) =
+            v.ValueKind = JsonValueKind.String && v.GetString() = t
+
+        let textOrNull (t: string option) (v: JsonElement) =
+            match t with
+            | Some t -> text t v
+            | None -> v.ValueKind = JsonValueKind.Null
+
+        check "the integer export" root "architecture" (text expected.Architecture)
+
+        for e, l in List.zip layers expected.Layers do
+            let what = sprintf "integer export layer %s" l.Name
+            check what e "name" (text l.Name)
+            let name = l.Name
+            check what e "kind" (text l.Kind)
+
+            check what e "shape" (fun v ->
+                v.ValueKind = JsonValueKind.Array
+                && v.GetArrayLength() = l.Shape.Length
+                && Seq.forall2 (fun (d: JsonElement) n -> int n d) (v.EnumerateArray()) l.Shape)
+
+            check what e "bits" (int l.Bits)
+            check what e "levels" (int l.Levels)
+            check what e "alpha" (single l.Alpha)
+            check what e "step" (single l.Step)
+            check what e "stride" (int l.Stride)
+            check what e "padding" (int l.Padding)
+            check what e "folded_norm" (textOrNull l.FoldedNorm)
+            check what e "weight_codes" (text ("extra." + weightName name))
+            check what e "bias_codes" (textOrNull (l.Bias |> Option.map (fun _ -> "extra." + biasName name)))
+
+            match l.Neuron with
+            | None -> check what e "neuron" (fun v -> v.ValueKind = JsonValueKind.Null)
+            | Some n ->
+                let j =
+                    match e.TryGetProperty "neuron" with
+                    | true, v when v.ValueKind = JsonValueKind.Object -> v
+                    | _ ->
+                        fail
+                            path
+                            (sprintf "%s has no \"neuron\" object; the model feeds %s in integers" what n.Name)
+                            damaged
+
+                let who = sprintf "%s, neuron %s" what n.Name
+                check who j "name" (text n.Name)
+                check who j "threshold" (int n.Threshold)
+                check who j "threshold_units" (single n.ThresholdUnits)
+                check who j "leak_shift" (int n.LeakShift)
+                check who j "membrane_bits" (int n.MembraneBits)
+                check who j "levels" (int n.Levels)
+                check who j "scheme" (text (schemeName n.Scheme))
 
             let w, shape = codes name (weightName name)
 

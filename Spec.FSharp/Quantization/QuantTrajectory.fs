@@ -33,14 +33,20 @@ type QuantTrajectoryReport =
 
     /// One number for how far the quantized model strays: the mean over populations and steps of
     /// the membrane error plus the mean over steps of the logit error (0 = the float trajectory).
+    /// A step whose float membranes or logits are all 0 while the quantized ones are not (an
+    /// infinite relative error) counts as 1000, so that such steps still rank but do not swamp the
+    /// others.
     member r.Error =
+        let capped (a: float[]) =
+            a |> Array.averageBy (fun e -> min e 1000.0)
+
         let pops =
             if r.Populations.IsEmpty then
                 0.0
             else
-                r.Populations |> List.averageBy (fun p -> Array.average p.MembraneError)
+                r.Populations |> List.averageBy (fun p -> capped p.MembraneError)
 
-        pops + Array.average r.LogitError
+        pops + capped r.LogitError
 
 /// The "quantized vs float trajectory" diagnostic: low-bit membranes can send an SNN down a
 /// different spike train from its float model, and the divergence compounds over layers and steps.
@@ -55,23 +61,31 @@ module QuantTrajectory =
     let floatTwin (m: Model) : Model =
         let st = QuantPlan.structure m.Architecture
 
-        let layers =
-            Set.ofList
+        let weights = [ for name, _, _ in st.WeightLayers -> name ]
+        let populations = [ for KeyValue(name, _) in st.Feeding -> name ]
+
+        let scales = set [ for n in weights @ populations -> n + ".alpha" ]
+
+        let plan =
+            set
                 [
-                    for name, _, _ in st.WeightLayers -> name
-                    for KeyValue(name, _) in st.Feeding -> name
+                    for n in weights do
+                        yield! [ QuantPlan.weightBitsKey n; QuantPlan.biasBitsKey n; QuantPlan.foldKey n ]
+                    for n in populations do
+                        yield!
+                            [
+                                QuantPlan.membraneBitsKey n
+                                QuantPlan.membraneSchemeKey n
+                                QuantPlan.membraneSharedKey n
+                            ]
                 ]
 
-        let owner (suffix: string) (n: string) =
-            let i = n.IndexOf(suffix: string)
-            i > 0 && layers.Contains(n.Substring(0, i))
-
-        let keep (drop: string -> bool) (ps: Parameters) =
-            Parameters.ofList (Parameters.toList ps |> List.filter (fun (n, _) -> not (drop n)))
+        let keep (drop: Set<string>) (ps: Parameters) =
+            Parameters.ofList (Parameters.toList ps |> List.filter (fun (n, _) -> not (drop.Contains n)))
 
         { m with
-            Parameters = keep (fun n -> n.EndsWith ".alpha" && owner ".alpha" n) m.Parameters
-            Buffers = keep (owner ".quant.") m.Buffers
+            Parameters = keep scales m.Parameters
+            Buffers = keep plan m.Buffers
         }
 
     let private perStep (steps: int) (t: Tensor) =
@@ -228,7 +242,9 @@ module QuantTrajectory =
     /// before it already set. W' is what the layer's quantizer receives in eval mode (for a
     /// folded conv, the weight folded with the running statistics). Each step keeps or lowers the
     /// error, so the result strays no further than the model given. K·L + 1 forward passes of the
-    /// quantized model on x, for L quantized layers; membranes with their own scale keep it.
+    /// quantized model on x, for L quantized layers; membranes with their own scale keep it. Both
+    /// runs keep every population's spikes and membranes for all of x, so x should be a calibration
+    /// batch (a few hundred images), not a dataset.
     let fitScales (candidates: int) (x: Tensor) (m: Model) : Model =
         let op = "QuantTrajectory.fitScales"
         let steps = check op m
@@ -237,8 +253,9 @@ module QuantTrajectory =
             Errors.invalidArg op "candidates" candidates "at least 1 (grid points per layer, e.g. 16)"
 
         let names = Architecture.spikingNames m.Architecture
-        let batch = batchOf m x
+        // The float run first: it refuses an input of the wrong shape by name.
         let reference = observe steps names (floatTwin m) x
+        let batch = batchOf m x
 
         let error (m: Model) =
             (report steps batch names (observe steps names m x) reference).Error

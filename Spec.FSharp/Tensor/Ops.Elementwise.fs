@@ -225,7 +225,10 @@ module ElementwiseOps =
         let geScalar (s: float32) (a: Tensor) =
             ElementwiseRaw.withScalar BinaryOp.Ge a s
 
-        /// Picks a where cond ≠ 0 and b elsewhere (all three broadcast together).
+        /// Picks a where cond ≠ 0 and b elsewhere (all three broadcast together). Values of the
+        /// branch not taken never reach the result; its gradient there is 0, which the chain rule
+        /// still multiplies by that branch's own derivative (e.g. √x at 0 gives 0·∞ = NaN, as in
+        /// other frameworks): guard the branch's input, not only its output.
         let where (cond: Tensor) (a: Tensor) (b: Tensor) =
             let c = ElementwiseRaw.withScalar BinaryOp.Ne (Autograd.detach cond) 0.0f
 

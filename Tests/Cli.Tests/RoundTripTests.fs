@@ -115,6 +115,13 @@ let ``train, eval, quantize, distill and report round trip`` () =
     Assert.That(run [ "eval"; teacher; "--validation"; "20" ], Is.EqualTo 0)
     Assert.That(run [ "eval"; teacher; "--train"; "400"; "--validation"; "100" ], Is.EqualTo 0)
     Assert.That(run [ "eval"; teacher; "--validation"; "60" ], Is.EqualTo 2)
+    Assert.That(run [ "eval"; dir.File "missing.safetensors"; "--validation" ], Is.EqualTo 2)
+    // On a dataset smaller than asked, the guard reads the images loaded: trained with 60000 (of
+    // 70000 asked) and 5000 held out, --train 80000 --validation 15000 loads 60000 and would
+    // evaluate images 45000…59999, 10000 of them trained on; --validation 5000 is the split itself.
+    Assert.That(EvalCommand.reachesTraining 60000 15000 (60000, 5000))
+    Assert.That(EvalCommand.reachesTraining 60000 5000 (60000, 5000), Is.False)
+    Assert.That(EvalCommand.reachesTraining 60000 4000 (60000, 5000), Is.False)
     Assert.That(run [ "eval"; teacher; "--train"; "300"; "--validation"; "300" ], Is.EqualTo 2)
     Assert.That(run [ "eval"; teacher; "--train"; "300" ], Is.EqualTo 2)
     // A checkpoint that records no split needs the sizes.

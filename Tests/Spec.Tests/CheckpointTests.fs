@@ -482,6 +482,71 @@ let ``a quantized model loads back from its plan alone, with or without its conf
                 Assert.That((logits back.Model x).ToArray(), Eq.To((logits m x).ToArray()), name)
 
 [<Test>]
+let ``plan values Model.quantize never writes are refused with the key`` () =
+    let m = convNet () |> Model.quantize (QuantConfig.Mint 4)
+    let st = QuantPlan.structure m.Architecture
+    let second, _, _ = st.WeightLayers[1]
+
+    let lif =
+        st.Feeding |> Map.toList |> List.find (fun (_, src) -> src = Some second) |> fst
+
+    for key, value in
+        [
+            QuantPlan.weightBitsKey second, 3.5f
+            QuantPlan.weightBitsKey second, 40.0f
+            QuantPlan.weightBitsKey second, nanf
+            QuantPlan.foldKey second, 3.0f
+            QuantPlan.membraneSchemeKey lif, 7.0f
+            QuantPlan.membraneBitsKey lif, 0.0f
+        ] do
+        let damaged =
+            { m with
+                Buffers =
+                    m.Buffers
+                    |> Parameters.map (fun n t -> if n = key then Tensor.scalar value else t)
+            }
+
+        let path = Path.Combine(tempDir (), "damaged-plan.safetensors")
+        Checkpoint.save path (Checkpoint.ofModel damaged)
+
+        assertRaises<CheckpointFormatException> [ "quantization plan"; key ] (fun () -> box (Checkpoint.load path))
+
+    // A shared membrane scale needs a quantized feeding layer: here its layer is full precision.
+    let first, _, _ = st.WeightLayers[0]
+
+    let own =
+        convNet ()
+        |> Model.quantize
+            { QuantConfig.Mint 4 with
+                ShareMembraneScale = false
+                KeepFirstLayerFullPrecision = false
+                FullPrecisionLayers = Set.ofList [ first ]
+            }
+
+    let fed =
+        st.Feeding |> Map.toList |> List.find (fun (_, src) -> src = Some first) |> fst
+
+    let shared =
+        { own with
+            Parameters =
+                Parameters.ofList (
+                    Parameters.toList own.Parameters
+                    |> List.filter (fun (n, _) -> n <> fed + ".alpha")
+                )
+            Buffers =
+                own.Buffers
+                |> Parameters.map (fun n t ->
+                    if n = QuantPlan.membraneSharedKey fed then
+                        Tensor.scalar 1.0f
+                    else
+                        t)
+        }
+
+    let path = Path.Combine(tempDir (), "shared-fp.safetensors")
+    Checkpoint.save path (Checkpoint.ofModel shared)
+    assertRaises<CheckpointFormatException> [ "quantization plan"; fed; first ] (fun () -> box (Checkpoint.load path))
+
+[<Test>]
 let ``a quantized checkpoint missing a scale its plan needs names it`` () =
     let m = convNet () |> Model.quantize (QuantConfig.Mint 4)
     let alpha = m.Parameters.Names |> Array.find (fun n -> n.EndsWith ".alpha")

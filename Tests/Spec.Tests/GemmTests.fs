@@ -450,6 +450,14 @@ let ``SgemmBatched refuses a batch whose last matrix lies outside the arrays bef
     Assert.That(e.Message, Does.Contain "C (offset, ldc, length)")
     Assert.That(c |> Array.forall (fun v -> v = -1.0f), "no C block was written")
 
+    // Offsets that overflow int32 are refused too, not wrapped into the array.
+    let big =
+        Assert.Throws<SnnSpecException>(fun () ->
+            Gemm.SgemmBatched(5, false, false, 3, 5, 2, 1.0f, a, 0, 1 <<< 30, 2, b, 0, 10, 5, 0.0f, c, 0, 15, 5))
+
+    Assert.That(big.Message, Does.Contain "A offset of matrix 4")
+    Assert.That(c |> Array.forall (fun v -> v = -1.0f), "no C block was written")
+
 [<Test>]
 let ``SgemmBatched equals a loop of Reference`` () =
     for ta, tb in transposes do

@@ -125,6 +125,36 @@ let ``an edited code, a missing tensor or a plain checkpoint is refused by name`
 
     assertRaises<CheckpointFormatException> [ "conv2"; "missing" ] (fun () -> box (IntegerExportFile.read missing))
 
+    // The JSON outside tools read is checked too, field by field.
+    let json = file.Metadata["user.integer_export"]
+    let im = IntegerExport.export m
+    let neuron = (im.Layers |> List.find (fun l -> l.Neuron.IsSome)).Neuron.Value
+
+    let withJson (name: string) (edit: string -> string) =
+        let p = tempFile name
+        SafeTensors.write p file.Tensors (file.Metadata.Add("user.integer_export", edit json))
+        p
+
+    let threshold = sprintf "\"threshold\":%d" neuron.Threshold
+    Assert.That(json, Does.Contain threshold)
+
+    let edited =
+        withJson "threshold.safetensors" (fun j ->
+            j.Replace(threshold, sprintf "\"threshold\":%d" (neuron.Threshold + 1)))
+
+    assertRaises<CheckpointFormatException> [ neuron.Name; "threshold"; "disagrees" ] (fun () ->
+        box (IntegerExportFile.read edited))
+
+    for bad, words in
+        [
+            (fun (j: string) -> j.Replace("\"version\":1", "\"version\":1.5")), [ "version"; "1.5" ]
+            (fun (j: string) -> j.Replace("\"version\":1", "\"version\":0")), [ "version" ]
+            (fun (_: string) -> "[1, 2]"), [ "not a JSON object" ]
+            (fun (j: string) -> j.Replace("\"layers\":[{", "\"layers\":[7,{")), [ "lists" ]
+        ] do
+        let p = withJson "bad.safetensors" bad
+        assertRaises<CheckpointFormatException> words (fun () -> box (IntegerExportFile.read p))
+
     let plain = tempFile "plain.safetensors"
     Checkpoint.save plain (Checkpoint.ofModel m)
 

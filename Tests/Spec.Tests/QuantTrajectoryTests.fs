@@ -36,6 +36,24 @@ let ``the float twin of a quantized model is the model it was made from`` () =
         Assert.That((Model.quantPlan twin).IsQuantized, Is.False, name)
 
 [<Test>]
+let ``the float twin strips exactly the plan, whatever the enclosing stages are named`` () =
+    for stage in [ "quant"; "alphabet"; "alpha" ] do
+        let nested =
+            { arch with
+                Layers = [ Stage("s", [ Stage(stage, arch.Layers) ]) ]
+            }
+
+        let m = Model.init 1 (ExecutionMode.Snn 2) nested
+        let twin = QuantTrajectory.floatTwin (Model.quantize (QuantConfig.Mint 4) m)
+        assertSameParameters (stage + " parameters") m.Parameters twin.Parameters
+        assertSameParameters (stage + " buffers") m.Buffers twin.Buffers
+
+        let r =
+            QuantTrajectory.compare (Model.quantize (QuantConfig.Mint 4) m) (randn 2 [| 2; 1; 28; 28 |])
+
+        Assert.That(r.Populations, Is.Not.Empty, stage)
+
+[<Test>]
 let ``a full-precision plan follows the float trajectory exactly`` () =
     let m = model 2 3 |> Model.quantize QuantConfig.FullPrecision
     let r = QuantTrajectory.compare m (randn 5 [| 6; 1; 28; 28 |])

@@ -1120,6 +1120,16 @@ type Gemm =
         // Offsets grow linearly with the index: the first and the last matrix bound all of them, so
         // a bad batch is refused before any C is written.
         for i in (if batch > 0 then [ 0; batch - 1 ] else []) do
+            for name, off, stride in [ "A", aOff, strideA; "B", bOff, strideB; "C", cOff, strideC ] do
+                let last = int64 off + int64 i * int64 stride
+
+                if last < 0L || last > int64 Int32.MaxValue then
+                    Errors.invalidArg
+                        "Gemm.SgemmBatched"
+                        (sprintf "%s offset of matrix %d" name i)
+                        last
+                        "an offset inside the array (offset + i·stride overflows or is negative)"
+
             GemmCore.validate
                 transA
                 transB
