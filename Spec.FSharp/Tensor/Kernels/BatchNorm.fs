@@ -55,6 +55,31 @@ module internal BnSimd =
             y[yOff + i] <- a * x[xOff + i] + b
             i <- i + 1
 
+    /// y[yOff + i] = a·(x[xOff + i] − m) + b for i in [0, len): the centred form keeps full precision
+    /// when the spread is tiny against the mean (a·x and a·m would cancel in a·x + (b − a·m)).
+    let centredAffine
+        (x: float32[])
+        (xOff: int)
+        (y: float32[])
+        (yOff: int)
+        (len: int)
+        (a: float32)
+        (m: float32)
+        (b: float32)
+        =
+        let va = Vector512.Create a
+        let vm = Vector512.Create m
+        let vb = Vector512.Create b
+        let mutable i = 0
+
+        while i + 16 <= len do
+            Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(&x[xOff + i]) - vm, va, vb).StoreUnsafe(&y[yOff + i])
+            i <- i + 16
+
+        while i < len do
+            y[yOff + i] <- a * (x[xOff + i] - m) + b
+            i <- i + 1
+
     /// (Σ_i dy[i], Σ_i dy[i]·(x[i] − m)) over len elements.
     let sumAndDot (dy: float32[]) (dyOff: int) (x: float32[]) (xOff: int) (len: int) (m: float32) =
         let vm = Vector512.Create m
@@ -258,17 +283,25 @@ module BatchNorm =
 
             for ch in 0 .. c - 1 do
                 invstd[ch] <- 1.0f / MathF.Sqrt(var[ch] + eps)
-                let struct (ac, bc) = scaleOf ch
+                let struct (ac, _) = scaleOf ch
                 a[ch] <- ac
-                b[ch] <- bc
 
+                b[ch] <-
+                    match beta with
+                    | Some bt -> bt[ch]
+                    | None -> 0.0f
+
+            // y = a·(x − μ) + β, centred (see BnSimd.centredAffine).
             for n in 0 .. g.N - 1 do
-                TensorPrimitives.MultiplyAdd(
+                let out = Span<float32>(y, yOff + n * c, c)
+
+                TensorPrimitives.Subtract(
                     ReadOnlySpan<float32>(x, xOff + n * c, c),
-                    a,
-                    b,
-                    Span<float32>(y, yOff + n * c, c)
+                    ReadOnlySpan<float32>(mean, 0, c),
+                    out
                 )
+
+                TensorPrimitives.MultiplyAdd(out, a, b, out)
         else
             let s = g.S
 
@@ -290,11 +323,16 @@ module BatchNorm =
                     mean[c] <- m
                     var[c] <- float32 (sq / float count)
                     invstd[c] <- float32 (1.0 / Math.Sqrt(sq / float count + float eps))
-                    let struct (a, b) = scaleOf c
+                    let struct (a, _) = scaleOf c
+
+                    let b =
+                        match beta with
+                        | Some bt -> bt[c]
+                        | None -> 0.0f
 
                     for n in 0 .. g.N - 1 do
                         let o = (n * g.C + c) * s
-                        BnSimd.affine x (xOff + o) y (yOff + o) s a b)
+                        BnSimd.centredAffine x (xOff + o) y (yOff + o) s a m b)
 
         match runningMean, runningVar with
         | Some rm, Some rv -> updateRunningStats g momentum mean var rm rv
