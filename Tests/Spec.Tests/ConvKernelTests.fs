@@ -810,6 +810,42 @@ let ``batch norm training stays accurate when the spread is tiny against the mea
             Assert.That(abs m, Is.LessThan bound, sprintf "S = %d, channel %d mean" g.S c)
             Assert.That(abs (v - 1.0), Is.LessThan 1e-3, sprintf "S = %d, channel %d variance" g.S c)
 
+[<Test>]
+let ``batch norm backward stays accurate when the spread is tiny against the mean`` () =
+    // dx = γ·invstd·(dy − mean dy − x̂·mean(dy·x̂)) against the same formula in float64 from the
+    // kernel's own μ and invstd, with means near 50 and a spread of 0.05 (the uncentred form
+    // b·x + (c − b·μ) cancelled there, to about 1 % of dx).
+    // N·S ≥ 4: with two values per channel the normalised outputs are ±1 whatever x is, and dx ≡ 0.
+    for s in [ 1; 17 ] do
+        let g: BatchNormGeometry = { N = 4; C = 3; S = s }
+        let rng = Random 11
+
+        let x =
+            Array.init g.Length (fun i -> 50.0f + float32 ((i / s) % 3) + 0.05f * float32 (rng.NextDouble()))
+
+        let dy = Array.init g.Length (fun _ -> float32 (rng.NextDouble() * 2.0 - 1.0))
+        let gamma = [| 1.5f; -0.5f; 2.0f |]
+        let y = Array.zeroCreate g.Length
+        let mean = Array.zeroCreate g.C
+        let invstd = Array.zeroCreate g.C
+        BatchNorm.forwardTraining g 1e-12f 0.1f x 0 (Some gamma) None y 0 mean invstd None None
+        let dx = Array.zeroCreate g.Length
+        BatchNorm.backward g x 0 dy 0 mean invstd (Some gamma) dx 0 None None false
+
+        for c in 0..2 do
+            let xs, ds, got = channelValues g x c, channelValues g dy c, channelValues g dx c
+            let mu, inv = float mean[c], float invstd[c]
+            let xhat = xs |> Array.map (fun v -> (v - mu) * inv)
+            let mdy = Array.average ds
+            let mdyx = Array.map2 (*) ds xhat |> Array.average
+
+            let expected =
+                Array.map2 (fun d xh -> float gamma[c] * inv * (d - mdy - xh * mdyx)) ds xhat
+
+            let scale = expected |> Array.map abs |> Array.max
+            let err = Array.map2 (fun a b -> abs (a - b)) got expected |> Array.max
+            Assert.That(err, Is.LessThan(1e-4 * scale), sprintf "S = %d, channel %d" s c)
+
 /// Float64 batch-norm forward used for finite differences: y = γ·(x − mean)/√(var + eps) + β.
 let private bn64 (g: BatchNormGeometry) eps (x: float[]) (gamma: float[]) (beta: float[]) =
     let y = Array.zeroCreate g.Length

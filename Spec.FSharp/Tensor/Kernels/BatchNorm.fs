@@ -103,7 +103,7 @@ module internal BnSimd =
 
         struct (ss, dd)
 
-    /// dx[i] (+)= a·dy[i] + b·x[i] + c over len elements.
+    /// dx[i] (+)= a·dy[i] + b·(x[i] − m) + c over len elements (centred, as centredAffine).
     let gradAffine
         (dy: float32[])
         (dyOff: int)
@@ -114,11 +114,13 @@ module internal BnSimd =
         (len: int)
         (a: float32)
         (b: float32)
+        (m: float32)
         (c: float32)
         (accumulate: bool)
         =
         let va = Vector512.Create a
         let vb = Vector512.Create b
+        let vm = Vector512.Create m
         let vc = Vector512.Create c
         let mutable i = 0
 
@@ -127,7 +129,7 @@ module internal BnSimd =
                 Vector512.FusedMultiplyAdd(
                     Vector512.LoadUnsafe(&dy[dyOff + i]),
                     va,
-                    Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(&x[xOff + i]), vb, vc)
+                    Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(&x[xOff + i]) - vm, vb, vc)
                 )
 
             let v =
@@ -140,7 +142,7 @@ module internal BnSimd =
             i <- i + 16
 
         while i < len do
-            let v = a * dy[dyOff + i] + b * x[xOff + i] + c
+            let v = a * dy[dyOff + i] + b * (x[xOff + i] - m) + c
             dx[dxOff + i] <- if accumulate then dx[dxOff + i] + v else v
             i <- i + 1
 
@@ -444,7 +446,7 @@ module BatchNorm =
 
             let a = gm * inv
             let b = -gm * inv * inv * inv * float32 sdyx / m
-            let cc = -a * float32 sdy / m - b * mean[c]
+            let cc = -a * float32 sdy / m
             struct (a, b, cc)
 
         if g.S = 1 then
@@ -477,7 +479,14 @@ module BatchNorm =
 
             for n in 0 .. g.N - 1 do
                 let dxr = Span<float32>(dx, dxOff + n * c, c)
-                TensorPrimitives.MultiplyAdd(ReadOnlySpan<float32>(x, xOff + n * c, c), b, cc, d)
+
+                TensorPrimitives.Subtract(
+                    ReadOnlySpan<float32>(x, xOff + n * c, c),
+                    ReadOnlySpan<float32>(mean, 0, c),
+                    d
+                )
+
+                TensorPrimitives.MultiplyAdd(d, b, cc, d)
                 TensorPrimitives.MultiplyAdd(ReadOnlySpan<float32>(dy, dyOff + n * c, c), a, d, d)
 
                 if accumulate then
@@ -502,4 +511,4 @@ module BatchNorm =
 
                     for n in 0 .. g.N - 1 do
                         let o = (n * g.C + c) * s
-                        BnSimd.gradAffine dy (dyOff + o) x (xOff + o) dx (dxOff + o) s a b cc accumulate)
+                        BnSimd.gradAffine dy (dyOff + o) x (xOff + o) dx (dxOff + o) s a b mean[c] cc accumulate)
