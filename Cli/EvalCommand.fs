@@ -137,6 +137,7 @@ let reachesTraining (loaded: int) (n: int) (t: int, v: int) = loaded - n < t - v
 /// (CrossbarInference.calibrateFullScales, on ideal cells); the test images are never used for it.
 let execute
     (checkpoint: string)
+    (c: Checkpoint)
     (teacher: string option)
     (ds: DatasetSection)
     (batchSize: int)
@@ -145,7 +146,6 @@ let execute
     (validation: int option)
     (json: string option)
     =
-    let c = Run.loadCheckpoint "the checkpoint" checkpoint
     let recordedSplit = Run.recordedSplit c
 
     let t =
@@ -293,19 +293,16 @@ let execute
 
     r
 
-/// The checkpoint at a path, None when it is missing or unreadable (execute reports that).
-let private recorded (path: string) =
+/// The dataset a checkpoint was trained on, from its metadata (None when not recorded, or when the
+/// file is missing or unreadable: loading it reports that).
+let recordedDataset (path: string) =
     try
         if File.Exists path then
-            Some(SpecFile.loadModel path)
+            (SpecFile.loadModel path).Metadata.TryFind "dataset"
         else
             None
     with :? SnnSpecException ->
         None
-
-/// The dataset a checkpoint was trained on, from its metadata (None when not recorded).
-let recordedDataset (path: string) =
-    recorded path |> Option.bind (fun c -> c.Metadata.TryFind "dataset")
 
 /// The validation split to evaluate, (training images M, validation images n): the last n of the
 /// first M. <c>asked</c> is whether --validation was given; a bare --validation takes the split
@@ -460,15 +457,12 @@ let command () =
         Console.guard (fun () ->
             let path = r.GetValue ckptArg
 
-            let saved = recorded path
+            let c = Run.loadCheckpoint "the checkpoint" path
 
             let name =
                 match Option.ofObj (r.GetValue dataset) with
                 | Some d -> d
-                | None ->
-                    saved
-                    |> Option.bind (fun c -> c.Metadata.TryFind "dataset")
-                    |> Option.defaultValue "mnist"
+                | None -> c.Metadata.TryFind "dataset" |> Option.defaultValue "mnist"
 
             let bs = r.GetValue batch
 
@@ -488,14 +482,10 @@ let command () =
 
                     Some(p, n)
 
-            if saved.IsNone then
-                // Named here, before a missing split could be blamed on it.
-                Run.loadCheckpoint "the checkpoint" path |> ignore
-
             let held =
                 validationSplit
                     path
-                    (saved |> Option.bind Run.recordedSplit)
+                    (Run.recordedSplit c)
                     (not (isNull (r.GetResult validation)))
                     (Option.ofNullable (r.GetValue validation))
                     (Option.ofNullable (r.GetValue train))
@@ -557,6 +547,7 @@ let command () =
 
             execute
                 path
+                c
                 (Option.ofObj (r.GetValue teacher))
                 ds
                 bs

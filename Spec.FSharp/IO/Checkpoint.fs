@@ -181,14 +181,9 @@ module Checkpoint =
                 for name, _, _ in st.WeightLayers do
                     match buffer (QuantPlan.weightBitsKey name) with
                     | Some wb ->
-                        let bs =
-                            [
-                                QuantPlan.weightBitsKey name
-                                QuantPlan.biasBitsKey name
-                                QuantPlan.foldKey name
-                            ]
-
-                        yield (if wb <> 0.0f then [ scalar (name + ".alpha") ] else []), List.map scalar bs
+                        yield
+                            (if wb <> 0.0f then [ scalar (name + ".alpha") ] else []),
+                            List.map scalar (QuantPlan.weightKeys name)
                     | None -> ()
             ]
 
@@ -196,15 +191,11 @@ module Checkpoint =
             [
                 for KeyValue(name, _) in st.Feeding do
                     if (buffer (QuantPlan.membraneBitsKey name)).IsSome then
-                        let bs =
-                            [
-                                QuantPlan.membraneBitsKey name
-                                QuantPlan.membraneSchemeKey name
-                                QuantPlan.membraneSharedKey name
-                            ]
-
                         let own = buffer (QuantPlan.membraneSharedKey name) = Some 0.0f
-                        yield (if own then [ scalar (name + ".alpha") ] else []), List.map scalar bs
+
+                        yield
+                            (if own then [ scalar (name + ".alpha") ] else []),
+                            List.map scalar (QuantPlan.membraneKeys name)
             ]
 
         List.collect fst (weights @ membranes), List.collect snd (weights @ membranes)

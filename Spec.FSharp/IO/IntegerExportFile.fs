@@ -126,9 +126,9 @@ module IntegerExportFile =
     let private fail (path: string) (problem: string) (fix: string) : 'a =
         raise (CheckpointFormatException(path, 8L, problem, fix))
 
-    /// The integer export stored in a checkpoint, checked: every layer's codes present with the
-    /// declared shape, within ±levels, and equal to what IntegerExport.export computes from the
-    /// stored model (so the file's two views of the model cannot disagree).
+    /// The integer export stored in a checkpoint, checked: every JSON field, and every layer's codes
+    /// present with the declared shape and equal to what IntegerExport.export computes from the
+    /// stored model (so within ±levels, and the file's two views of the model cannot disagree).
     let ofCheckpoint (path: string) (c: Checkpoint) : IntegerModel =
         let damaged =
             "the file was edited or damaged; export it again (snnspec export) from the quantized checkpoint"
@@ -289,22 +289,14 @@ module IntegerExportFile =
                         (Errors.showShape l.Shape))
                     damaged
 
-            match w |> Array.tryFindIndex (fun v -> abs v > l.Levels) with
-            | Some i -> fail path (sprintf "layer %s: weight code %d at %d is outside ±%d" name w[i] i l.Levels) damaged
-            | None -> ()
-
-            match
-                w
-                |> Array.mapi (fun i v -> i, v)
-                |> Array.tryFind (fun (i, v) -> v <> l.Weights[i])
-            with
-            | Some(i, v) ->
+            match Seq.tryFindIndex id (Seq.map2 (<>) w l.Weights) with
+            | Some i ->
                 fail
                     path
                     (sprintf
                         "layer %s: weight code %d at %d disagrees with the stored weights (they give %d)"
                         name
-                        v
+                        w[i]
                         i
                         l.Weights[i])
                     damaged

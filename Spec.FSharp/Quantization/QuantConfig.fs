@@ -181,6 +181,14 @@ module QuantPlan =
     let membraneSchemeKey (layer: string) = layer + ".quant.membrane_scheme"
     let membraneSharedKey (layer: string) = layer + ".quant.membrane_shared"
 
+    /// The plan buffers of a quantized Conv2d/Linear layer, in the order Model.quantize adds them.
+    let weightKeys (layer: string) =
+        [ weightBitsKey layer; biasBitsKey layer; foldKey layer ]
+
+    /// The plan buffers of a quantized Spiking layer, in the order Model.quantize adds them.
+    let membraneKeys (layer: string) =
+        [ membraneBitsKey layer; membraneSchemeKey layer; membraneSharedKey layer ]
+
     let internal encodeBits (b: Bits) =
         match b with
         | Bits.Fixed n -> float32 n

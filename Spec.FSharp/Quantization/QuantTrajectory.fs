@@ -67,18 +67,10 @@ module QuantTrajectory =
         let scales = set [ for n in weights @ populations -> n + ".alpha" ]
 
         let plan =
-            set
-                [
-                    for n in weights do
-                        yield! [ QuantPlan.weightBitsKey n; QuantPlan.biasBitsKey n; QuantPlan.foldKey n ]
-                    for n in populations do
-                        yield!
-                            [
-                                QuantPlan.membraneBitsKey n
-                                QuantPlan.membraneSchemeKey n
-                                QuantPlan.membraneSharedKey n
-                            ]
-                ]
+            set (
+                List.collect QuantPlan.weightKeys weights
+                @ List.collect QuantPlan.membraneKeys populations
+            )
 
         let keep (drop: Set<string>) (ps: Parameters) =
             Parameters.ofList (Parameters.toList ps |> List.filter (fun (n, _) -> not (drop.Contains n)))

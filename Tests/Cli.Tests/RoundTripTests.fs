@@ -148,8 +148,8 @@ let ``train, eval, quantize, distill and report round trip`` () =
     // Its 4-bit twin, calibrated on two batches; it loads back quantized and evaluates.
     let q = dir.File "teacher.q4.safetensors"
 
-    Assert.That(
-        run
+    let quantize (extra: string list) =
+        run (
             [
                 "quantize"
                 teacher
@@ -159,9 +159,11 @@ let ``train, eval, quantize, distill and report round trip`` () =
                 "2"
                 "--batch-size"
                 "16"
-            ],
-        Is.EqualTo 0
-    )
+            ]
+            @ extra
+        )
+
+    Assert.That(quantize [], Is.EqualTo 0)
 
     Assert.That(File.Exists q)
     let qm = (SpecFile.loadModel q).Model
@@ -172,24 +174,7 @@ let ``train, eval, quantize, distill and report round trip`` () =
     // from the float model on the calibration images.
     let qLsq = dir.File "teacher.q4lsq.safetensors"
 
-    Assert.That(
-        run
-            [
-                "quantize"
-                teacher
-                "--bits"
-                "4"
-                "--calibration-batches"
-                "2"
-                "--batch-size"
-                "16"
-                "--scales"
-                "lsq"
-                "--out"
-                qLsq
-            ],
-        Is.EqualTo 0
-    )
+    Assert.That(quantize [ "--scales"; "lsq"; "--out"; qLsq ], Is.EqualTo 0)
 
     let calibration =
         Run.calibrationBatch 32 (fst (Run.loadData (Run.datasetSection "synthetic" 33 1 1 None)))

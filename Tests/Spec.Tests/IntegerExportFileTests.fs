@@ -8,21 +8,13 @@ open SnnSpec
 open SnnSpec.IO
 open SnnSpec.Tests.TestUtil
 
-let private cfg =
-    { ZooConfig.Mnist with
-        InputSize = 8
-        Width = 0.25f
-        Neuron = { Neuron.mint with Threshold = 0.25f }
-    }
-
-let private images seed n =
-    Tensor.uniform (Rng.create seed) 0.0f 1.0f [| n; 1; 8; 8 |]
+let private images = QuantModelTests.images
 
 /// A quantized ConvNet with running statistics and post-training scales, so that its integer
 /// pairs fire.
 let private quantized (bits: int) =
     let x = images 40 8
-    let m = Model.init 7 (ExecutionMode.Snn 3) (Zoo.convNet cfg)
+    let m = Model.init 7 (ExecutionMode.Snn 3) (Zoo.convNet QuantModelTests.tinyCfg)
 
     let m =
         { m with

@@ -7,7 +7,7 @@ open SnnSpec
 open SnnSpec.Tests.TestUtil
 
 // θ = 0.25 so that the quantized populations fire at MINT's initial scales (α₀ ≈ 0.05–0.07 here).
-let private tinyCfg =
+let tinyCfg =
     { ZooConfig.Mnist with
         InputSize = 8
         Width = 0.25f
@@ -17,7 +17,7 @@ let private tinyCfg =
 let private convNet seed steps =
     Model.init seed (ExecutionMode.Snn steps) (Zoo.convNet tinyCfg)
 
-let private images seed n =
+let images seed n =
     Tensor.uniform (Rng.create seed) 0.0f 1.0f [| n; 1; 8; 8 |]
 
 let private same (what: string) (expected: 'T[]) (actual: 'T[]) =
