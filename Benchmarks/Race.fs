@@ -3,7 +3,8 @@
 /// process so that its peak RSS is its own, and the PyTorch reference (Benchmarks/race/torch_snn.py)
 /// runs the same way. `race-snnspec --model teacher|student|kd --T 4 --batch 64 --steps 20 --warmup 3`
 /// trains through Trainer.fit on a synthetic in-memory MNIST-shaped set (random 28×28 bytes, labels
-/// i mod 10, no shuffling) and prints one JSON line {imgs_per_s, peak_rss_mb, …}.
+/// i mod 10, no shuffling) and prints one JSON line {imgs_per_s, peak_rss_mb, …}. `--truncation K`
+/// trains with truncated BPTT in windows of K steps (0, the default: full BPTT; race/truncation.sh).
 module SnnSpec.Benchmarks.Race
 
 open System
@@ -32,6 +33,7 @@ let main (argv: string[]) =
     let batch = int (arg argv "--batch" "64")
     let timed = int (arg argv "--steps" "20")
     let warmup = int (arg argv "--warmup" "3")
+    let truncation = int (arg argv "--truncation" "0")
     let baseRss = statusMb "VmRSS"
 
     let n = batch * (warmup + timed)
@@ -79,6 +81,7 @@ let main (argv: string[]) =
         { TrainConfig.Default with
             Epochs = 1
             Progress = progress
+            Truncation = (if truncation > 0 then Some truncation else None)
         }
 
     Trainer.fit config spec batcher None |> ignore
@@ -99,9 +102,10 @@ let main (argv: string[]) =
             (GC.CollectionCount 2)
 
     printfn
-        "{\"framework\": \"snnspec\", \"model\": \"%s\", \"T\": %d, \"batch\": %d, \"steps\": %d, \"threads\": %d, \"server_gc\": %b, \"imgs_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"loss\": %g}"
+        "{\"framework\": \"snnspec\", \"model\": \"%s\", \"T\": %d, \"truncation\": %d, \"batch\": %d, \"steps\": %d, \"threads\": %d, \"server_gc\": %b, \"imgs_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"loss\": %g}"
         model
         steps
+        truncation
         batch
         timed
         Environment.ProcessorCount

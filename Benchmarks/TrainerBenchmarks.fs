@@ -77,5 +77,64 @@ type KdEpoch() =
             (batcher ())
             None
 
+/// Truncated BPTT (TrainConfig.Truncation = K) against full BPTT: Trainer.fit over four batches of
+/// 32 generated 1×16×16 images training a ConvNet SNN at T = 16. The ratio column is a truncated
+/// epoch's cost in full-BPTT epochs for each window; peak memory needs a process of its own per
+/// configuration and is measured by Benchmarks/race/truncation.sh.
+[<MemoryDiagnoser; SimpleJob(launchCount = 1, warmupCount = 1, iterationCount = 5)>]
+type TruncatedBptt() =
+    let mutable data = Unchecked.defaultof<ImageSet>
+    let mutable spec = Unchecked.defaultof<DistillationSpec>
+
+    let config =
+        { TrainConfig.Default with
+            Epochs = 1
+            LearningRate = 0.05f
+        }
+
+    let batcher () =
+        Batching.create
+            { Batching.options 32 1 with
+                Prefetch = 0
+            }
+            data
+
+    /// The window K in steps.
+    [<Params(8, 4, 2)>]
+    member val Window = 4 with get, set
+
+    [<GlobalSetup>]
+    member _.Setup() =
+        let rng = Random 2
+        let n, side = 128, 16
+        let pixels = Array.zeroCreate<byte>(n * side * side)
+        rng.NextBytes pixels
+        data <- ImageSet.create "noise" pixels (Array.init n (fun i -> i % 10)) 1 side side 10
+
+        let student =
+            Model.init
+                0
+                (ExecutionMode.Snn 16)
+                (Zoo.convNet
+                    { ZooConfig.Mnist with
+                        InputSize = side
+                    })
+
+        spec <- DistillationSpec.alone [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
+
+    [<Benchmark(Baseline = true, Description = "full BPTT, T = 16")>]
+    member _.Full() =
+        Trainer.fit config spec (batcher ()) None
+
+    [<Benchmark(Description = "truncated BPTT, T = 16")>]
+    member this.Truncated() =
+        Trainer.fit
+            { config with
+                Truncation = Some this.Window
+            }
+            spec
+            (batcher ())
+            None
+
 /// The benchmark classes of this module, for BenchmarkSwitcher.
-let types: Type[] = [| typeof<KdEpoch> |]
+let types: Type[] = [| typeof<KdEpoch>; typeof<TruncatedBptt> |]

@@ -68,6 +68,9 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                         "dataset", o.Dataset.Name
                         "zoo", o.Model.Zoo
                         "epochs", string t.Epochs
+                        match t.Truncation with
+                        | Some k -> "truncation", string k
+                        | None -> ()
                         if o.Dataset.IsSequence then
                             "frames", string o.Dataset.Frames
                         yield! Run.splitMetadata fit validation
@@ -153,6 +156,12 @@ let command () =
     let seed = opt "--seed" "Seed of initialisation and shuffling." 0
     let loss = opt "--loss" "ce (time-mean cross-entropy) or twce (per-step, TET)." "ce"
 
+    let truncation =
+        opt
+            "--truncation"
+            "Truncated BPTT: run each batch in chunks of K steps, no gradient across chunks (0: full BPTT)."
+            0
+
     let name =
         opt "--name" "Model name: the checkpoint is <out>/<name>.safetensors." "teacher"
 
@@ -167,7 +176,7 @@ let command () =
     for o in
         [ model :> Option; width; hidden; steps; ann; stack; bits ]
         @ data.All
-        @ [ epochs; batch; optimizer; lr; wd; seed; loss; name; out; resume ] do
+        @ [ epochs; batch; optimizer; lr; wd; seed; loss; truncation; name; out; resume ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -280,6 +289,14 @@ let command () =
                             LearningRate = lrValue
                             WeightDecay = r.GetValue wd
                             Seed = r.GetValue seed
+                            Truncation =
+                                match r.GetValue truncation with
+                                | 0 -> None
+                                | k when k > 0 -> Some k
+                                | k ->
+                                    Console.usage
+                                        "--truncation %d. Fix: give a window of at least 1 step, or 0 for full BPTT."
+                                        k
                         }
                     Loss = lossName
                     Name = r.GetValue name

@@ -89,6 +89,15 @@ public sealed record TrainingOptions
     public int Seed { get; init; }
 
     /// <summary>
+    /// Truncated backpropagation through time with a window of this many steps ≥ 1 (null = full
+    /// BPTT). A student at T &gt; K runs each batch in chunks of K steps, each from the neuron
+    /// states the previous chunk ended in, with no gradient across chunks; memory holds one
+    /// chunk's activations. Every loss term sees a chunk as the whole sequence; the chunk losses
+    /// are weighted by their share of T and the optimizer steps once per batch.
+    /// </summary>
+    public int? TruncationWindow { get; init; }
+
+    /// <summary>
     /// Train each epoch on at most this many batches (null = the whole set): the run then uses a
     /// fixed, seeded subset of <c>MaxStepsPerEpoch × BatchSize</c> samples, reshuffled every epoch.
     /// </summary>
@@ -134,6 +143,10 @@ public sealed record TrainingOptions
         if (ClipNorm is { } c)
         {
             Check.PositiveFinite(c, nameof(ClipNorm), "TrainingOptions.ClipNorm");
+        }
+        if (TruncationWindow is { } k)
+        {
+            Check.Positive(k, nameof(TruncationWindow), "TrainingOptions.TruncationWindow");
         }
         if (MaxStepsPerEpoch is { } m)
         {
@@ -205,7 +218,8 @@ public sealed record TrainingOptions
             }),
             SnapshotPath is { } p && File.Exists(p)
                 ? Interop.Some(SnnSpec.IO.TrainerCheckpoint.load(p))
-                : d.Resume
+                : d.Resume,
+            TruncationWindow is { } k ? Interop.Some(k) : Interop.None<int>()
         );
     }
 }

@@ -36,7 +36,12 @@ public sealed record ForwardOptions
             Interop.ToFSharpSet(Check.NotNull(Taps, nameof(Taps))),
             FiringRates
         );
-        return new ForwardContext(Training, RngModule.create(Seed), probes);
+        return new ForwardContext(
+            Training,
+            RngModule.create(Seed),
+            probes,
+            Interop.None<FSharpMap<string, Tensor>>()
+        );
     }
 }
 
@@ -510,6 +515,28 @@ public sealed class SnnModel
                 )
             )
         );
+    }
+
+    /// <summary>
+    /// Opens a stream: the SNN run over a sequence chunk by chunk, each chunk starting from the
+    /// neuron states the previous one ended in. In evaluation mode the chunks' per-step logits are
+    /// those of one run over the whole sequence, with one chunk's activations in memory.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model is an ANN twin or stacks its frames.</exception>
+    public ModelStream OpenStream()
+    {
+        if (IsAnn || StackedFrames is not null)
+        {
+            throw new InvalidOperationException(
+                $"{Name} cannot stream: "
+                    + (
+                        IsAnn
+                            ? "the ANN twin has no neuron state; run Forward on the whole input."
+                            : "it stacks its frames into one sample; build it with ZooOptions.StackFrames = 0."
+                    )
+            );
+        }
+        return new ModelStream(this);
     }
 
     /// <summary>Runs the model on a batch given as a flat row-major array.</summary>

@@ -94,6 +94,8 @@ type TrainingSection =
         Seed: int
         StudentOrder: StudentOrder
         TeacherCache: TeacherCacheSetting
+        /// Truncated BPTT window in steps (TrainConfig.Truncation); None: full BPTT.
+        Truncation: int option
     }
 
 /// Where the teacher comes from.
@@ -694,6 +696,7 @@ module SpecFile =
             "seed"
             "studentOrder"
             "teacherCache"
+            "truncation"
         ]
 
     /// The defaults of the training section: 1 epoch of batches of 32, Adam at 5e-3 with a cosine
@@ -710,6 +713,7 @@ module SpecFile =
             Seed = 0
             StudentOrder = StudentOrder.Interleaved
             TeacherCache = TeacherCacheSetting.Off
+            Truncation = None
         }
 
     let private training (n: Node) (b: TrainingSection) =
@@ -813,6 +817,8 @@ module SpecFile =
                     n
                     "teacherCache"
                     b.TeacherCache
+            Truncation =
+                optWith (fun v -> Some(positiveInt v "the truncated-BPTT window (steps)")) n "truncation" b.Truncation
         }
 
     let private teacher (n: Node) (baseTraining: TrainingSection) =
@@ -1269,6 +1275,7 @@ module SpecFile =
             ClipNorm = t.ClipNorm
             Seed = t.Seed
             StudentOrder = t.StudentOrder
+            Truncation = t.Truncation
             TeacherCache =
                 match t.TeacherCache with
                 | TeacherCacheSetting.Memory p -> TeacherCacheMode.Build p

@@ -31,6 +31,14 @@ type ForwardContext =
         /// Key for dropout masks.
         Rng: Rng
         Probes: ProbeRequest
+        /// None: every spiking population starts at rest (V₀ = v_reset) and the run returns no state.
+        /// Some states: population n starts from states[n] (its per-step shape [B, …]; a population
+        /// not named starts at rest) and the run returns every population's V_T in
+        /// <c>ForwardOutput.FinalStates</c>. Chunks x[0 … t₁), x[t₁ … t₂), … run one after another,
+        /// each from the previous chunk's final states, give the per-step logits of one run over the
+        /// whole sequence (exactly in eval mode; training-mode BN takes each chunk's own batch
+        /// statistics): streaming inference and truncated BPTT (<c>TrainConfig.Truncation</c>).
+        InitialStates: Map<string, Tensor> option
     }
 
     static member Eval =
@@ -38,6 +46,7 @@ type ForwardContext =
             Training = false
             Rng = Rng.create 0
             Probes = ProbeRequest.None
+            InitialStates = None
         }
 
     static member Train(rng: Rng) =
@@ -45,6 +54,7 @@ type ForwardContext =
             Training = true
             Rng = rng
             Probes = ProbeRequest.None
+            InitialStates = None
         }
 
 /// What a forward run returns. Logits are [T, B, K] for an SNN (one row per step) and [1, B, K] for the ANN twin.
@@ -57,6 +67,9 @@ type ForwardOutput =
         FiringRates: Map<string, float32>
         /// BN running statistics after this run (unchanged in eval mode).
         Buffers: Parameters
+        /// Every spiking population's state V_T ([B, …]) after the last step when the run was given
+        /// <c>ForwardContext.InitialStates</c>; empty otherwise and for the ANN twin.
+        FinalStates: Map<string, Tensor>
     }
 
 /// The forward interpreter: runs an architecture's layer tree on a batch. Stateless layers run on
@@ -75,6 +88,8 @@ module Forward =
             Spikes: Dictionary<string, Tensor>
             Taps: Dictionary<string, Tensor>
             Rates: Dictionary<string, float32>
+            /// V_T by population, filled when the context carries states.
+            States: Dictionary<string, Tensor>
             mutable DropoutIndex: int
             Plan: QuantPlan
             /// Layers whose (weight → population) pair runs in the integer datapath.
@@ -387,6 +402,21 @@ module Forward =
         then
             TensorScope.ReleaseEarly x.Storage |> ignore
 
+    /// The carried V₀ of a population, checked against its per-step shape [B, …].
+    let private initialState (r: Run) (name: string) (stepShape: int[]) =
+        match r.Ctx.InitialStates with
+        | Some states ->
+            match states.TryFind name with
+            | Some v when v.Shape <> stepShape ->
+                Errors.shapeMismatch
+                    "Forward.run"
+                    [ v.Shape; stepShape ]
+                    (sprintf
+                        "the carried state of population '%s' must have its per-step shape [B, …] (give the previous chunk's FinalStates of a batch of the same size)"
+                        name)
+            | found -> found
+        | None -> None
+
     let rec private apply (r: Run) (prefix: string) (x: Tensor) (layer: LayerSpec) : Tensor =
         match layer with
         | Conv2d(n, _, _, _, stride, padding, bias) ->
@@ -429,11 +459,17 @@ module Forward =
                     | _ -> neuron
 
                 let seq = unflatten r.Steps x
-                let v0 = Neuron.initState neuron seq.Shape[1..]
+                let carried = initialState r name seq.Shape[1..]
+
+                let v0 =
+                    carried |> Option.defaultWith (fun () -> Neuron.initState neuron seq.Shape[1..])
+
                 let quant = membraneQuant r name
+                let carry = r.Ctx.InitialStates.IsSome
 
                 if
-                    fusedWithoutState neuron quant
+                    not carry
+                    && fusedWithoutState neuron quant
                     && not (Autograd.isRecording ())
                     && not (r.Ctx.Probes.Membranes.Contains name)
                 then
@@ -445,7 +481,8 @@ module Forward =
                 else
                     match quant with
                     | Some mq when
-                        mq.Bits <> Bits.FullPrecision
+                        not carry
+                        && mq.Bits <> Bits.FullPrecision
                         && mq.Scheme = MembraneScheme.Uniform
                         && not (Autograd.isRecording ())
                         && not (r.Ctx.Probes.Membranes.Contains name)
@@ -459,9 +496,12 @@ module Forward =
                         let run = Neuron.runWith quant neuron v0 seq
                         record r name run.H run.S
 
+                        if carry then
+                            r.States[name] <- run.VFinal
+                            r.Pinned.Add run.VFinal.Storage |> ignore
                         // The fused kernels have copied V₀ and nothing here reads V_T; only PLIF's backward and
                         // the per-step reference read V₀.
-                        if readsNoState neuron quant (Shape.numel seq.ShapeRef[1..]) then
+                        elif readsNoState neuron quant (Shape.numel seq.ShapeRef[1..]) then
                             TensorScope.ReleaseEarly v0.Storage |> ignore
                             TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
 
@@ -608,6 +648,7 @@ module Forward =
             applyFrom r prefix (Some layer) y rest
         | None, (Spiking(n, neuron) as layer) :: rest when
             r.Snn
+            && r.Ctx.InitialStates.IsNone
             && canOverwrite r prefix producer x
             && fusedWithoutState neuron (membraneQuant r (full prefix n))
             && not (r.Ctx.Probes.Membranes.Contains(full prefix n))
@@ -627,9 +668,24 @@ module Forward =
             // (one [T, …] buffer fewer per population while the tape lives).
             let name = full prefix n
             let seq = unflatten r.Steps x
-            let run = Neuron.runOver true None neuron Unchecked.defaultof<Tensor> seq
+
+            let run =
+                Neuron.runOver
+                    true
+                    None
+                    neuron
+                    (initialState r name seq.ShapeRef[1..]
+                     |> Option.defaultValue Unchecked.defaultof<Tensor>)
+                    seq
+
             record r name run.H run.S
-            TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+
+            if r.Ctx.InitialStates.IsSome then
+                r.States[name] <- run.VFinal
+                r.Pinned.Add run.VFinal.Storage |> ignore
+            else
+                TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+
             applyFrom r prefix (Some layer) (flatten run.S) rest
         | None, layer :: rest ->
             let y = apply r prefix x layer
@@ -670,6 +726,7 @@ module Forward =
                 Spikes = Dictionary()
                 Taps = Dictionary()
                 Rates = Dictionary()
+                States = Dictionary()
                 DropoutIndex = 0
                 Plan = QuantPlan.read arch buffers
                 Integer = integer
@@ -745,6 +802,32 @@ module Forward =
         checkNames "spike" spiking ctx.Probes.Spikes
         checkNames "tap" taps ctx.Probes.Taps
 
+        match ctx.InitialStates with
+        | Some states ->
+            checkNames "initial state" spiking (states |> Map.keys |> Set.ofSeq)
+
+            if not snn && not states.IsEmpty then
+                Errors.invalidArg
+                    "Forward.run"
+                    "InitialStates"
+                    (System.String.Join(", ", Map.keys states))
+                    "no carried states for the ANN twin (its populations are ReLUs without state)"
+
+            if stacked.IsSome then
+                Errors.invalidArg
+                    "Forward.run"
+                    "InitialStates"
+                    arch.Name
+                    "a model that reads its frames one per step (this one stacks every frame into one static sample, so a sequence cannot run in chunks)"
+
+            if not integer.IsEmpty then
+                Errors.invalidArg
+                    "Forward.run"
+                    "InitialStates"
+                    (System.String.Join(", ", Map.keys integer))
+                    "no integer datapath (run the integer pairs over the whole sequence, or run the chunks without them)"
+        | None -> ()
+
         let repeat (v: Tensor) =
             if steps = 1 then v else flatten (Encoding.direct steps v)
 
@@ -814,6 +897,7 @@ module Forward =
             Taps = toMap r.Taps
             FiringRates = toMap r.Rates
             Buffers = newBuffers
+            FinalStates = toMap r.States
         },
         List.ofSeq r.IntegerRan
 
@@ -857,6 +941,7 @@ module Forward =
             not ctx.Training
             && not (Autograd.isRecording ())
             && ctx.Probes = ProbeRequest.None
+            && ctx.InitialStates.IsNone
             && batch > slice
         then
             let parts =

@@ -163,6 +163,16 @@ type TrainConfig =
         /// TeacherCacheMode.Build cache is rebuilt for an unfinished first stage and counted again
         /// in Cost).
         Resume: TrainerSnapshot option
+        /// Truncated BPTT with a window of K steps (None: full BPTT). A student at T > K runs each
+        /// batch in consecutive chunks of K steps (the last may be shorter): chunk c starts from the
+        /// neuron states chunk c − 1 ended in, detached, so no gradient crosses a chunk boundary, and
+        /// the activations of one chunk exist at a time. Every loss term sees a chunk as the whole
+        /// sequence (the student's per-step outputs of those steps and the teacher's, an ANN
+        /// teacher's unchanged); chunk losses and their gradients are summed with weight t_c / T,
+        /// and the optimizer steps once per batch. Training-mode BN normalises each chunk by its own
+        /// statistics and updates its running statistics once per chunk. Needs per-step input
+        /// (no frame stacking) and a teacher at one step (ANN) or at the student's T.
+        Truncation: int option
     }
 
     /// SGD + Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 skipping BN and biases, cosine to 0.
@@ -183,6 +193,7 @@ type TrainConfig =
             Cancellation = CancellationToken.None
             OnInterrupt = ignore
             Resume = None
+            Truncation = None
         }
 
 /// One trained student.
@@ -345,6 +356,41 @@ module Trainer =
 
             resumeError (sprintf "%s hold [%s] but the run needs [%s]" what (show g) (show e))
 
+    /// The chunks (start, length) truncated BPTT with window K runs T steps in: [(0, T)] without a
+    /// window or when K ≥ T, else ⌈T / K⌉ consecutive chunks of K steps, the last one shorter.
+    let truncationChunks (window: int option) (steps: int) : (int * int) list =
+        match window with
+        | Some k when k >= 1 && k < steps -> [ for s0 in 0..k .. steps - 1 -> s0, min k (steps - s0) ]
+        | _ -> [ 0, steps ]
+
+    let private checkTruncation (window: int option) (teacher: Model option) (student: Model) =
+        let steps = stepsOf student
+
+        if (truncationChunks window steps).Length > 1 then
+            match Architecture.stackedFrames student.Architecture with
+            | Some f ->
+                Errors.invalidArg
+                    "Trainer.fit"
+                    "Truncation"
+                    window.Value
+                    (sprintf
+                        "None for %s: it stacks its %d frames into one sample, so its sequence cannot run in chunks"
+                        student.Architecture.Name
+                        f)
+            | None -> ()
+
+            match teacher with
+            | Some tm when stepsOf tm <> 1 && stepsOf tm <> steps ->
+                Errors.invalidArg
+                    "Trainer.fit"
+                    "Truncation"
+                    window.Value
+                    (sprintf
+                        "None, or a teacher at T = 1 or at the student's T = %d: this teacher runs %d steps, so its per-step outputs cannot be cut into the student's chunks"
+                        steps
+                        (stepsOf tm))
+            | _ -> ()
+
     /// Trains per the config and spec on the training batcher, evaluating each epoch on the
     /// validation batcher when given. Validates the spec first (DistillationSpec.validate). With
     /// cfg.Resume it continues a snapshot's run: finished stages are rebuilt from it, the
@@ -359,6 +405,10 @@ module Trainer =
 
         if not (cfg.LearningRate > 0.0f && finite cfg.LearningRate) then
             Errors.invalidArg "Trainer.fit" "LearningRate" cfg.LearningRate "a positive finite rate"
+
+        match cfg.Truncation with
+        | Some k when k < 1 -> Errors.invalidArg "Trainer.fit" "Truncation" k "a window of at least 1 step, or None"
+        | _ -> ()
 
         DistillationSpec.validate spec
 
@@ -607,6 +657,9 @@ module Trainer =
             begun.Add((stage.Index, students))
             let pending = students |> Array.exists (fun st -> st.NextEpoch < cfg.Epochs)
 
+            for st in students do
+                checkTruncation cfg.Truncation teacher st.Model
+
             let cache =
                 match teacher, stage.Index, cfg.TeacherCache with
                 | _, _, TeacherCacheMode.Off
@@ -665,23 +718,66 @@ module Trainer =
             let trainStep (st: Student) (epoch: int) (tOut: KdOutputs) (batch: Batch) =
                 let step = st.Step + 1
                 let labels = batch.Labels
-                let model = { st.Model with Buffers = st.Buffers }
+                let steps = stepsOf st.Model
+                let chunks = truncationChunks cfg.Truncation steps |> Array.ofList
+                let truncated = chunks.Length > 1
 
-                let ctx =
-                    { ForwardContext.Train(Rng.fold step st.Key) with
-                        Probes = st.Probes
-                    }
+                let stateNames =
+                    if truncated then
+                        Architecture.spikingNames st.Model.Architecture |> Array.ofList
+                    else
+                        [||]
 
-                let termKey = Rng.fold step (Rng.fold (-1) st.Key)
+                let teacherSteps = teacher |> Option.map stepsOf |> Option.defaultValue 1
+                let sequenceInput = batch.Inputs.Rank = st.Model.Architecture.InputShape.Length + 2
                 let nTerms = termsArr.Length
                 let nModel = st.Params.Count
+                let nBuffers = st.Buffers.Count
                 let scope = TensorScope.Begin()
 
                 try
-                    let loss (ps: Parameters) =
+                    // Chunk c (steps start … start + len − 1) from the buffers and neuron states the
+                    // previous chunk left; the whole sequence as chunk 0 without truncation.
+                    let chunkLoss
+                        (c: int)
+                        (start: int)
+                        (len: int)
+                        (buffers: Parameters)
+                        (states: Map<string, Tensor>)
+                        (ps: Parameters)
+                        =
+                        let fold (key: Rng) =
+                            if truncated then Rng.fold c key else key
+
+                        let model =
+                            { st.Model with
+                                Buffers = buffers
+                                Mode = (if truncated then ExecutionMode.Snn len else st.Model.Mode)
+                            }
+
+                        let ctx =
+                            { ForwardContext.Train(fold (Rng.fold step st.Key)) with
+                                Probes = st.Probes
+                                InitialStates = (if truncated then Some states else None)
+                            }
+
+                        let termKey = fold (Rng.fold step (Rng.fold (-1) st.Key))
+
+                        let inputs =
+                            if truncated && sequenceInput then
+                                Tensor.narrow 0 start len batch.Inputs
+                            else
+                                batch.Inputs
+
+                        let tOut =
+                            if truncated && teacherSteps = steps then
+                                KdOutputs.map (fun _ _ t -> Tensor.narrow 0 start len t) tOut
+                            else
+                                tOut
+
                         let values = Parameters.values ps
                         let modelPs = Parameters.withValues st.Params values[.. nModel - 1]
-                        let out = Model.apply ctx model modelPs batch.Inputs
+                        let out = Model.apply ctx model modelPs inputs
                         let sOut = KdOutputs.ofForward out
 
                         let parts =
@@ -707,13 +803,58 @@ module Trainer =
                                     sOut
                                     labels)
 
-                        Array.reduce (+) parts, Array.concat [ parts; [| out.Logits |]; Parameters.values out.Buffers ]
+                        Array.reduce (+) parts,
+                        Array.concat
+                            [
+                                parts
+                                [| out.Logits |]
+                                Parameters.values out.Buffers
+                                stateNames |> Array.map (fun n -> out.FinalStates[n])
+                            ]
 
-                    let v, grads, aux =
-                        Parameters.valueAndGradAux loss (Parameters.concat [ st.Params; st.LossParams ])
+                    let trained = Parameters.concat [ st.Params; st.LossParams ]
+                    let mutable buffers = st.Buffers
+                    let mutable states = Map.empty
+                    let mutable total = 0.0f
+                    let partSums = Array.zeroCreate nTerms
+                    let chunkLogits = ResizeArray()
+                    let mutable grads = trained
 
-                    let total = v.ToScalar()
-                    let parts = terms |> List.mapi (fun i t -> t.Name, aux[i].ToScalar())
+                    // Chunk losses and gradients weighted t_c / T (one chunk: weight 1, untouched).
+                    for c, (start, len) in Array.indexed chunks do
+                        let v, g, aux =
+                            Parameters.valueAndGradAux (chunkLoss c start len buffers states) trained
+
+                        let w = float32 len / float32 steps
+
+                        if truncated then
+                            total <- total + w * v.ToScalar()
+
+                            for i in 0 .. nTerms - 1 do
+                                partSums[i] <- partSums[i] + w * aux[i].ToScalar()
+
+                            grads <-
+                                if c = 0 then
+                                    Parameters.map (fun _ t -> t * w) g
+                                else
+                                    Parameters.map2 (fun _ a b -> a + b * w) grads g
+
+                            states <-
+                                stateNames
+                                |> Array.mapi (fun i n -> n, Diff.detach aux[nTerms + 1 + nBuffers + i])
+                                |> Map.ofArray
+                        else
+                            total <- v.ToScalar()
+
+                            for i in 0 .. nTerms - 1 do
+                                partSums[i] <- aux[i].ToScalar()
+
+                            grads <- g
+
+                        chunkLogits.Add aux[nTerms]
+                        buffers <- Parameters.withValues st.Buffers aux[nTerms + 1 .. nTerms + nBuffers]
+
+                    let parts = terms |> List.mapi (fun i t -> t.Name, partSums[i])
 
                     let where () =
                         sprintf
@@ -790,8 +931,14 @@ module Trainer =
                     let updated = Parameters.values all'
                     let ps' = Parameters.withValues st.Params updated[.. nModel - 1]
                     let loss' = Parameters.withValues st.LossParams updated[nModel..]
-                    let logits = aux[nTerms]
-                    let buffers' = Parameters.withValues st.Buffers aux[nTerms + 1 ..]
+
+                    let logits =
+                        if truncated then
+                            Tensor.cat 0 (List.ofSeq chunkLogits)
+                        else
+                            chunkLogits[0]
+
+                    let buffers' = buffers
 
                     let correct =
                         Array.map2 (fun p y -> if p = y then 1 else 0) (Readout.predict logits) labels

@@ -2,6 +2,7 @@ using SnnSpec.Datasets;
 using SnnSpec.KnowledgeDistillation;
 using SnnSpec.Learning;
 using SnnSpec.Models;
+using SnnSpec.Tensors;
 
 namespace SnnSpec.Api.Tests;
 
@@ -95,6 +96,53 @@ public class EventDataTests
         var flat = teacher.Forward(two.ToArray(), 2);
         var viaTensor = teacher.Forward(two).Logits.ToArray();
         Assert.That(flat.Cast<float>().ToArray(), Is.EqualTo(viaTensor));
+    }
+
+    [Test]
+    public async Task AStreamRunsFramesInChunksAndTruncatedTrainingCutsTheSequence()
+    {
+        var events = Events(16, 4);
+        var zoo = ZooOptions.For(events) with { Width = 0.25f };
+        var model = SnnModel.Create(ModelKind.ConvNet, zoo);
+        var x = events.ToTensor(new[] { 0, 1, 2 });
+        var whole = model.Forward(x).Logits.ToArray();
+        var stream = model.OpenStream();
+        var first = stream.Step(TensorOps.Narrow(x, 0, 0, 3)).Logits.ToArray();
+        var second = stream.Step(TensorOps.Narrow(x, 0, 3, 1)).Logits.ToArray();
+        Assert.That(stream.StepsSeen, Is.EqualTo(4));
+        Assert.That(first.Concat(second).ToArray(), Is.EqualTo(whole).Within(1e-5f));
+        var wrongBatch = Assert.Throws<ArgumentException>(() =>
+            stream.Step(TensorOps.Narrow(events.ToTensor(new[] { 0, 1 }), 0, 0, 1))
+        )!;
+        Assert.That(wrongBatch.Message, Does.Contain("carries 3"));
+        stream.Reset();
+        Assert.That(stream.StepsSeen, Is.EqualTo(0));
+        Assert.That(stream.Step(x).Logits.ToArray(), Is.EqualTo(whole).Within(1e-5f));
+        Assert.Throws<InvalidOperationException>(() => model.AsAnn().OpenStream());
+
+        var spec = new DistillationSpecBuilder().Student(model).AddCrossEntropy().Build();
+        var options = new TrainingOptions
+        {
+            BatchSize = 8,
+            Epochs = 1,
+            Optimizer = SnnSpec.Learning.OptimizerKind.Sgd,
+        };
+        var full = await Trainer.TrainAsync(spec, events, options);
+        var truncated = await Trainer.TrainAsync(
+            spec,
+            events,
+            options with
+            {
+                TruncationWindow = 2,
+            }
+        );
+        Assert.That(
+            truncated.Student.Forward(x).Logits.ToArray(),
+            Is.Not.EqualTo(full.Student.Forward(x).Logits.ToArray())
+        );
+        Assert.ThrowsAsync<ArgumentOutOfRangeException>(() =>
+            Trainer.TrainAsync(spec, events, options with { TruncationWindow = 0 })
+        );
     }
 
     [Test]

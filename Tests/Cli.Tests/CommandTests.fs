@@ -30,6 +30,8 @@ let ``every command parses its documented options`` () =
                 "2"
                 "--bits"
                 "4"
+                "--truncation"
+                "3"
                 "--out"
                 "x"
             ]
@@ -94,6 +96,7 @@ let ``bad input exits with code 2`` () =
             [ "train"; "--validation"; "5000" ]
             [ "train"; "--dataset"; "event-synthetic"; "--stack-frames" ]
             [ "train"; "--dataset"; "synthetic"; "--ann"; "--stack-frames" ]
+            [ "train"; "--dataset"; "synthetic"; "--truncation"; "-1" ]
             [ "report"; dir.File "nothing-here" ]
         ] do
         Assert.That(Program.run (Array.ofList args), Is.EqualTo 2, String.concat " " args)

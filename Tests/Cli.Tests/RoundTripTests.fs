@@ -516,6 +516,40 @@ let ``temporal KD from an ANN teacher on emulated event frames, then eval of the
         Assert.That(cached[name].ToArray(), Is.EqualTo(box (live[name].ToArray())), name)
 
 [<Test>]
+let ``train --truncation trains an SNN on event frames in chunks and records the window`` () =
+    use dir = new TempDir()
+    let out = dir.File "truncated"
+
+    let code =
+        Program.run
+            [|
+                "train"
+                "--model"
+                "convnet"
+                "--width"
+                "0.25"
+                "--steps"
+                "4"
+                "--truncation"
+                "2"
+                "--dataset"
+                "event-synthetic"
+                "--train"
+                "60"
+                "--validation"
+                "12"
+                "--test"
+                "20"
+                "--out"
+                out
+            |]
+
+    Assert.That(code, Is.EqualTo 0)
+    let c = SpecFile.loadModel (Path.Combine(out, "teacher.safetensors"))
+    Assert.That(c.Metadata["truncation"], Is.EqualTo "2")
+    Assert.That(c.Model.Mode, Is.EqualTo(ExecutionMode.Snn 4))
+
+[<Test>]
 let ``an ANN that stacks event frames trains, evaluates on its frames and teaches an SNN`` () =
     use dir = new TempDir()
     let out = dir.File "stacked"

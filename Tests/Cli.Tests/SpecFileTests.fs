@@ -344,3 +344,20 @@ let ``quantization sections round-trip through JSON`` () =
     Prop.forAll (Arb.fromGen quantGen) (fun (cfg, cal) ->
         let back = SpecFile.parseQuantization (SpecFile.quantizationJson cfg cal)
         back.Config = cfg && back.Calibrate = cal)
+
+[<Test>]
+let ``the truncation window reaches the trainer and a window below 1 fails at its path`` () =
+    let withTraining (training: string) =
+        (spec "" defaultStudent """[{ "kind": "ce" }]""")
+            .Replace(""""training": { "epochs": 1, "batchSize": 16 }""", training)
+
+    let parsed =
+        SpecFile.parse (withTraining """"training": { "epochs": 1, "batchSize": 16, "truncation": 3 }""")
+
+    Assert.That(parsed.Training.Truncation, Is.EqualTo(Some 3))
+    Assert.That((SpecFile.trainConfig parsed.Training).Truncation, Is.EqualTo(Some 3))
+    Assert.That((SpecFile.parse (withTraining """"training": { "epochs": 1 }""")).Training.Truncation, Is.EqualTo None)
+
+    withTraining """"training": { "epochs": 1, "truncation": 0 }"""
+    |> failsAt "$.training.truncation"
+    |> ignore

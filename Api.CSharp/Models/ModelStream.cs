@@ -1,0 +1,64 @@
+using SnnSpec.Facade;
+
+namespace SnnSpec.Models;
+
+/// <summary>
+/// An SNN run over a sequence in consecutive chunks (<see cref="SnnModel.OpenStream"/>): each
+/// <see cref="Step"/> runs the next frames from the neuron states the previous call left. For
+/// sequences longer than memory holds, or frames that arrive while the model runs. Not thread-safe.
+/// </summary>
+public sealed class ModelStream
+{
+    private StreamState state = StreamState.Start;
+
+    internal ModelStream(SnnModel model) => Model = model;
+
+    /// <summary>The model this stream runs.</summary>
+    public SnnModel Model { get; }
+
+    /// <summary>Steps run since the stream opened or was reset.</summary>
+    public int StepsSeen => state.Steps;
+
+    /// <summary>
+    /// Runs the next chunk of frames [t, B, …InputShape] (t ≥ 1, one frame per step; every chunk
+    /// of a stream has the same B).
+    /// </summary>
+    /// <param name="frames">The chunk, time-major.</param>
+    /// <param name="options">Mode and probes; null is evaluation mode with logits only.</param>
+    /// <returns>The chunk's per-step logits [t, B, K] and the requested probes.</returns>
+    public ForwardResult Step(Tensor frames, ForwardOptions? options = null)
+    {
+        Check.NotNull(frames, nameof(frames));
+        var inShape = Model.InputShape;
+        var s = frames.Shape;
+        if (s.Length != inShape.Length + 2 || !s.Skip(2).SequenceEqual(inShape) || s[0] < 1)
+        {
+            throw new ArgumentException(
+                $"frames has shape [{string.Join(", ", s)}]; a chunk of {Model.Name} is [t, B, {string.Join(", ", inShape)}] with t ≥ 1.",
+                nameof(frames)
+            );
+        }
+        if (StepsSeen > 0 && state.States.Count > 0)
+        {
+            int batch = state.States.First().Value.Shape[0];
+            if (s[1] != batch)
+            {
+                throw new ArgumentException(
+                    $"frames holds {s[1]} samples but this stream carries {batch}; open another stream (or Reset) for another batch size.",
+                    nameof(frames)
+                );
+            }
+        }
+        var ctx = (options ?? ForwardOptions.Eval).ToFSharp();
+        var result = Diff.noGrad(
+            Microsoft.FSharp.Core.FuncConvert.FromFunc(() =>
+                SnnSpec.Stream.stepWith(ctx, Model.Inner, state, frames)
+            )
+        );
+        state = result.Item2;
+        return new ForwardResult(result.Item1);
+    }
+
+    /// <summary>Puts every neuron back at rest (the next chunk starts a new sequence).</summary>
+    public void Reset() => state = StreamState.Start;
+}
