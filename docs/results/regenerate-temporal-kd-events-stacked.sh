@@ -31,4 +31,8 @@ done
 for r in kd alone; do
     run "tkdev-long-$r-s3"
 done
+# Seeds 4 and 5 of the same, the base of the hybrids' fourth and fifth seeds.
+for s in -s4 -s5; do
+    for r in kd alone; do run "tkdev-long-$r$s"; done
+done
 if [[ -f runs/events/commit ]]; then python3 docs/results/temporal_kd_events_page.py runs/events; fi

@@ -105,7 +105,7 @@ lines.append("")
 # A teacher that reads the frames in order (regenerate-temporal-kd-events-stacked.sh).
 stacked_runs = os.path.join(os.path.dirname(os.path.abspath(runs)), "events-stacked")
 STACKED = [(n.replace("tkdev-", "tkdev-stacked-"), label) for n, label in ROWS[1:]]
-SEED_OF = {"": 1, "-s2": 2, "-s3": 3}
+SEED_OF = {"": 1, "-s2": 2, "-s3": 3, "-s4": 4, "-s5": 5}
 
 
 def seeds_found(rows, suffixes):
