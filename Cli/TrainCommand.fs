@@ -68,9 +68,10 @@ let execute (o: TrainOptions) (ct: Threading.CancellationToken) =
                         "dataset", o.Dataset.Name
                         "zoo", o.Model.Zoo
                         "epochs", string t.Epochs
-                        match t.Truncation with
-                        | Some k -> "truncation", string k
-                        | None -> ()
+                        // Recorded only when it cuts the sequence (an SNN at T > K).
+                        match t.Truncation, model.Mode with
+                        | Some k, ExecutionMode.Snn steps when k < steps -> "truncation", string k
+                        | _ -> ()
                         if o.Dataset.IsSequence then
                             "frames", string o.Dataset.Frames
                         yield! Run.splitMetadata fit validation

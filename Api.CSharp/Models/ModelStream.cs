@@ -52,7 +52,7 @@ public sealed class ModelStream
         var ctx = (options ?? ForwardOptions.Eval).ToFSharp();
         var result = Diff.noGrad(
             Microsoft.FSharp.Core.FuncConvert.FromFunc(() =>
-                SnnSpec.Stream.stepWith(ctx, Model.Inner, state, frames)
+                SnnSpec.Streaming.stepWith(ctx, Model.Inner, state, frames)
             )
         );
         state = result.Item2;

@@ -818,7 +818,10 @@ module SpecFile =
                     "teacherCache"
                     b.TeacherCache
             Truncation =
-                optWith (fun v -> Some(positiveInt v "the truncated-BPTT window (steps)")) n "truncation" b.Truncation
+                match n.E.TryGetProperty "truncation" with
+                | true, v when v.ValueKind = JsonValueKind.Null -> None
+                | true, v -> Some(positiveInt { E = v; P = n.P + ".truncation" } "the truncated-BPTT window (steps)")
+                | _ -> b.Truncation
         }
 
     let private teacher (n: Node) (baseTraining: TrainingSection) =

@@ -788,7 +788,7 @@ module Forward =
                 if not (known.Contains name) then
                     Errors.invalidArg
                         "Forward.run"
-                        (sprintf "%s probe" what)
+                        what
                         name
                         (sprintf
                             "a name of %s: %s"
@@ -798,13 +798,13 @@ module Forward =
                              else
                                  System.String.Join(", ", known)))
 
-        checkNames "membrane" spiking ctx.Probes.Membranes
-        checkNames "spike" spiking ctx.Probes.Spikes
-        checkNames "tap" taps ctx.Probes.Taps
+        checkNames "membrane probe" spiking ctx.Probes.Membranes
+        checkNames "spike probe" spiking ctx.Probes.Spikes
+        checkNames "tap probe" taps ctx.Probes.Taps
 
         match ctx.InitialStates with
         | Some states ->
-            checkNames "initial state" spiking (states |> Map.keys |> Set.ofSeq)
+            checkNames "carried state" spiking (states |> Map.keys |> Set.ofSeq)
 
             if not snn && not states.IsEmpty then
                 Errors.invalidArg

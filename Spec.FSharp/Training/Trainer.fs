@@ -363,6 +363,37 @@ module Trainer =
         | Some k when k >= 1 && k < steps -> [ for s0 in 0..k .. steps - 1 -> s0, min k (steps - s0) ]
         | _ -> [ 0, steps ]
 
+    /// sum + w·g (w·g for the first chunk), computed without a tape; g and the previous sum go
+    /// back to the pool, so a batch holds one running sum however many chunks it has.
+    let private accumulate (sum: Parameters option) (g: Parameters) (w: float32) =
+        let next =
+            Diff.noGrad (fun () ->
+                let scope = TensorScope.Begin()
+
+                try
+                    let r =
+                        match sum with
+                        | None -> Parameters.map (fun _ t -> t * w) g
+                        | Some acc -> Parameters.map2 (fun _ a b -> a + b * w) acc g
+
+                    for t in Parameters.values r do
+                        scope.KeepStorage t.Storage
+
+                    r
+                finally
+                    (scope :> IDisposable).Dispose())
+
+        for t in Parameters.values g do
+            TensorScope.ReleaseEarly t.Storage |> ignore
+
+        match sum with
+        | Some acc ->
+            for t in Parameters.values acc do
+                TensorScope.ReleaseEarly t.Storage |> ignore
+        | None -> ()
+
+        next
+
     let private checkTruncation (window: int option) (teacher: Model option) (student: Model) =
         let steps = stepsOf student
 
@@ -411,6 +442,11 @@ module Trainer =
         | _ -> ()
 
         DistillationSpec.validate spec
+
+        // Every stage before any trains (a chain's later teachers are earlier stages' students).
+        for stage in DistillationSpec.stages spec do
+            for student in stage.Students do
+                checkTruncation cfg.Truncation stage.Teacher student
 
         let clock = Stopwatch.StartNew()
         let perEpoch = train.BatchesPerEpoch
@@ -657,9 +693,6 @@ module Trainer =
             begun.Add((stage.Index, students))
             let pending = students |> Array.exists (fun st -> st.NextEpoch < cfg.Epochs)
 
-            for st in students do
-                checkTruncation cfg.Truncation teacher st.Model
-
             let cache =
                 match teacher, stage.Index, cfg.TeacherCache with
                 | _, _, TeacherCacheMode.Off
@@ -746,9 +779,6 @@ module Trainer =
                         (states: Map<string, Tensor>)
                         (ps: Parameters)
                         =
-                        let fold (key: Rng) =
-                            if truncated then Rng.fold c key else key
-
                         let model =
                             { st.Model with
                                 Buffers = buffers
@@ -756,12 +786,15 @@ module Trainer =
                             }
 
                         let ctx =
-                            { ForwardContext.Train(fold (Rng.fold step st.Key)) with
+                            // One forward key for every chunk: dropout draws one mask per sequence.
+                            { ForwardContext.Train(Rng.fold step st.Key) with
                                 Probes = st.Probes
                                 InitialStates = (if truncated then Some states else None)
                             }
 
-                        let termKey = fold (Rng.fold step (Rng.fold (-1) st.Key))
+                        let termKey =
+                            let k = Rng.fold step (Rng.fold (-1) st.Key)
+                            if truncated then Rng.fold c k else k
 
                         let inputs =
                             if truncated && sequenceInput then
@@ -833,11 +866,7 @@ module Trainer =
                             for i in 0 .. nTerms - 1 do
                                 partSums[i] <- partSums[i] + w * aux[i].ToScalar()
 
-                            grads <-
-                                if c = 0 then
-                                    Parameters.map (fun _ t -> t * w) g
-                                else
-                                    Parameters.map2 (fun _ a b -> a + b * w) grads g
+                            grads <- accumulate (if c = 0 then None else Some grads) g w
 
                             states <-
                                 stateNames

@@ -518,36 +518,49 @@ let ``temporal KD from an ANN teacher on emulated event frames, then eval of the
 [<Test>]
 let ``train --truncation trains an SNN on event frames in chunks and records the window`` () =
     use dir = new TempDir()
-    let out = dir.File "truncated"
 
-    let code =
-        Program.run
-            [|
-                "train"
-                "--model"
-                "convnet"
-                "--width"
-                "0.25"
-                "--steps"
-                "4"
-                "--truncation"
-                "2"
-                "--dataset"
-                "event-synthetic"
-                "--train"
-                "60"
-                "--validation"
-                "12"
-                "--test"
-                "20"
-                "--out"
-                out
-            |]
+    let train (extra: string list) (name: string) =
+        let code =
+            Program.run (
+                Array.ofList (
+                    [
+                        "train"
+                        "--model"
+                        "convnet"
+                        "--width"
+                        "0.25"
+                        "--steps"
+                        "4"
+                        "--dataset"
+                        "event-synthetic"
+                        "--train"
+                        "60"
+                        "--validation"
+                        "12"
+                        "--test"
+                        "20"
+                        "--out"
+                        dir.File name
+                    ]
+                    @ extra
+                )
+            )
 
-    Assert.That(code, Is.EqualTo 0)
-    let c = SpecFile.loadModel (Path.Combine(out, "teacher.safetensors"))
-    Assert.That(c.Metadata["truncation"], Is.EqualTo "2")
-    Assert.That(c.Model.Mode, Is.EqualTo(ExecutionMode.Snn 4))
+        Assert.That(code, Is.EqualTo 0, name)
+        SpecFile.loadModel (Path.Combine(dir.File name, "teacher.safetensors"))
+
+    let cut = train [ "--truncation"; "2" ] "cut"
+    let whole = train [ "--truncation"; "4" ] "whole"
+    let full = train [] "full"
+    Assert.That(cut.Metadata["truncation"], Is.EqualTo "2")
+    Assert.That(whole.Metadata.ContainsKey "truncation", Is.False, "K = T cuts nothing and is not recorded")
+    Assert.That(cut.Model.Mode, Is.EqualTo(ExecutionMode.Snn 4))
+
+    let values (c: Checkpoint) =
+        Parameters.values c.Model.Parameters |> Array.collect (fun t -> t.ToArray())
+
+    Assert.That((values whole = values full), "a window of T is full BPTT")
+    Assert.That((values cut <> values full), "--truncation 2 trained as full BPTT")
 
 [<Test>]
 let ``an ANN that stacks event frames trains, evaluates on its frames and teaches an SNN`` () =

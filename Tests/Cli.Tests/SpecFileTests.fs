@@ -358,6 +358,23 @@ let ``the truncation window reaches the trainer and a window below 1 fails at it
     Assert.That((SpecFile.trainConfig parsed.Training).Truncation, Is.EqualTo(Some 3))
     Assert.That((SpecFile.parse (withTraining """"training": { "epochs": 1 }""")).Training.Truncation, Is.EqualTo None)
 
+    let offInTeacher =
+        (spec
+            """{ "model": { "zoo": "convnet", "steps": 4 }, "training": { "truncation": null } }"""
+            defaultStudent
+            """[{ "kind": "ce" }]""")
+            .Replace(
+                """"training": { "epochs": 1, "batchSize": 16 }""",
+                """"training": { "epochs": 1, "truncation": 2 }"""
+            )
+        |> SpecFile.parse
+
+    Assert.That(offInTeacher.Training.Truncation, Is.EqualTo(Some 2))
+
+    match offInTeacher.Teacher with
+    | Some(TeacherSection.Train(_, t)) -> Assert.That(t.Truncation, Is.EqualTo None, "null turns truncation off")
+    | other -> Assert.Fail(sprintf "expected a teacher trained first, got %A" other)
+
     withTraining """"training": { "epochs": 1, "truncation": 0 }"""
     |> failsAt "$.training.truncation"
     |> ignore

@@ -1,4 +1,4 @@
-module SnnSpec.Tests.StreamTests
+module SnnSpec.Tests.StreamingTests
 
 open System
 open NUnit.Framework
@@ -94,7 +94,57 @@ let private withStatistics seed (m: Model) =
                     t)
     }
 
-let private streamed (chunk: int) (m: Model) (x: Tensor) = Stream.run chunk m x
+let private plif =
+    { Neuron.lif with
+        Dynamics = Dynamics.Plif(Tensor.scalar 0.3f, true)
+        Threshold = 0.3f
+    }
+
+/// Residual blocks, PLIF, 1-bit MINT, MINT on a population too small for the fused kernel, the
+/// uniform grid under PLIF, and dropout (eval): the paths a population can take besides the fused ones.
+let private residualAndOddModels steps =
+    let small neuron =
+        { tiny with
+            Width = 0.125f
+            Neuron = neuron
+        }
+
+    let lowIf =
+        { Neuron.ifNeuron with
+            Threshold = 0.3f
+        }
+
+    let lowLif = { Neuron.lif with Threshold = 0.3f }
+
+    let snn seed arch =
+        Model.init seed (ExecutionMode.Snn steps) arch
+
+    [
+        "sew-add", snn 1 (Zoo.sewResnet18 (small lowIf) ResidualKind.SewAdd)
+        "sew-iand", snn 2 (Zoo.sewResnet18 (small lowIf) ResidualKind.SewIAnd)
+        "ms-resnet", snn 3 (Zoo.msResnet18 (small lowLif))
+        "plif", snn 5 (Zoo.convNet { small plif with Width = 0.25f })
+        "mint 1 bit",
+        snn 6 (Zoo.mlp { small Neuron.mint with Width = 1.0f } [ 12 ])
+        |> Model.quantize (QuantConfig.Mint 1)
+        "mint 4 bits, 7 neurons",
+        snn 7 (Zoo.mlp { small Neuron.mint with Width = 1.0f } [ 7 ])
+        |> Model.quantize (QuantConfig.Mint 4)
+        "uniform plif",
+        snn 8 (Zoo.convNet { small plif with Width = 0.25f })
+        |> Model.quantize (QuantConfig.Integer 4)
+        "dropout",
+        snn
+            9
+            (Zoo.convNet
+                { small lowLif with
+                    Width = 0.25f
+                    Dropout = 0.5f
+                })
+    ]
+    |> List.map (fun (n, m) -> n, withStatistics 11 m)
+
+let private streamed (chunk: int) (m: Model) (x: Tensor) = Streaming.run chunk m x
 
 let private whole (m: Model) (x: Tensor) =
     Diff.noGrad (fun () -> (Model.forward ForwardContext.Eval (Model.withSteps x.Shape[0] m) x).Logits)
@@ -114,19 +164,85 @@ let ``streamed logits equal one eval run over the sequence, for every chunk size
             |> withStatistics 8
         ]
 
-    for name, m in models do
+    for name, m in models @ residualAndOddModels steps do
         let expected = whole m x
 
         for chunk in [ 1; 2; 4; steps; steps + 3 ] do
             assertClose (sprintf "%s, chunks of %d" name chunk) 1e-5 1e-5 expected (streamed chunk m x)
 
 [<Test>]
+let ``carried states survive later chunks untouched, in eval and training contexts, with probes`` () =
+    let steps = 4
+    let x = frames 4 steps 2
+
+    for name, m in residualAndOddModels steps do
+        let probes =
+            { ProbeRequest.None with
+                Membranes = Set.ofList (Architecture.spikingNames m.Architecture)
+            }
+
+        for ctx in
+            [
+                ForwardContext.Eval
+                ForwardContext.Train(Rng.create 1)
+                { ForwardContext.Eval with
+                    Probes = probes
+                }
+            ] do
+            Diff.noGrad (fun () ->
+                use _ = TensorScope.Begin()
+                let _, s1 = Streaming.stepWith ctx m StreamState.Start (Tensor.narrow 0 0 2 x)
+                let before = s1.States |> Map.map (fun _ t -> t.ToArray())
+                let _, s2 = Streaming.stepWith ctx m s1 (Tensor.narrow 0 2 1 x)
+                Streaming.stepWith ctx m s2 (Tensor.narrow 0 3 1 x) |> ignore
+
+                for KeyValue(n, v) in before do
+                    Assert.That(s1.States[n].ToArray(), Eq.To v, sprintf "%s (training %b): %s" name ctx.Training n))
+
+[<Test>]
+let ``training-mode chunks with one key draw the sequence's one dropout mask`` () =
+    let steps = 4
+    let x = frames 6 steps 2
+
+    let m =
+        Model.init
+            9
+            (ExecutionMode.Snn steps)
+            (Zoo.mlp
+                { tiny with
+                    Width = 1.0f
+                    Dropout = 0.5f
+                    Neuron = { Neuron.lif with Threshold = 0.3f }
+                }
+                [ 12 ])
+
+    let key = Rng.create 42
+
+    Diff.noGrad (fun () ->
+        let whole = (Model.forward (ForwardContext.Train key) m x).Logits
+
+        let chunk states start =
+            let out =
+                Model.forward
+                    { ForwardContext.Train key with
+                        InitialStates = Some states
+                    }
+                    (Model.withSteps 2 m)
+                    (Tensor.narrow 0 start 2 x)
+
+            out.Logits, out.FinalStates
+
+        let a, s = chunk Map.empty 0
+        let b, _ = chunk s 2
+        assertClose "chunked dropout run" 1e-6 1e-6 whole (Tensor.cat 0 [ a; b ]))
+
+[<Test>]
 let ``a stream keeps firing where the sequence left off: its state is not the rest state`` () =
     let m = convNet 1 4 |> withStatistics 5
     let x = frames 9 4 2
-    let first, state = Stream.step m StreamState.Start (Tensor.narrow 0 0 2 x)
-    let fromRest, _ = Stream.step m StreamState.Start (Tensor.narrow 0 2 2 x)
-    let carried, state' = Stream.step m state (Tensor.narrow 0 2 2 x)
+    let first, state = Streaming.step m StreamState.Start (Tensor.narrow 0 0 2 x)
+    let fromRest, _ = Streaming.step m StreamState.Start (Tensor.narrow 0 2 2 x)
+    let carried, state' = Streaming.step m state (Tensor.narrow 0 2 2 x)
     Assert.That(first.Logits.Shape, Eq.To [| 2; 2; 10 |])
     Assert.That(state'.Steps, Is.EqualTo 4)
 
@@ -190,7 +306,7 @@ let ``carried states are refused by name when they do not fit`` () =
 
     let name = List.head (Architecture.spikingNames m.Architecture)
 
-    assertRaises<SnnSpecException> [ "initial state"; "nope" ] (run (Map.ofList [ "nope", Tensor.zeros [| 3 |] ]) m x)
+    assertRaises<SnnSpecException> [ "carried state"; "nope" ] (run (Map.ofList [ "nope", Tensor.zeros [| 3 |] ]) m x)
 
     assertRaises<SnnSpecException> [ name; "per-step shape" ] (run (Map.ofList [ name, Tensor.zeros [| 2; 1 |] ]) m x)
 
@@ -208,13 +324,16 @@ let ``a stream refuses the ANN twin, a static batch and an empty chunk`` () =
     let m = convNet 1 2
     let x = frames 1 2 3
 
-    assertRaises<SnnSpecException> [ "Stream.step"; "ANN" ] (fun () ->
-        box (Stream.step (Model.asAnn m) StreamState.Start x))
+    assertRaises<SnnSpecException> [ "Streaming.step"; "ANN" ] (fun () ->
+        box (Streaming.step (Model.asAnn m) StreamState.Start x))
 
-    assertRaises<SnnSpecException> [ "Stream.step"; "[t, B" ] (fun () ->
-        box (Stream.step m StreamState.Start (Tensor.squeezeDim 0 (Tensor.narrow 0 0 1 x))))
+    assertRaises<SnnSpecException> [ "Streaming.step"; "[t, B" ] (fun () ->
+        box (Streaming.step m StreamState.Start (Tensor.squeezeDim 0 (Tensor.narrow 0 0 1 x))))
 
-    assertRaises<SnnSpecException> [ "chunkSteps" ] (fun () -> box (Stream.run 0 m x))
+    assertRaises<SnnSpecException> [ "Streaming.step"; "t ≥ 1" ] (fun () ->
+        box (Streaming.step m StreamState.Start (Tensor.narrow 0 0 0 x)))
+
+    assertRaises<SnnSpecException> [ "chunkSteps" ] (fun () -> box (Streaming.run 0 m x))
 
 // ---------------------------------------------------------------- truncated BPTT
 
@@ -246,8 +365,9 @@ let private sgd =
 
 let private term = SpecTerm.crossEntropy 0.0f 1.0f
 
-/// One plain SGD step of truncated BPTT computed by hand: chunk c runs from the detached states
-/// chunk c − 1 ended in, and its loss gradient enters with weight t_c / T.
+/// One plain SGD step of truncated BPTT computed by hand: chunk c runs from the detached states and
+/// the BN running statistics chunk c − 1 ended with, and its loss gradient enters with weight t_c / T.
+/// Returns the parameters after the step and the running statistics after the last chunk.
 let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
     let steps =
         match model.Mode with
@@ -259,14 +379,22 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
     let teacher =
         KdOutputs.ofLogits (Tensor.zeros [| 1; labels.Length; model.Architecture.Classes |])
 
+    let restore (shape: int[], data: float32[]) = Tensor.ofArray shape data
     let mutable states = Map.empty
+    let mutable buffers = model.Buffers
     let mutable sum = None
 
     for start, len in Trainer.truncationChunks (Some window) steps do
         let input = if sequence then Tensor.narrow 0 start len x else x
-        let chunk = Model.withSteps len model
+
+        let chunk =
+            { Model.withSteps len model with
+                Buffers = buffers
+            }
+
         // Copied out as arrays: tensors made inside the differentiated function are recycled.
         let mutable finalStates = Map.empty
+        let mutable finalBuffers = [||]
 
         let grads =
             Parameters.grad
@@ -281,10 +409,12 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
                             input
 
                     finalStates <- out.FinalStates |> Map.map (fun _ v -> v.Shape, v.ToArray())
+                    finalBuffers <- Parameters.values out.Buffers |> Array.map (fun v -> v.Shape, v.ToArray())
                     term.Term.Loss teacher (KdOutputs.ofForward out) labels)
                 model.Parameters
 
-        states <- finalStates |> Map.map (fun _ (shape, data) -> Tensor.ofArray shape data)
+        states <- finalStates |> Map.map (fun _ v -> restore v)
+        buffers <- Parameters.withValues model.Buffers (Array.map restore finalBuffers)
         let w = float32 len / float32 steps
         let scaled = grads |> Parameters.map (fun _ g -> g * w)
 
@@ -293,27 +423,106 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
             | None -> Some scaled
             | Some s -> Some(Parameters.map2 (fun _ a b -> a + b) s scaled)
 
-    Parameters.map2 (fun _ p g -> p - g * sgd.LearningRate) model.Parameters sum.Value
+    Parameters.map2 (fun _ p g -> p - g * sgd.LearningRate) model.Parameters sum.Value, buffers
 
-let private trainOnce (cfg: TrainConfig) (model: Model) (data: Batcher) =
-    (Trainer.fit cfg (DistillationSpec.alone [ model ] [ term ]) data None).Students.Head.Final.Parameters
+let private fitOnce (cfg: TrainConfig) (model: Model) (data: Batcher) =
+    (Trainer.fit cfg (DistillationSpec.alone [ model ] [ term ]) data None).Students.Head.Final
+
+let private trainOnce (cfg: TrainConfig) (model: Model) (data: Batcher) = (fitOnce cfg model data).Parameters
 
 let private firstBatch (data: Batcher) =
     let b = Seq.head (data.Epoch 0)
     Tensor.ofArray b.Inputs.Shape (b.Inputs.ToArray()), Array.copy b.Labels
 
+/// One truncated SGD step of Trainer.fit against handStep: parameters and BN running statistics.
+let private matchesHand (what: string) (window: int) (model: Model) (data: Batcher) =
+    let x, labels = firstBatch data
+    let trained = fitOnce { sgd with Truncation = Some window } model data
+    let expected, buffers = handStep window model x labels
+
+    for n, p in Parameters.toList expected do
+        assertClose (sprintf "%s, K = %d, %s" what window n) 1e-3 1e-5 p trained.Parameters[n]
+
+    for n, b in Parameters.toList buffers do
+        assertClose (sprintf "%s, K = %d, buffer %s" what window n) 1e-4 1e-6 b trained.Buffers[n]
+
 [<Test>]
 let ``one truncated-BPTT step on static images is the hand-computed sum of chunk gradients`` () =
     let data = batcher 8 false 1 (templates 3 4 8 0.2)
-    let model = mlp 1.0f [ 12 ] 5 2
-    let x, labels = firstBatch data
 
     for window in [ 1; 2; 3 ] do
-        let trained = trainOnce { sgd with Truncation = Some window } model data
-        let expected = handStep window model x labels
+        matchesHand "mlp" window (mlp 1.0f [ 12 ] 5 2) data
 
-        for n, p in Parameters.toList expected do
-            assertClose (sprintf "K = %d, %s" window n) 1e-4 1e-6 p trained[n]
+[<Test>]
+let ``truncated steps match the hand computation with batch norm, PLIF, quantized membranes and SEW`` () =
+    let data = batcher 8 false 1 (templates 3 4 8 0.2)
+
+    let cfg =
+        { cfg8 4 with
+            Width = 0.25f
+            Neuron = { Neuron.lif with Threshold = 0.3f }
+        }
+
+    let mint =
+        { cfg with
+            Neuron = { Neuron.mint with Threshold = 0.25f }
+        }
+
+    let sew =
+        { cfg with
+            Width = 0.125f
+            Neuron =
+                { Neuron.ifNeuron with
+                    Threshold = 0.3f
+                }
+        }
+
+    let snn steps arch =
+        Model.init 3 (ExecutionMode.Snn steps) arch
+
+    matchesHand "convnet with BN" 2 (snn 4 (Zoo.convNet cfg)) data
+    matchesHand "plif" 2 (snn 5 (Zoo.convNet { cfg with Neuron = plif })) data
+    matchesHand "mint 4 bits" 3 (snn 4 (Zoo.convNet mint) |> Model.quantize (QuantConfig.Mint 4)) data
+    matchesHand "uniform 4 bits" 1 (snn 4 (Zoo.convNet mint) |> Model.quantize (QuantConfig.Integer 4)) data
+    matchesHand "sew" 2 (snn 4 (Zoo.sewResnet18 sew ResidualKind.SewAdd)) data
+
+[<Test>]
+let ``an SNN teacher at the student's T is cut into the same chunks, live or cached`` () =
+    let data = batcher 8 false 1 (templates 3 4 16 0.2)
+
+    let cfg =
+        { cfg8 4 with
+            Width = 0.25f
+            Neuron = { Neuron.lif with Threshold = 0.3f }
+        }
+
+    let spec =
+        DistillationSpec.create
+            (Model.init 1 (ExecutionMode.Snn 4) (Zoo.convNet cfg))
+            [ Model.init 2 (ExecutionMode.Snn 4) (Zoo.convNet cfg) ]
+            [
+                SpecTerm.crossEntropy 0.0f 1.0f
+                SpecTerm.logitKd 2.0f 1.0f
+                SpecTerm.membrane Alignment.Prefix [ "lif1" ] 1.0f
+                SpecTerm.perStepCrossEntropy 1.0f
+            ]
+
+    let run cache window =
+        (Trainer.fit
+            { sgd with
+                Truncation = window
+                TeacherCache = cache
+            }
+            spec
+            data
+            None)
+            .Students.Head.Final.Parameters
+
+    let live = run TeacherCacheMode.Off (Some 2)
+    let full = run TeacherCacheMode.Off None
+    Assert.That(bits (run (TeacherCacheMode.Build CachePrecision.Float32) (Some 2)), Eq.To(bits live))
+    Assert.That(bits (run TeacherCacheMode.Off (Some 4)), Eq.To(bits full))
+    Assert.That((bits live <> bits full), "K = 2 trained as full BPTT")
 
 [<Test>]
 let ``one truncated-BPTT step on an event sequence cuts the frames into the chunks`` () =
@@ -348,18 +557,12 @@ let ``one truncated-BPTT step on an event sequence cuts the frames into the chun
         }
 
     let model = Model.init 3 (ExecutionMode.Snn 5) (Zoo.mlp cfg [ 16 ])
-    let x, labels = firstBatch data
-    Assert.That(x.Shape, Eq.To [| 5; 6; 2; 5; 5 |])
-    let trained = trainOnce { sgd with Truncation = Some 2 } model data
-    let expected = handStep 2 model x labels
-
-    for n, p in Parameters.toList expected do
-        assertClose n 1e-4 1e-6 p trained[n]
-
-    let full = trainOnce sgd model data
+    Assert.That((fst (firstBatch data)).Shape, Eq.To [| 5; 6; 2; 5; 5 |])
+    matchesHand "event mlp" 2 model data
 
     Assert.That(
-        (bits full <> bits trained),
+        (bits (trainOnce sgd model data)
+         <> bits (trainOnce { sgd with Truncation = Some 2 } model data)),
         "truncation at K = 2 of T = 5 trained exactly as full BPTT: the chunks were not cut"
     )
 

@@ -16,7 +16,7 @@ type StreamState =
 /// logits of the chunks, concatenated, are those of one run over the whole sequence, while only one
 /// chunk's activations exist at a time: sequences longer than memory holds, or inputs that arrive
 /// while the model runs (an event camera's frames).
-module Stream =
+module Streaming =
     /// Runs the next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through
     /// the SNN m with the context ctx (its InitialStates are replaced by the state's), from state.
     /// Returns the chunk's forward output (logits [t, B, K]) and the state after its last step.
@@ -24,7 +24,7 @@ module Stream =
         match m.Mode with
         | ExecutionMode.Ann ->
             Errors.invalidArg
-                "Stream.step"
+                "Streaming.step"
                 "model"
                 m.Architecture.Name
                 "an SNN (the ANN twin has no neuron state to carry; run it on the whole input)"
@@ -34,14 +34,14 @@ module Stream =
 
         if x.Rank <> inRank + 2 then
             Errors.shapeMismatch
-                "Stream.step"
+                "Streaming.step"
                 [ x.Shape; Array.append [| -1; -1 |] m.Architecture.InputShape ]
                 (sprintf
                     "a chunk is a sequence [t, B, %s] of t ≥ 1 frames (for a static input, repeat it over the chunk's steps)"
                     (System.String.Join(", ", m.Architecture.InputShape)))
 
         if x.Shape[0] < 1 then
-            Errors.invalidArg "Stream.step" "chunk" (Errors.showShape x.Shape) "at least one step (t ≥ 1)"
+            Errors.invalidArg "Streaming.step" "chunk" (Errors.showShape x.Shape) "at least one step (t ≥ 1)"
 
         let chunk = Model.withSteps x.Shape[0] m
 
@@ -66,10 +66,10 @@ module Stream =
     /// [T, B, K] of <c>Model.forward</c> in eval mode on x, computed with one chunk's activations alive.
     let run (chunkSteps: int) (m: Model) (x: Tensor) : Tensor =
         if chunkSteps < 1 then
-            Errors.invalidArg "Stream.run" "chunkSteps" chunkSteps "at least 1 step per chunk"
+            Errors.invalidArg "Streaming.run" "chunkSteps" chunkSteps "at least 1 step per chunk"
 
         if x.Rank < 1 || x.Shape[0] < 1 then
-            Errors.invalidArg "Stream.run" "x" (Errors.showShape x.Shape) "a sequence [T, B, …] with T ≥ 1"
+            Errors.invalidArg "Streaming.run" "x" (Errors.showShape x.Shape) "a sequence [T, B, …] with T ≥ 1"
 
         let total = x.Shape[0]
 
