@@ -3,7 +3,7 @@
 # TrainConfig.Truncation = K, each configuration in a fresh process so that its peak RSS is its own,
 # and the table gives images/s and peak RSS as ratios to full BPTT measured in the same run.
 # One command from the repository root:  Benchmarks/race/truncation.sh
-# Env: MODEL (teacher), T (16), WINDOWS ("0 8 4 2 1"; 0 is full BPTT), BATCH (32), STEPS (10),
+# Env: MODEL (teacher), T (16), WINDOWS ("0 8 4 2 1"; 0 is full BPTT), BATCH (32), STEPS (20),
 #      WARMUP (2), OUT (docs/results).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,7 +12,7 @@ MODEL=${MODEL:-teacher}
 T=${T:-16}
 WINDOWS=${WINDOWS:-"0 8 4 2 1"}
 BATCH=${BATCH:-32}
-STEPS=${STEPS:-10}
+STEPS=${STEPS:-20}
 WARMUP=${WARMUP:-2}
 OUT=${OUT:-docs/results}
 
