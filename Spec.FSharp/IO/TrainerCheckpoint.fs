@@ -16,6 +16,7 @@ open SnnSpec.Training
 ///
 /// Metadata: "format" = "snnspec.trainer-snapshot"; "schema_version" = "1"; "snapshot" = JSON
 /// <c>{"seed", "epochs", "batches_per_epoch", "student_order": "interleaved"|"sequential",
+/// "truncation" (the window; absent for full BPTT, and in files written before it existed),
 /// "teacher_forward_macs", "student_training_macs", "stages": [{"index", "students": [{"step",
 /// "next_epoch", "next_batch", "best_epoch", "best_accuracy", "loss_sum", "correct", "seen",
 /// "batches", "optimizer_step", "names": {group: [names in order]}, "history": [epoch reports]}]}]}</c>.
@@ -98,6 +99,10 @@ module TrainerCheckpoint =
                  | StudentOrder.Interleaved -> "interleaved"
                  | StudentOrder.Sequential -> "sequential")
             )
+
+            match snap.Truncation with
+            | Some k -> w.WriteNumber("truncation", k)
+            | None -> ()
 
             w.WriteNumber("teacher_forward_macs", snap.TeacherForwardMacs)
             w.WriteNumber("student_training_macs", snap.StudentTrainingMacs)
@@ -424,6 +429,16 @@ module TrainerCheckpoint =
                 Epochs = intOf r "epochs"
                 BatchesPerEpoch = intOf r "batches_per_epoch"
                 StudentOrder = order
+                Truncation =
+                    match r.TryGetProperty "truncation" with
+                    | true, _ ->
+                        let k = intOf r "truncation"
+
+                        if k < 1 then
+                            bad (sprintf "snapshot: truncation is %d (a window of at least 1 step)" k)
+
+                        Some k
+                    | _ -> None
                 TeacherForwardMacs = int64Of r "teacher_forward_macs"
                 StudentTrainingMacs = int64Of r "student_training_macs"
             }

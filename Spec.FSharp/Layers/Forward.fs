@@ -467,29 +467,37 @@ module Forward =
                 let quant = membraneQuant r name
                 let carry = r.Ctx.InitialStates.IsSome
 
+                // Keeps V_T for the next chunk when the run carries states, else recycles it and a
+                // V₀ this run made.
+                let finish (vT: Tensor) =
+                    if carry then
+                        r.States[name] <- vT
+                        r.Pinned.Add vT.Storage |> ignore
+                    else
+                        TensorScope.ReleaseEarly vT.Storage |> ignore
+                        TensorScope.ReleaseEarly v0.Storage |> ignore
+
                 if
-                    not carry
-                    && fusedWithoutState neuron quant
+                    fusedWithoutState neuron quant
                     && not (Autograd.isRecording ())
                     && not (r.Ctx.Probes.Membranes.Contains name)
                 then
                     // Inference without membrane probes: spikes only, H never kept.
-                    let s = Neuron.runSpikes false neuron v0 seq
-                    TensorScope.ReleaseEarly v0.Storage |> ignore
+                    let s, vT = Neuron.runSpikesCarry false neuron v0 seq
+                    finish vT
                     record r name s s
                     flatten s
                 else
                     match quant with
                     | Some mq when
-                        not carry
-                        && mq.Bits <> Bits.FullPrecision
+                        mq.Bits <> Bits.FullPrecision
                         && mq.Scheme = MembraneScheme.Uniform
                         && not (Autograd.isRecording ())
                         && not (r.Ctx.Probes.Membranes.Contains name)
                         ->
                         // The same for a membrane on the uniform grid.
-                        let s = Neuron.runGridSpikes neuron mq v0 seq
-                        TensorScope.ReleaseEarly v0.Storage |> ignore
+                        let s, vT = Neuron.runGridSpikesCarry neuron mq v0 seq
+                        finish vT
                         record r name s s
                         flatten s
                     | _ ->
@@ -648,7 +656,6 @@ module Forward =
             applyFrom r prefix (Some layer) y rest
         | None, (Spiking(n, neuron) as layer) :: rest when
             r.Snn
-            && r.Ctx.InitialStates.IsNone
             && canOverwrite r prefix producer x
             && fusedWithoutState neuron (membraneQuant r (full prefix n))
             && not (r.Ctx.Probes.Membranes.Contains(full prefix n))
@@ -656,7 +663,21 @@ module Forward =
             // Inference on a buffer only this list holds: the spikes overwrite the input current.
             let name = full prefix n
             let seq = unflatten r.Steps x
-            let s = Neuron.runSpikes true neuron Unchecked.defaultof<Tensor> seq
+
+            let s, vT =
+                Neuron.runSpikesCarry
+                    true
+                    neuron
+                    (initialState r name seq.ShapeRef[1..]
+                     |> Option.defaultValue Unchecked.defaultof<Tensor>)
+                    seq
+
+            if r.Ctx.InitialStates.IsSome then
+                r.States[name] <- vT
+                r.Pinned.Add vT.Storage |> ignore
+            else
+                TensorScope.ReleaseEarly vT.Storage |> ignore
+
             record r name s s
             applyFrom r prefix (Some layer) (flatten s) rest
         | None, (Spiking(n, neuron) as layer) :: rest when

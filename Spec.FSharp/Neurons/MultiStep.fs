@@ -1083,7 +1083,14 @@ module MultiStepOps =
         /// buffer, and V_T into a recycled one, so a run holds one [T, …] buffer instead of two.
         /// With <c>overwrite</c> (the caller owns the input exclusively) that buffer is the input's
         /// own: each element's current is read before its spike is written. A null v0 starts from rest.
-        let internal runSpikes (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : Tensor =
+        let rec internal runSpikes (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : Tensor =
+            let s, vT = runSpikesCarry overwrite n v0 inputs
+            TensorScope.ReleaseEarly vT.Storage |> ignore
+            s
+
+        /// <c>runSpikes</c> that also returns the state V_T (one step's shape) for the next chunk of a
+        /// stream (ForwardContext.InitialStates).
+        and internal runSpikesCarry (overwrite: bool) (n: Neuron) (v0: Tensor) (inputs: Tensor) : Tensor * Tensor =
             Neuron.validate n
 
             if
@@ -1112,7 +1119,7 @@ module MultiStepOps =
                 else
                     Autograd.alloc (Array.copy inputs.ShapeRef)
 
-            let vT = Autograd.alloc [| count |]
+            let vT = Autograd.alloc (Array.copy inputs.ShapeRef[1..])
 
             if isNull (box v0) then
                 Array.Fill(vT.Data, Neuron.vReset n, 0, count)
@@ -1124,8 +1131,7 @@ module MultiStepOps =
             NeuronKernel.forBlocks count steps (fun b0 b1 ->
                 NeuronKernel.forwardRange k NeuronKernel.MintCoeffs.Off null steps count inp io sd sd vd b0 b1)
 
-            TensorScope.ReleaseEarly vT.Storage |> ignore
-            s
+            s, vT
 
         /// <c>Neuron.runQuantized</c> with MembraneScheme.Uniform in one fused pass over T per block of
         /// neurons (NeuronKernel.gridForwardRange), with the same values; the reference runs about
@@ -1141,9 +1147,19 @@ module MultiStepOps =
 
         /// The spikes S ([T, …]) of <c>runGrid</c> alone, for inference (no tape): H is never stored.
         and runGridSpikes (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) : Tensor =
-            let _, s, vT = gridOver false n mq v0 inputs
+            let s, vT = runGridSpikesCarry n mq v0 inputs
             TensorScope.ReleaseEarly vT.Storage |> ignore
             s
+
+        /// <c>runGridSpikes</c> that also returns the state V_T for the next chunk of a stream.
+        and internal runGridSpikesCarry
+            (n: Neuron)
+            (mq: MembraneQuant)
+            (v0: Tensor)
+            (inputs: Tensor)
+            : Tensor * Tensor =
+            let _, s, vT = gridOver false n mq v0 inputs
+            s, vT
 
         and private gridOver (keepH: bool) (n: Neuron) (mq: MembraneQuant) (v0: Tensor) (inputs: Tensor) =
             let op = "Neuron.runGrid"

@@ -122,6 +122,8 @@ type TrainerSnapshot =
         Epochs: int
         BatchesPerEpoch: int
         StudentOrder: StudentOrder
+        /// The run's truncated-BPTT window (TrainConfig.Truncation).
+        Truncation: int option
         /// The run's MAC counters so far (TrainResult.Cost continues from them).
         TeacherForwardMacs: int64
         StudentTrainingMacs: int64
@@ -340,7 +342,7 @@ module Trainer =
     let private resumeError (what: string) =
         Errors.fail (
             sprintf
-                "Trainer.fit: cannot resume from the snapshot: %s. Fix: resume with the spec, training batcher and TrainConfig (Seed, Epochs, StudentOrder) of the interrupted run."
+                "Trainer.fit: cannot resume from the snapshot: %s. Fix: resume with the spec, training batcher and TrainConfig (Seed, Epochs, StudentOrder, Truncation) of the interrupted run."
                 what
         )
 
@@ -488,6 +490,16 @@ module Trainer =
                     sprintf "it was taken with %d batches per epoch, the batcher has %d" r.BatchesPerEpoch perEpoch
                 )
 
+            if r.Truncation <> cfg.Truncation then
+                let show = Option.map (sprintf "Some %d") >> Option.defaultValue "None"
+
+                resumeError (
+                    sprintf
+                        "it was taken with Truncation %s, the config has %s"
+                        (show r.Truncation)
+                        (show cfg.Truncation)
+                )
+
             if r.StudentOrder <> cfg.StudentOrder then
                 resumeError (
                     sprintf "it was taken with StudentOrder %A, the config has %A" r.StudentOrder cfg.StudentOrder
@@ -557,6 +569,7 @@ module Trainer =
                     Epochs = cfg.Epochs
                     BatchesPerEpoch = perEpoch
                     StudentOrder = cfg.StudentOrder
+                    Truncation = cfg.Truncation
                     TeacherForwardMacs = teacherMacs
                     StudentTrainingMacs = studentMacs
                 }

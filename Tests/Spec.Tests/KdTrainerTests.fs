@@ -331,9 +331,20 @@ let private sameResult (a: TrainResult) (b: TrainResult) =
 
 /// Runs uninterrupted, then cancelled from Progress after step k (of student 0 / the last student
 /// of the batch), saves the snapshot to a file, loads it and resumes.
-let private interruptAndResume (order: StudentOrder) (stopAt: TrainProgress -> bool) (spec: DistillationSpec) =
+let private interruptAndResumeWith
+    (truncation: int option)
+    (order: StudentOrder)
+    (stopAt: TrainProgress -> bool)
+    (spec: DistillationSpec)
+    =
     let _, _, _, cfg, train, validation = resumeSetup ()
-    let cfg = { cfg with StudentOrder = order }
+
+    let cfg =
+        { cfg with
+            StudentOrder = order
+            Truncation = truncation
+        }
+
     let uninterrupted = Trainer.fit cfg spec (train ()) (validation ())
 
     let path =
@@ -372,6 +383,8 @@ let private interruptAndResume (order: StudentOrder) (stopAt: TrainProgress -> b
     finally
         File.Delete path
 
+let private interruptAndResume = interruptAndResumeWith None
+
 [<Test>]
 let ``cancelled mid-epoch, saved, loaded and resumed, training ends bit-identical to the uninterrupted run`` () =
     let teacher, student, bkd, _, _, _ = resumeSetup ()
@@ -384,6 +397,18 @@ let ``cancelled mid-epoch, saved, loaded and resumed, training ends bit-identica
     Assert.That((s.Step, s.NextEpoch, s.NextBatch, s.Batches), Eq.To((6, 1, 2, 2)))
     Assert.That(s.History.Length, Is.EqualTo 1)
     Assert.That(s.LossParameters.Names |> Array.forall (fun n -> n.StartsWith "loss.bkd."))
+
+[<Test>]
+let ``a truncated-BPTT run resumes exactly and its snapshot records the window`` () =
+    let teacher, student, _, _, _, _ = resumeSetup ()
+
+    let spec =
+        DistillationSpec.create teacher [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f; SpecTerm.logitKd 2.0f 1.0f ]
+
+    let snap =
+        interruptAndResumeWith (Some 1) StudentOrder.Interleaved (fun p -> p.Step = 5) spec
+
+    Assert.That(snap.Truncation, Is.EqualTo(Some 1))
 
 [<Test>]
 let ``interleaved and sequential versatile students and a two-stage chain resume exactly`` () =
@@ -444,6 +469,20 @@ let ``a snapshot refuses to resume another configuration and a model checkpoint 
 
     contains ("Seed 11", ex.Message)
     contains ("Fix", ex.Message)
+
+    let truncated =
+        Assert.Throws<SnnSpecException>(fun () ->
+            Trainer.fit
+                { cfg with
+                    Resume = snap
+                    Truncation = Some 1
+                }
+                spec
+                (train ())
+                None
+            |> ignore)
+
+    contains ("Truncation None", truncated.Message)
 
     let wider =
         DistillationSpec.create teacher [ convNet 0.5f (ExecutionMode.Snn 2) 1 ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
@@ -535,6 +574,7 @@ let ``a snapshot file keeps accumulators, accuracies and histories to the bit`` 
             Epochs = 2
             BatchesPerEpoch = 4
             StudentOrder = StudentOrder.Sequential
+            Truncation = Some 3
             TeacherForwardMacs = n
             StudentTrainingMacs = 17L
         }
@@ -577,8 +617,8 @@ let ``a snapshot file keeps accumulators, accuracies and histories to the bit`` 
         Assert.That(bits s.BestLossParameters, Eq.To [| BitConverter.SingleToInt32Bits 2.5f |])
 
         Assert.That(
-            (back.Seed, back.Epochs, back.BatchesPerEpoch, back.StudentOrder, back.TeacherForwardMacs),
-            Eq.To((3, 2, 4, StudentOrder.Sequential, n))
+            (back.Seed, back.Epochs, back.BatchesPerEpoch, back.StudentOrder, back.Truncation, back.TeacherForwardMacs),
+            Eq.To((3, 2, 4, StudentOrder.Sequential, Some 3, n))
         )
     finally
         File.Delete path
