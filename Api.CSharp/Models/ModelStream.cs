@@ -4,7 +4,7 @@ namespace SnnSpec.Models;
 
 /// <summary>
 /// An SNN run over a sequence in consecutive chunks (<see cref="SnnModel.OpenStream"/>): each
-/// <see cref="Step"/> runs the next frames from the neuron states the previous call left. For
+/// <see cref="Step(Tensor, ForwardOptions?)"/> runs the next frames from the neuron states the previous call left. For
 /// sequences longer than memory holds, or frames that arrive while the model runs. Not thread-safe.
 /// </summary>
 public sealed class ModelStream
@@ -57,6 +57,28 @@ public sealed class ModelStream
         );
         state = result.Item2;
         return new ForwardResult(result.Item1);
+    }
+
+    /// <summary>Runs the next chunk given as a flat time-major array (e.g. frames as they arrive from an event camera).</summary>
+    /// <param name="frames">steps × batchSize × ∏InputShape values, time-major then row-major.</param>
+    /// <param name="steps">The chunk's length t ≥ 1.</param>
+    /// <param name="batchSize">B ≥ 1 (the same for every chunk of the stream).</param>
+    /// <returns>The chunk's per-step logits [t, B, K].</returns>
+    public float[,,] Step(float[] frames, int steps, int batchSize)
+    {
+        Check.NotNull(frames, nameof(frames));
+        Check.Positive(steps, nameof(steps), "steps");
+        Check.Positive(batchSize, nameof(batchSize), "batchSize");
+        var shape = new[] { steps, batchSize }.Concat(Model.InputShape).ToArray();
+        long expected = shape.Aggregate(1L, (a, d) => a * d);
+        if (frames.LongLength != expected)
+        {
+            throw new ArgumentException(
+                $"frames has {frames.Length} values but {steps} steps of {batchSize} samples of shape [{string.Join(", ", Model.InputShape)}] need {expected}.",
+                nameof(frames)
+            );
+        }
+        return Step(Tensors.TensorOps.FromArray(frames, shape)).LogitsPerStep();
     }
 
     /// <summary>Puts every neuron back at rest (the next chunk starts a new sequence).</summary>

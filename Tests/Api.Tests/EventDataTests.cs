@@ -119,6 +119,16 @@ public class EventDataTests
         Assert.That(stream.StepsSeen, Is.EqualTo(0));
         Assert.That(stream.Step(x).Logits.ToArray(), Is.EqualTo(whole).Within(1e-5f));
         Assert.Throws<InvalidOperationException>(() => model.AsAnn().OpenStream());
+        var flat = model.OpenStream();
+        var x3 = x.ToArray();
+        int frameSize = x3.Length / 4;
+        var head = flat.Step(x3.Take(3 * frameSize).ToArray(), 3, 3);
+        var tail = flat.Step(x3.Skip(3 * frameSize).ToArray(), 1, 3);
+        Assert.That(
+            head.Cast<float>().Concat(tail.Cast<float>()).ToArray(),
+            Is.EqualTo(whole).Within(1e-5f)
+        );
+        Assert.Throws<ArgumentException>(() => flat.Step(new float[7], 1, 3));
 
         var spec = new DistillationSpecBuilder().Student(model).AddCrossEntropy().Build();
         var options = new TrainingOptions
