@@ -122,7 +122,8 @@ type TrainerSnapshot =
         Epochs: int
         BatchesPerEpoch: int
         StudentOrder: StudentOrder
-        /// The run's truncated-BPTT window (TrainConfig.Truncation).
+        /// The run's truncated-BPTT window as it acts: TrainConfig.Truncation, or None when that
+        /// window cuts no student's sequence.
         Truncation: int option
         /// The run's MAC counters so far (TrainResult.Cost continues from them).
         TeacherForwardMacs: int64
@@ -358,6 +359,11 @@ module Trainer =
 
             resumeError (sprintf "%s hold [%s] but the run needs [%s]" what (show g) (show e))
 
+    /// The key of student i of stage s in a run seeded <c>seed</c>. Its forward run at optimizer step
+    /// k (1-based; dropout masks) uses Rng.fold k of it, in every chunk of a truncated batch.
+    let studentKey (seed: int) (stage: int) (student: int) =
+        Rng.fold student (Rng.fold stage (Rng.create seed))
+
     /// The chunks (start, length) truncated BPTT with window K runs T steps in: [(0, T)] without a
     /// window or when K ≥ T, else ⌈T / K⌉ consecutive chunks of K steps, the last one shorter.
     let truncationChunks (window: int option) (steps: int) : (int * int) list =
@@ -450,6 +456,16 @@ module Trainer =
             for student in stage.Students do
                 checkTruncation cfg.Truncation stage.Teacher student
 
+        // The window as it acts: None when it cuts no student (then training is full BPTT's).
+        let truncation =
+            let cuts =
+                DistillationSpec.stages spec
+                |> List.exists (fun stage ->
+                    stage.Students
+                    |> List.exists (fun m -> (truncationChunks cfg.Truncation (stepsOf m)).Length > 1))
+
+            if cuts then cfg.Truncation else None
+
         let clock = Stopwatch.StartNew()
         let perEpoch = train.BatchesPerEpoch
 
@@ -457,7 +473,6 @@ module Trainer =
             Errors.invalidArg "Trainer.fit" "training batcher" "no batches" "a batcher with at least one batch"
 
         let totalSteps = cfg.Epochs * perEpoch
-        let root = Rng.create cfg.Seed
         let terms = spec.Terms |> List.map (fun t -> t.Term)
         let termsArr = Array.ofList terms
         let initialLoss = lossParameters terms
@@ -490,14 +505,18 @@ module Trainer =
                     sprintf "it was taken with %d batches per epoch, the batcher has %d" r.BatchesPerEpoch perEpoch
                 )
 
-            if r.Truncation <> cfg.Truncation then
+            if r.Truncation <> truncation then
                 let show = Option.map (sprintf "Some %d") >> Option.defaultValue "None"
 
                 resumeError (
                     sprintf
-                        "it was taken with Truncation %s, the config has %s"
+                        "it was taken with Truncation %s, the config has %s%s"
                         (show r.Truncation)
-                        (show cfg.Truncation)
+                        (show truncation)
+                        (if r.Truncation.IsNone then
+                             " (or the snapshot was written before snapshots recorded the window)"
+                         else
+                             "")
                 )
 
             if r.StudentOrder <> cfg.StudentOrder then
@@ -569,7 +588,7 @@ module Trainer =
                     Epochs = cfg.Epochs
                     BatchesPerEpoch = perEpoch
                     StudentOrder = cfg.StudentOrder
-                    Truncation = cfg.Truncation
+                    Truncation = truncation
                     TeacherForwardMacs = teacherMacs
                     StudentTrainingMacs = studentMacs
                 }
@@ -577,8 +596,6 @@ module Trainer =
             cfg.Cancellation.ThrowIfCancellationRequested()
 
         let runStage (stage: DistillationStage) (teacher: Model option) : StageResult =
-            let stageKey = Rng.fold stage.Index root
-
             let resumed =
                 cfg.Resume
                 |> Option.bind (fun r -> List.tryItem stage.Index r.Stages)
@@ -613,7 +630,7 @@ module Trainer =
                             Model = m
                             Probes = sProbes
                             Decays = Optimizer.decays cfg.DecayRule (normNames m.Architecture)
-                            Key = Rng.fold i stageKey
+                            Key = studentKey cfg.Seed stage.Index i
                             Initial = initial
                             Params = m.Parameters
                             Buffers = m.Buffers
@@ -881,10 +898,20 @@ module Trainer =
 
                             grads <- accumulate (if c = 0 then None else Some grads) g w
 
+                            let previous = states
+
                             states <-
                                 stateNames
                                 |> Array.mapi (fun i n -> n, Diff.detach aux[nTerms + 1 + nBuffers + i])
                                 |> Map.ofArray
+
+                            // The last chunk's states have served this one: back to the pool.
+                            let current =
+                                HashSet<Storage>(states |> Seq.map (fun kv -> kv.Value.Storage), HashIdentity.Reference)
+
+                            for KeyValue(_, t) in previous do
+                                if not (current.Contains t.Storage) then
+                                    TensorScope.ReleaseEarly t.Storage |> ignore
                         else
                             total <- v.ToScalar()
 

@@ -622,3 +622,105 @@ let ``a snapshot file keeps accumulators, accuracies and histories to the bit`` 
         )
     finally
         File.Delete path
+
+[<Test>]
+let ``a snapshot without a truncation field is full BPTT, and a bad window is refused`` () =
+    let ps = Parameters.ofList [ "w", Tensor.ofArray [| 2 |] [| 1.0f; 2.0f |] ]
+    let empty = Parameters.ofList []
+
+    let student: StudentSnapshot =
+        {
+            Parameters = ps
+            Buffers = empty
+            LossParameters = empty
+            Optimizer =
+                {
+                    Step = 0
+                    First = None
+                    Second = None
+                }
+            Step = 1
+            NextEpoch = 0
+            NextBatch = 1
+            BestParameters = ps
+            BestBuffers = empty
+            BestLossParameters = empty
+            BestEpoch = -1
+            BestAccuracy = None
+            History = []
+            LossSum = 0.0
+            Correct = 0L
+            Seen = 0L
+            Batches = 1
+        }
+
+    let snap =
+        {
+            Stages = [ { Index = 0; Students = [ student ] } ]
+            Seed = 3
+            Epochs = 2
+            BatchesPerEpoch = 4
+            StudentOrder = StudentOrder.Sequential
+            Truncation = Some 3
+            TeacherForwardMacs = 0L
+            StudentTrainingMacs = 0L
+        }
+
+    let path =
+        Path.Combine(Path.GetTempPath(), sprintf "snnspec-snap-%s.safetensors" (Guid.NewGuid().ToString "N"))
+
+    // The file with its snapshot JSON edited by f (safetensors: an 8-byte header length, the header).
+    let edited (f: Text.Json.Nodes.JsonObject -> unit) =
+        let bytes = File.ReadAllBytes path
+        let length = int (BitConverter.ToInt64(bytes, 0))
+
+        let header =
+            Text.Json.Nodes.JsonNode.Parse(Text.Encoding.UTF8.GetString(bytes, 8, length))
+
+        let meta = header["__metadata__"]
+
+        let json =
+            Text.Json.Nodes.JsonNode.Parse(meta["snapshot"].GetValue<string>()).AsObject()
+
+        f json
+        meta["snapshot"] <- Text.Json.Nodes.JsonValue.Create(json.ToJsonString())
+        let h = Text.Encoding.UTF8.GetBytes(header.ToJsonString())
+        let other = path + ".edited.safetensors"
+        File.WriteAllBytes(other, Array.concat [ BitConverter.GetBytes(int64 h.Length); h; bytes[8 + length ..] ])
+        other
+
+    try
+        TrainerCheckpoint.save path snap
+        Assert.That((TrainerCheckpoint.load path).Truncation, Is.EqualTo(Some 3))
+        let absent = edited (fun o -> o.Remove "truncation" |> ignore)
+        Assert.That((TrainerCheckpoint.load absent).Truncation, Is.EqualTo None)
+
+        for bad, fragment in
+            [
+                Text.Json.Nodes.JsonValue.Create 0, "at least 1"
+                Text.Json.Nodes.JsonValue.Create 2.5, "integer"
+            ] do
+            let file = edited (fun o -> o["truncation"] <- bad)
+
+            assertRaises<CheckpointFormatException> [ "truncation"; fragment ] (fun () ->
+                TrainerCheckpoint.load file |> box)
+    finally
+        for f in [ path; path + ".edited.safetensors" ] do
+            File.Delete f
+
+[<Test>]
+let ``a window that cuts no student is recorded as full BPTT and resumes with or without it`` () =
+    let teacher, student, _, _, _, _ = resumeSetup ()
+
+    let spec =
+        DistillationSpec.create teacher [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
+    // The student runs T = 2: a window of 8 cuts nothing.
+    let snap =
+        interruptAndResumeWith (Some 8) StudentOrder.Interleaved (fun p -> p.Step = 3) spec
+
+    Assert.That(snap.Truncation, Is.EqualTo None)
+    let _, _, _, cfg, train, validation = resumeSetup ()
+
+    Assert.DoesNotThrow(fun () ->
+        Trainer.fit { cfg with Resume = Some snap } spec (train ()) (validation ())
+        |> ignore)

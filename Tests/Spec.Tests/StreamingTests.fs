@@ -365,20 +365,40 @@ let private sgd =
 
 let private term = SpecTerm.crossEntropy 0.0f 1.0f
 
-/// One plain SGD step of truncated BPTT computed by hand: chunk c runs from the detached states and
-/// the BN running statistics chunk c − 1 ended with, and its loss gradient enters with weight t_c / T.
+/// One plain SGD step of truncated BPTT computed by hand for the first student of a one-stage spec:
+/// chunk c runs from the detached states and the BN running statistics chunk c − 1 ended with, with
+/// the trainer's forward key for step 1 (one dropout mask per sequence), sees the teacher's outputs of
+/// its own steps (an ANN teacher's whole), and its summed term losses enter with weight t_c / T.
 /// Returns the parameters after the step and the running statistics after the last chunk.
-let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
-    let steps =
-        match model.Mode with
+let private handStep (window: int) (spec: DistillationSpec) (x: Tensor) (labels: int[]) =
+    let model = spec.Students.Head
+
+    let stepsOf (m: Model) =
+        match m.Mode with
         | ExecutionMode.Snn t -> t
         | ExecutionMode.Ann -> 1
 
+    let steps = stepsOf model
     let sequence = x.Rank = model.Architecture.InputShape.Length + 2
+    let key = Rng.fold 1 (Trainer.studentKey sgd.Seed 0 0)
 
     let teacher =
-        KdOutputs.ofLogits (Tensor.zeros [| 1; labels.Length; model.Architecture.Classes |])
+        match (List.head (DistillationSpec.stages spec)).Teacher with
+        | Some t ->
+            Diff.noGrad (fun () ->
+                let out =
+                    Model.forward
+                        { ForwardContext.Eval with
+                            Probes = DistillationSpec.teacherProbes spec
+                        }
+                        t
+                        x
 
+                KdOutputs.ofForward out
+                |> KdOutputs.map (fun _ _ v -> Tensor.ofArray v.Shape (v.ToArray())))
+        | None -> KdOutputs.ofLogits (Tensor.zeros [| 1; labels.Length; model.Architecture.Classes |])
+
+    let teacherSteps = teacher.Logits.Shape[0]
     let restore (shape: int[], data: float32[]) = Tensor.ofArray shape data
     let mutable states = Map.empty
     let mutable buffers = model.Buffers
@@ -386,6 +406,12 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
 
     for start, len in Trainer.truncationChunks (Some window) steps do
         let input = if sequence then Tensor.narrow 0 start len x else x
+
+        let tOut =
+            if teacherSteps = steps then
+                KdOutputs.map (fun _ _ v -> Tensor.narrow 0 start len v) teacher
+            else
+                teacher
 
         let chunk =
             { Model.withSteps len model with
@@ -401,7 +427,8 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
                 (fun ps ->
                     let out =
                         Model.apply
-                            { ForwardContext.Train(Rng.create 0) with
+                            { ForwardContext.Train key with
+                                Probes = DistillationSpec.studentProbes spec
                                 InitialStates = Some states
                             }
                             chunk
@@ -410,7 +437,10 @@ let private handStep (window: int) (model: Model) (x: Tensor) (labels: int[]) =
 
                     finalStates <- out.FinalStates |> Map.map (fun _ v -> v.Shape, v.ToArray())
                     finalBuffers <- Parameters.values out.Buffers |> Array.map (fun v -> v.Shape, v.ToArray())
-                    term.Term.Loss teacher (KdOutputs.ofForward out) labels)
+
+                    spec.Terms
+                    |> List.map (fun t -> LossTerm.evaluate t.Term tOut (KdOutputs.ofForward out) labels)
+                    |> List.reduce (+))
                 model.Parameters
 
         states <- finalStates |> Map.map (fun _ v -> restore v)
@@ -434,17 +464,23 @@ let private firstBatch (data: Batcher) =
     let b = Seq.head (data.Epoch 0)
     Tensor.ofArray b.Inputs.Shape (b.Inputs.ToArray()), Array.copy b.Labels
 
-/// One truncated SGD step of Trainer.fit against handStep: parameters and BN running statistics.
-let private matchesHand (what: string) (window: int) (model: Model) (data: Batcher) =
+/// One truncated SGD step of Trainer.fit on a spec against handStep: parameters and BN statistics.
+let private specMatchesHand (what: string) (window: int) (spec: DistillationSpec) (data: Batcher) =
     let x, labels = firstBatch data
-    let trained = fitOnce { sgd with Truncation = Some window } model data
-    let expected, buffers = handStep window model x labels
+
+    let trained =
+        (Trainer.fit { sgd with Truncation = Some window } spec data None).Students.Head.Final
+
+    let expected, buffers = handStep window spec x labels
 
     for n, p in Parameters.toList expected do
         assertClose (sprintf "%s, K = %d, %s" what window n) 1e-3 1e-5 p trained.Parameters[n]
 
     for n, b in Parameters.toList buffers do
         assertClose (sprintf "%s, K = %d, buffer %s" what window n) 1e-4 1e-6 b trained.Buffers[n]
+
+let private matchesHand (what: string) (window: int) (model: Model) (data: Batcher) =
+    specMatchesHand what window (DistillationSpec.alone [ model ] [ term ]) data
 
 [<Test>]
 let ``one truncated-BPTT step on static images is the hand-computed sum of chunk gradients`` () =
@@ -485,9 +521,11 @@ let ``truncated steps match the hand computation with batch norm, PLIF, quantize
     matchesHand "mint 4 bits" 3 (snn 4 (Zoo.convNet mint) |> Model.quantize (QuantConfig.Mint 4)) data
     matchesHand "uniform 4 bits" 1 (snn 4 (Zoo.convNet mint) |> Model.quantize (QuantConfig.Integer 4)) data
     matchesHand "sew" 2 (snn 4 (Zoo.sewResnet18 sew ResidualKind.SewAdd)) data
+    // Dropout: the trainer's one mask per sequence, drawn with its key for step 1 in every chunk.
+    matchesHand "dropout" 2 (snn 4 (Zoo.convNet { cfg with Dropout = 0.5f })) data
 
 [<Test>]
-let ``an SNN teacher at the student's T is cut into the same chunks, live or cached`` () =
+let ``an SNN teacher at the student's T is cut into the student's chunks, live or cached`` () =
     let data = batcher 8 false 1 (templates 3 4 16 0.2)
 
     let cfg =
@@ -518,6 +556,8 @@ let ``an SNN teacher at the student's T is cut into the same chunks, live or cac
             None)
             .Students.Head.Final.Parameters
 
+    // One batch: handStep computes the first optimizer step only.
+    specMatchesHand "SNN teacher" 2 spec (batcher 8 false 1 (templates 3 4 8 0.2))
     let live = run TeacherCacheMode.Off (Some 2)
     let full = run TeacherCacheMode.Off None
     Assert.That(bits (run (TeacherCacheMode.Build CachePrecision.Float32) (Some 2)), Eq.To(bits live))
