@@ -162,6 +162,21 @@ module Forward =
                 }
         | _ -> None
 
+    /// The carried V₀ of a population, checked against its per-step shape [B, …].
+    let private initialState (r: Run) (name: string) (stepShape: int[]) =
+        match r.Ctx.InitialStates with
+        | Some states ->
+            match states.TryFind name with
+            | Some v when v.Shape <> stepShape ->
+                Errors.shapeMismatch
+                    "Forward.run"
+                    [ v.Shape; stepShape ]
+                    (sprintf
+                        "the carried state of population '%s' must have its per-step shape [B, …] (give the previous chunk's FinalStates of a batch of the same size)"
+                        name)
+            | found -> found
+        | None -> None
+
     /// The integer product of a conv or linear layer's weight codes with an integer input [N, …]
     /// (flat codes and the input's shape), Σ code·x without the bias, and the output shape ([N, O] or
     /// [N, O, H_o, W_o]), summed term by term in integers: the reference exactProduct is checked against.
@@ -290,11 +305,22 @@ module Forward =
         let s = Autograd.alloc seqShape
         let h = if keepH then Autograd.alloc (Array.copy seqShape) else s
         let sd, hd = s.Data, h.Data
+        // A carried state is on the grid of this pair's step: V = step · u with u an integer.
+        let carried = initialState r nq.Name seqShape[1..]
+
+        let u0 =
+            match carried with
+            | Some v ->
+                Diff.noGrad (fun () -> v.ToArray())
+                |> Array.map (fun x -> int (System.MathF.Round(x / il.Step)))
+            | None -> Array.zeroCreate per
+
+        let uT = Array.zeroCreate per
 
         // A neuron's T steps read only its own state: neurons run in parallel.
         Kernels.Par.forChunks per 4096 (fun i0 i1 ->
             for i in i0 .. i1 - 1 do
-                let mutable u = 0
+                let mutable u = u0[i]
 
                 for t in 0 .. r.Steps - 1 do
                     let j = t * per + i
@@ -305,7 +331,12 @@ module Forward =
                         hd[j] <- il.Step * float32 hc
 
                     sd[j] <- (if spike then 1.0f else 0.0f)
-                    u <- max -nq.Levels (min nq.Levels (Neuron.shiftRound nq.LeakShift (if spike then 0 else hc))))
+                    u <- max -nq.Levels (min nq.Levels (Neuron.shiftRound nq.LeakShift (if spike then 0 else hc)))
+
+                uT[i] <- u)
+
+        if r.Ctx.InitialStates.IsSome then
+            r.States[nq.Name] <- Tensor.ofArray seqShape[1..] (uT |> Array.map (fun k -> il.Step * float32 k))
 
         record r nq.Name h s
         r.IntegerRan.Add il.Name
@@ -401,21 +432,6 @@ module Forward =
             && dropsInput ()
         then
             TensorScope.ReleaseEarly x.Storage |> ignore
-
-    /// The carried V₀ of a population, checked against its per-step shape [B, …].
-    let private initialState (r: Run) (name: string) (stepShape: int[]) =
-        match r.Ctx.InitialStates with
-        | Some states ->
-            match states.TryFind name with
-            | Some v when v.Shape <> stepShape ->
-                Errors.shapeMismatch
-                    "Forward.run"
-                    [ v.Shape; stepShape ]
-                    (sprintf
-                        "the carried state of population '%s' must have its per-step shape [B, …] (give the previous chunk's FinalStates of a batch of the same size)"
-                        name)
-            | found -> found
-        | None -> None
 
     let rec private apply (r: Run) (prefix: string) (x: Tensor) (layer: LayerSpec) : Tensor =
         match layer with
@@ -841,12 +857,6 @@ module Forward =
                     arch.Name
                     "a model that reads its frames one per step (this one stacks every frame into one static sample, so a sequence cannot run in chunks)"
 
-            if not integer.IsEmpty then
-                Errors.invalidArg
-                    "Forward.run"
-                    "InitialStates"
-                    (System.String.Join(", ", Map.keys integer))
-                    "no integer datapath (run the integer pairs over the whole sequence, or run the chunks without them)"
         | None -> ()
 
         let repeat (v: Tensor) =
