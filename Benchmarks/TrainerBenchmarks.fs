@@ -11,24 +11,28 @@ open SnnSpec.Data
 open SnnSpec.Distillation
 open SnnSpec.Training
 
+/// One epoch of SGD at 0.05 (TrainConfig.Default otherwise), as both suites train.
+let private config =
+    { TrainConfig.Default with
+        Epochs = 1
+        LearningRate = 0.05f
+    }
+
+/// Batches of 32 in the seeded order of seed 1, filled on the caller's thread.
+let private batchesOf32 (data: ImageSet) =
+    Batching.create
+        { Batching.options 32 1 with
+            Prefetch = 0
+        }
+        data
+
 [<MemoryDiagnoser; SimpleJob(launchCount = 1, warmupCount = 1, iterationCount = 5)>]
 type KdEpoch() =
     let mutable data = Unchecked.defaultof<ImageSet>
     let mutable spec = Unchecked.defaultof<DistillationSpec>
     let mutable cache = Unchecked.defaultof<TeacherCache>
 
-    let config =
-        { TrainConfig.Default with
-            Epochs = 1
-            LearningRate = 0.05f
-        }
-
-    let batcher () =
-        Batching.create
-            { Batching.options 32 1 with
-                Prefetch = 0
-            }
-            data
+    let batcher () = batchesOf32 data
 
     [<GlobalSetup>]
     member _.Setup() =
@@ -86,18 +90,7 @@ type TruncatedBptt() =
     let mutable data = Unchecked.defaultof<ImageSet>
     let mutable spec = Unchecked.defaultof<DistillationSpec>
 
-    let config =
-        { TrainConfig.Default with
-            Epochs = 1
-            LearningRate = 0.05f
-        }
-
-    let batcher () =
-        Batching.create
-            { Batching.options 32 1 with
-                Prefetch = 0
-            }
-            data
+    let batcher () = batchesOf32 data
 
     /// The window K in steps.
     [<Params(8, 4, 2)>]

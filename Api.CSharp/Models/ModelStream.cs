@@ -69,16 +69,13 @@ public sealed class ModelStream
         Check.NotNull(frames, nameof(frames));
         Check.Positive(steps, nameof(steps), "steps");
         Check.Positive(batchSize, nameof(batchSize), "batchSize");
-        var shape = new[] { steps, batchSize }.Concat(Model.InputShape).ToArray();
-        long expected = shape.Aggregate(1L, (a, d) => a * d);
-        if (frames.LongLength != expected)
-        {
-            throw new ArgumentException(
-                $"frames has {frames.Length} values but {steps} steps of {batchSize} samples of shape [{string.Join(", ", Model.InputShape)}] need {expected}.",
-                nameof(frames)
-            );
-        }
-        return Step(Tensors.TensorOps.FromArray(frames, shape)).LogitsPerStep();
+        var chunk = Model.FlatInput(
+            frames,
+            new[] { steps, batchSize },
+            nameof(frames),
+            $"{steps} steps of {batchSize} samples"
+        );
+        return Step(chunk).LogitsPerStep();
     }
 
     /// <summary>Puts every neuron back at rest (the next chunk starts a new sequence).</summary>

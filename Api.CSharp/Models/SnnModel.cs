@@ -548,16 +548,26 @@ public sealed class SnnModel
         Check.NotNull(input, nameof(input));
         Check.Positive(batchSize, nameof(batchSize), "batchSize");
         var lead = StackedFrames is { } frames ? new[] { frames, batchSize } : new[] { batchSize };
+        return Forward(FlatInput(input, lead, nameof(input), $"a batch of {batchSize} samples"))
+            .LogitsPerStep();
+    }
+
+    /// <summary>
+    /// The tensor [lead…, …InputShape] of a flat row-major array, its length checked first; the
+    /// error names the array and what its values should hold.
+    /// </summary>
+    internal Tensor FlatInput(float[] values, int[] lead, string name, string holds)
+    {
         var shape = lead.Concat(Inner.Architecture.InputShape).ToArray();
         long expected = shape.Aggregate(1L, (a, d) => a * d);
-        if (input.LongLength != expected)
+        if (values.LongLength != expected)
         {
             throw new ArgumentException(
-                $"input has {input.Length} values but a batch of {batchSize} samples of shape [{string.Join(", ", Inner.Architecture.InputShape)}] needs {expected}.",
-                nameof(input)
+                $"{name} has {values.Length} values but {holds} of shape [{string.Join(", ", Inner.Architecture.InputShape)}] need {expected}.",
+                name
             );
         }
-        return Forward(Tensors.TensorOps.FromArray(input, shape)).LogitsPerStep();
+        return Tensors.TensorOps.FromArray(values, shape);
     }
 
     internal void CheckInput(Tensor input)

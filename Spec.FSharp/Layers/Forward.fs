@@ -177,6 +177,18 @@ module Forward =
             | found -> found
         | None -> None
 
+    /// <c>initialState</c> as the fused kernels take it: null for a population at rest.
+    let private initialStateOrRest (r: Run) (name: string) (stepShape: int[]) =
+        initialState r name stepShape |> Option.defaultValue Unchecked.defaultof<Tensor>
+
+    /// A population's V_T: kept (pinned) for the next chunk when the run carries states, else recycled.
+    let private finalState (r: Run) (name: string) (vT: Tensor) =
+        if r.Ctx.InitialStates.IsSome then
+            r.States[name] <- vT
+            r.Pinned.Add vT.Storage |> ignore
+        else
+            TensorScope.ReleaseEarly vT.Storage |> ignore
+
     /// The integer product of a conv or linear layer's weight codes with an integer input [N, …]
     /// (flat codes and the input's shape), Σ code·x without the bias, and the output shape ([N, O] or
     /// [N, O, H_o, W_o]), summed term by term in integers: the reference exactProduct is checked against.
@@ -483,14 +495,11 @@ module Forward =
                 let quant = membraneQuant r name
                 let carry = r.Ctx.InitialStates.IsSome
 
-                // Keeps V_T for the next chunk when the run carries states, else recycles it and a
-                // V₀ this run made.
+                // V_T kept or recycled, and a V₀ this run made recycled.
                 let finish (vT: Tensor) =
-                    if carry then
-                        r.States[name] <- vT
-                        r.Pinned.Add vT.Storage |> ignore
-                    else
-                        TensorScope.ReleaseEarly vT.Storage |> ignore
+                    finalState r name vT
+
+                    if not carry then
                         TensorScope.ReleaseEarly v0.Storage |> ignore
 
                 if
@@ -521,8 +530,7 @@ module Forward =
                         record r name run.H run.S
 
                         if carry then
-                            r.States[name] <- run.VFinal
-                            r.Pinned.Add run.VFinal.Storage |> ignore
+                            finalState r name run.VFinal
                         // The fused kernels have copied V₀ and nothing here reads V_T; only PLIF's backward and
                         // the per-step reference read V₀.
                         elif readsNoState neuron quant (Shape.numel seq.ShapeRef[1..]) then
@@ -681,18 +689,9 @@ module Forward =
             let seq = unflatten r.Steps x
 
             let s, vT =
-                Neuron.runSpikesCarry
-                    true
-                    neuron
-                    (initialState r name seq.ShapeRef[1..]
-                     |> Option.defaultValue Unchecked.defaultof<Tensor>)
-                    seq
+                Neuron.runSpikesCarry true neuron (initialStateOrRest r name seq.ShapeRef[1..]) seq
 
-            if r.Ctx.InitialStates.IsSome then
-                r.States[name] <- vT
-                r.Pinned.Add vT.Storage |> ignore
-            else
-                TensorScope.ReleaseEarly vT.Storage |> ignore
+            finalState r name vT
 
             record r name s s
             applyFrom r prefix (Some layer) (flatten s) rest
@@ -707,21 +706,10 @@ module Forward =
             let seq = unflatten r.Steps x
 
             let run =
-                Neuron.runOver
-                    true
-                    None
-                    neuron
-                    (initialState r name seq.ShapeRef[1..]
-                     |> Option.defaultValue Unchecked.defaultof<Tensor>)
-                    seq
+                Neuron.runOver true None neuron (initialStateOrRest r name seq.ShapeRef[1..]) seq
 
             record r name run.H run.S
-
-            if r.Ctx.InitialStates.IsSome then
-                r.States[name] <- run.VFinal
-                r.Pinned.Add run.VFinal.Storage |> ignore
-            else
-                TensorScope.ReleaseEarly run.VFinal.Storage |> ignore
+            finalState r name run.VFinal
 
             applyFrom r prefix (Some layer) (flatten run.S) rest
         | None, layer :: rest ->

@@ -515,38 +515,38 @@ let ``temporal KD from an ANN teacher on emulated event frames, then eval of the
     for name in live.Names do
         Assert.That(cached[name].ToArray(), Is.EqualTo(box (live[name].ToArray())), name)
 
+/// `snnspec train` of a width-0.25 ConvNet on event-synthetic frames (60 training images, 10 of them
+/// held out, 20 test images) at the given frame count, plus the extra options; the exit code.
+let private trainOnEvents (frames: int) (extra: string list) =
+    Program.run (
+        Array.ofList (
+            [
+                "train"
+                "--model"
+                "convnet"
+                "--width"
+                "0.25"
+                "--steps"
+                string frames
+                "--dataset"
+                "event-synthetic"
+                "--train"
+                "60"
+                "--validation"
+                "10"
+                "--test"
+                "20"
+            ]
+            @ extra
+        )
+    )
+
 [<Test>]
 let ``train --truncation trains an SNN on event frames in chunks and records the window`` () =
     use dir = new TempDir()
 
     let train (extra: string list) (name: string) =
-        let code =
-            Program.run (
-                Array.ofList (
-                    [
-                        "train"
-                        "--model"
-                        "convnet"
-                        "--width"
-                        "0.25"
-                        "--steps"
-                        "4"
-                        "--dataset"
-                        "event-synthetic"
-                        "--train"
-                        "60"
-                        "--validation"
-                        "12"
-                        "--test"
-                        "20"
-                        "--out"
-                        dir.File name
-                    ]
-                    @ extra
-                )
-            )
-
-        Assert.That(code, Is.EqualTo 0, name)
+        Assert.That(trainOnEvents 4 ([ "--out"; dir.File name ] @ extra), Is.EqualTo 0, name)
         SpecFile.loadModel (Path.Combine(dir.File name, "teacher.safetensors"))
 
     let cut = train [ "--truncation"; "2" ] "cut"
@@ -738,32 +738,7 @@ let ``report evaluates each event checkpoint on the frames it was trained on`` (
     use dir = new TempDir()
 
     let train (frames: int) (extra: string list) =
-        Program.run (
-            Array.ofList (
-                [
-                    "train"
-                    "--model"
-                    "convnet"
-                    "--width"
-                    "0.25"
-                    "--steps"
-                    string frames
-                    "--dataset"
-                    "event-synthetic"
-                    "--train"
-                    "60"
-                    "--validation"
-                    "10"
-                    "--test"
-                    "20"
-                    "--out"
-                    dir.Path
-                    "--name"
-                    sprintf "t%d" frames
-                ]
-                @ extra
-            )
-        )
+        trainOnEvents frames ([ "--out"; dir.Path; "--name"; sprintf "t%d" frames ] @ extra)
 
     Assert.That(train 2 [], Is.EqualTo 0)
     Assert.That(train 3 [ "--ann"; "--stack-frames" ], Is.EqualTo 0)

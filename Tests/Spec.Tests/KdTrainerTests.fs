@@ -385,6 +385,16 @@ let private interruptAndResumeWith
 
 let private interruptAndResume = interruptAndResumeWith None
 
+/// The snapshot of a run with truncated BPTT (window 1 of the student's T = 2) cancelled after step
+/// 5, checked to resume exactly.
+let private truncatedSnapshot () =
+    let teacher, student, _, _, _, _ = resumeSetup ()
+
+    let spec =
+        DistillationSpec.create teacher [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f; SpecTerm.logitKd 2.0f 1.0f ]
+
+    interruptAndResumeWith (Some 1) StudentOrder.Interleaved (fun p -> p.Step = 5) spec
+
 [<Test>]
 let ``cancelled mid-epoch, saved, loaded and resumed, training ends bit-identical to the uninterrupted run`` () =
     let teacher, student, bkd, _, _, _ = resumeSetup ()
@@ -400,15 +410,7 @@ let ``cancelled mid-epoch, saved, loaded and resumed, training ends bit-identica
 
 [<Test>]
 let ``a truncated-BPTT run resumes exactly and its snapshot records the window`` () =
-    let teacher, student, _, _, _, _ = resumeSetup ()
-
-    let spec =
-        DistillationSpec.create teacher [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f; SpecTerm.logitKd 2.0f 1.0f ]
-
-    let snap =
-        interruptAndResumeWith (Some 1) StudentOrder.Interleaved (fun p -> p.Step = 5) spec
-
-    Assert.That(snap.Truncation, Is.EqualTo(Some 1))
+    Assert.That((truncatedSnapshot ()).Truncation, Is.EqualTo(Some 1))
 
 [<Test>]
 let ``interleaved and sequential versatile students and a two-stage chain resume exactly`` () =
@@ -625,46 +627,7 @@ let ``a snapshot file keeps accumulators, accuracies and histories to the bit`` 
 
 [<Test>]
 let ``a snapshot without a truncation field is full BPTT, and a bad window is refused`` () =
-    let ps = Parameters.ofList [ "w", Tensor.ofArray [| 2 |] [| 1.0f; 2.0f |] ]
-    let empty = Parameters.ofList []
-
-    let student: StudentSnapshot =
-        {
-            Parameters = ps
-            Buffers = empty
-            LossParameters = empty
-            Optimizer =
-                {
-                    Step = 0
-                    First = None
-                    Second = None
-                }
-            Step = 1
-            NextEpoch = 0
-            NextBatch = 1
-            BestParameters = ps
-            BestBuffers = empty
-            BestLossParameters = empty
-            BestEpoch = -1
-            BestAccuracy = None
-            History = []
-            LossSum = 0.0
-            Correct = 0L
-            Seen = 0L
-            Batches = 1
-        }
-
-    let snap =
-        {
-            Stages = [ { Index = 0; Students = [ student ] } ]
-            Seed = 3
-            Epochs = 2
-            BatchesPerEpoch = 4
-            StudentOrder = StudentOrder.Sequential
-            Truncation = Some 3
-            TeacherForwardMacs = 0L
-            StudentTrainingMacs = 0L
-        }
+    let snap = truncatedSnapshot ()
 
     let path =
         Path.Combine(Path.GetTempPath(), sprintf "snnspec-snap-%s.safetensors" (Guid.NewGuid().ToString "N"))
@@ -691,7 +654,7 @@ let ``a snapshot without a truncation field is full BPTT, and a bad window is re
 
     try
         TrainerCheckpoint.save path snap
-        Assert.That((TrainerCheckpoint.load path).Truncation, Is.EqualTo(Some 3))
+        Assert.That((TrainerCheckpoint.load path).Truncation, Is.EqualTo(Some 1))
         let absent = edited (fun o -> o.Remove "truncation" |> ignore)
         Assert.That((TrainerCheckpoint.load absent).Truncation, Is.EqualTo None)
 

@@ -67,12 +67,7 @@ let ``a neuron run in two chunks, the second from the first's V_T, is the run ov
 
 // ---------------------------------------------------------------- streaming a model
 
-let private tiny =
-    { ZooConfig.Mnist with
-        InputSize = 8
-        Width = 0.25f
-        Neuron = { Neuron.mint with Threshold = 0.25f }
-    }
+let private tiny = QuantModelTests.tinyCfg
 
 let private convNet seed steps =
     Model.init seed (ExecutionMode.Snn steps) (Zoo.convNet tiny)
@@ -489,15 +484,17 @@ let ``one truncated-BPTT step on static images is the hand-computed sum of chunk
     for window in [ 1; 2; 3 ] do
         matchesHand "mlp" window (mlp 1.0f [ 12 ] 5 2) data
 
+/// A quarter-width model of the 8×8 templates whose LIF neurons fire at θ = 0.3.
+let private lowLif8 =
+    { cfg8 4 with
+        Width = 0.25f
+        Neuron = { Neuron.lif with Threshold = 0.3f }
+    }
+
 [<Test>]
 let ``truncated steps match the hand computation with batch norm, PLIF, quantized membranes and SEW`` () =
     let data = batcher 8 false 1 (templates 3 4 8 0.2)
-
-    let cfg =
-        { cfg8 4 with
-            Width = 0.25f
-            Neuron = { Neuron.lif with Threshold = 0.3f }
-        }
+    let cfg = lowLif8
 
     let mint =
         { cfg with
@@ -527,12 +524,7 @@ let ``truncated steps match the hand computation with batch norm, PLIF, quantize
 [<Test>]
 let ``an SNN teacher at the student's T is cut into the student's chunks, live or cached`` () =
     let data = batcher 8 false 1 (templates 3 4 16 0.2)
-
-    let cfg =
-        { cfg8 4 with
-            Width = 0.25f
-            Neuron = { Neuron.lif with Threshold = 0.3f }
-        }
+    let cfg = lowLif8
 
     let spec =
         DistillationSpec.create
