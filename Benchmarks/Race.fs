@@ -1,10 +1,11 @@
 /// The SnnSpec side of the speed race against PyTorch (Benchmarks/race/run.sh,
 /// docs/results/speed-race.md). Not a BenchmarkDotNet suite: each configuration runs in a fresh
 /// process so that its peak RSS is its own, and the PyTorch reference (Benchmarks/race/torch_snn.py)
-/// runs the same way. `race-snnspec --model teacher|student|kd --T 4 --batch 64 --steps 20 --warmup 3`
+/// runs the same way. `race-snnspec --model teacher|student|kd|vgg9 --T 4 --batch 64 --steps 20 --warmup 3`
 /// trains through Trainer.fit on a synthetic in-memory MNIST-shaped set (random 28×28 bytes, labels
 /// i mod 10, no shuffling) and prints one JSON line {imgs_per_s, peak_rss_mb, …}. `--truncation K`
-/// trains with truncated BPTT in windows of K steps (0, the default: full BPTT; race/truncation.sh).
+/// trains with truncated BPTT in windows of K steps (0, the default: full BPTT) and
+/// `--checkpoint-activations 1` with activation checkpointing (race/truncation.sh compares both).
 module SnnSpec.Benchmarks.Race
 
 open System
@@ -34,6 +35,7 @@ let main (argv: string[]) =
     let timed = int (arg argv "--steps" "20")
     let warmup = int (arg argv "--warmup" "3")
     let truncation = int (arg argv "--truncation" "0")
+    let checkpoint = arg argv "--checkpoint-activations" "0" = "1"
     let baseRss = statusMb "VmRSS"
 
     let n = batch * (warmup + timed)
@@ -65,7 +67,11 @@ let main (argv: string[]) =
                 (Model.init 0 mode teacherArch)
                 [ Model.init 1 mode studentArch ]
                 [ SpecTerm.crossEntropy 0.0f 0.5f; SpecTerm.logitKd 4.0f 0.5f ]
-        | other -> failwithf "--model %s: expected teacher, student or kd" other
+        | "vgg9" ->
+            DistillationSpec.alone
+                [ Model.init 2 mode (Zoo.vgg9 { ZooConfig.Mnist with Width = 0.5f }) ]
+                [ SpecTerm.crossEntropy 0.0f 1.0f ]
+        | other -> failwithf "--model %s: expected teacher, student, kd or vgg9" other
 
     let clock = Stopwatch()
     let mutable last = nan
@@ -82,6 +88,7 @@ let main (argv: string[]) =
             Epochs = 1
             Progress = progress
             Truncation = (if truncation > 0 then Some truncation else None)
+            CheckpointActivations = checkpoint
         }
 
     Trainer.fit config spec batcher None |> ignore
@@ -102,10 +109,11 @@ let main (argv: string[]) =
             (GC.CollectionCount 2)
 
     printfn
-        "{\"framework\": \"snnspec\", \"model\": \"%s\", \"T\": %d, \"truncation\": %d, \"batch\": %d, \"steps\": %d, \"threads\": %d, \"server_gc\": %b, \"imgs_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"loss\": %g}"
+        "{\"framework\": \"snnspec\", \"model\": \"%s\", \"T\": %d, \"truncation\": %d, \"checkpoint_activations\": %b, \"batch\": %d, \"steps\": %d, \"threads\": %d, \"server_gc\": %b, \"imgs_per_s\": %.3f, \"step_ms\": %.3f, \"peak_rss_mb\": %.1f, \"base_rss_mb\": %.1f, \"loss\": %g}"
         model
         steps
         truncation
+        checkpoint
         batch
         timed
         Environment.ProcessorCount

@@ -26,6 +26,12 @@ let private batchesOf32 (data: ImageSet) =
         }
         data
 
+/// n random side × side single-channel images of 10 classes (labels i mod 10).
+let private noise (seed: int) (n: int) (side: int) =
+    let pixels = Array.zeroCreate<byte>(n * side * side)
+    (Random seed).NextBytes pixels
+    ImageSet.create "noise" pixels (Array.init n (fun i -> i % 10)) 1 side side 10
+
 [<MemoryDiagnoser; SimpleJob(launchCount = 1, warmupCount = 1, iterationCount = 5)>]
 type KdEpoch() =
     let mutable data = Unchecked.defaultof<ImageSet>
@@ -98,20 +104,10 @@ type TruncatedBptt() =
 
     [<GlobalSetup>]
     member _.Setup() =
-        let rng = Random 2
-        let n, side = 128, 16
-        let pixels = Array.zeroCreate<byte>(n * side * side)
-        rng.NextBytes pixels
-        data <- ImageSet.create "noise" pixels (Array.init n (fun i -> i % 10)) 1 side side 10
+        data <- noise 2 128 16
 
         let student =
-            Model.init
-                0
-                (ExecutionMode.Snn 16)
-                (Zoo.convNet
-                    { ZooConfig.Mnist with
-                        InputSize = side
-                    })
+            Model.init 0 (ExecutionMode.Snn 16) (Zoo.convNet { ZooConfig.Mnist with InputSize = 16 })
 
         spec <- DistillationSpec.alone [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
 
@@ -129,5 +125,46 @@ type TruncatedBptt() =
             (batcher ())
             None
 
+/// Activation checkpointing (TrainConfig.CheckpointActivations) against plain training:
+/// Trainer.fit over four batches of 32 generated 1×16×16 images training a VGG-9 SNN (width 0.25)
+/// at T = 4. The ratio column is the price of running every segment a second time in the backward
+/// pass; peak memory needs a process of its own per configuration and is measured by
+/// Benchmarks/race/truncation.sh (MODEL=vgg9 WINDOWS="0 0c").
+[<MemoryDiagnoser; SimpleJob(launchCount = 1, warmupCount = 1, iterationCount = 5)>]
+type CheckpointedActivations() =
+    let mutable data = Unchecked.defaultof<ImageSet>
+    let mutable spec = Unchecked.defaultof<DistillationSpec>
+
+    [<GlobalSetup>]
+    member _.Setup() =
+        data <- noise 3 128 16
+
+        let student =
+            Model.init
+                0
+                (ExecutionMode.Snn 4)
+                (Zoo.vgg9
+                    { ZooConfig.Mnist with
+                        InputSize = 16
+                        Width = 0.25f
+                    })
+
+        spec <- DistillationSpec.alone [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f ]
+
+    [<Benchmark(Baseline = true, Description = "VGG-9 SNN, T = 4")>]
+    member _.Plain() =
+        Trainer.fit config spec (batchesOf32 data) None
+
+    [<Benchmark(Description = "VGG-9 SNN, T = 4, activations checkpointed")>]
+    member _.Checkpointed() =
+        Trainer.fit
+            { config with
+                CheckpointActivations = true
+            }
+            spec
+            (batchesOf32 data)
+            None
+
 /// The benchmark classes of this module, for BenchmarkSwitcher.
-let types: Type[] = [| typeof<KdEpoch>; typeof<TruncatedBptt> |]
+let types: Type[] =
+    [| typeof<KdEpoch>; typeof<TruncatedBptt>; typeof<CheckpointedActivations> |]

@@ -163,6 +163,12 @@ let command () =
             "Truncated BPTT: run each batch in chunks of K steps, no gradient across chunks (0: full BPTT)."
             0
 
+    let checkpointActivations =
+        opt
+            "--checkpoint-activations"
+            "Keep only each population's output for the backward pass and compute the rest again there (same results, less memory, about one more forward pass)."
+            false
+
     let name =
         opt "--name" "Model name: the checkpoint is <out>/<name>.safetensors." "teacher"
 
@@ -177,7 +183,20 @@ let command () =
     for o in
         [ model :> Option; width; hidden; steps; ann; stack; bits ]
         @ data.All
-        @ [ epochs; batch; optimizer; lr; wd; seed; loss; truncation; name; out; resume ] do
+        @ [
+            epochs
+            batch
+            optimizer
+            lr
+            wd
+            seed
+            loss
+            truncation
+            checkpointActivations
+            name
+            out
+            resume
+        ] do
         cmd.Options.Add o
 
     cmd.SetAction(fun (r: ParseResult) ->
@@ -298,6 +317,7 @@ let command () =
                                     Console.usage
                                         "--truncation %d. Fix: give a window of at least 1 step, or 0 for full BPTT."
                                         k
+                            CheckpointActivations = r.GetValue checkpointActivations
                         }
                     Loss = lossName
                     Name = r.GetValue name

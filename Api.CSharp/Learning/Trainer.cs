@@ -98,6 +98,14 @@ public sealed record TrainingOptions
     public int? TruncationWindow { get; init; }
 
     /// <summary>
+    /// Activation checkpointing: each segment of layers ending at a spiking population or residual
+    /// block keeps only its output (and requested probes) for the backward pass and runs again
+    /// there. Losses, gradients and trained weights are the same as without; memory holds fewer
+    /// activations per step, for about one more forward pass of time.
+    /// </summary>
+    public bool CheckpointActivations { get; init; }
+
+    /// <summary>
     /// Train each epoch on at most this many batches (null = the whole set): the run then uses a
     /// fixed, seeded subset of <c>MaxStepsPerEpoch × BatchSize</c> samples, reshuffled every epoch.
     /// </summary>
@@ -219,7 +227,8 @@ public sealed record TrainingOptions
             SnapshotPath is { } p && File.Exists(p)
                 ? Interop.Some(SnnSpec.IO.TrainerCheckpoint.load(p))
                 : d.Resume,
-            TruncationWindow is { } k ? Interop.Some(k) : Interop.None<int>()
+            TruncationWindow is { } k ? Interop.Some(k) : Interop.None<int>(),
+            CheckpointActivations
         );
     }
 }

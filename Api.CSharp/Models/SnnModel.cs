@@ -40,7 +40,8 @@ public sealed record ForwardOptions
             Training,
             RngModule.create(Seed),
             probes,
-            Interop.None<FSharpMap<string, Tensor>>()
+            Interop.None<FSharpMap<string, Tensor>>(),
+            false
         );
     }
 }

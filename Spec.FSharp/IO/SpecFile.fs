@@ -96,6 +96,8 @@ type TrainingSection =
         TeacherCache: TeacherCacheSetting
         /// Truncated BPTT window in steps (TrainConfig.Truncation); None: full BPTT.
         Truncation: int option
+        /// Activation checkpointing in the students' forward passes (TrainConfig.CheckpointActivations).
+        CheckpointActivations: bool
     }
 
 /// Where the teacher comes from.
@@ -697,6 +699,7 @@ module SpecFile =
             "studentOrder"
             "teacherCache"
             "truncation"
+            "checkpointActivations"
         ]
 
     /// The defaults of the training section: 1 epoch of batches of 32, Adam at 5e-3 with a cosine
@@ -714,6 +717,7 @@ module SpecFile =
             StudentOrder = StudentOrder.Interleaved
             TeacherCache = TeacherCacheSetting.Off
             Truncation = None
+            CheckpointActivations = false
         }
 
     let private training (n: Node) (b: TrainingSection) =
@@ -822,6 +826,7 @@ module SpecFile =
                 | true, v when v.ValueKind = JsonValueKind.Null -> None
                 | true, v -> Some(positiveInt { E = v; P = n.P + ".truncation" } "the truncated-BPTT window (steps)")
                 | _ -> b.Truncation
+            CheckpointActivations = optWith boolean n "checkpointActivations" b.CheckpointActivations
         }
 
     let private teacher (n: Node) (baseTraining: TrainingSection) =
@@ -1279,6 +1284,7 @@ module SpecFile =
             Seed = t.Seed
             StudentOrder = t.StudentOrder
             Truncation = t.Truncation
+            CheckpointActivations = t.CheckpointActivations
             TeacherCache =
                 match t.TeacherCache with
                 | TeacherCacheSetting.Memory p -> TeacherCacheMode.Build p

@@ -39,6 +39,13 @@ type ForwardContext =
         /// whole sequence (exactly in eval mode; training-mode BN takes each chunk's own batch
         /// statistics): streaming inference and truncated BPTT (<c>TrainConfig.Truncation</c>).
         InitialStates: Map<string, Tensor> option
+        /// Activation checkpointing while a tape records: the layer list runs in segments, each
+        /// ending at a spiking population or a residual block (a stage's blocks are segments of their
+        /// own); a segment keeps only its output and the probes asked for, and its intermediates are
+        /// computed again in the backward pass (<c>Diff.checkpoint</c>). Same values and gradients as
+        /// without, with fewer activations held for the backward pass at the cost of a second forward
+        /// per segment. Carried final states leave a checkpointed run detached.
+        CheckpointActivations: bool
     }
 
     static member Eval =
@@ -47,6 +54,7 @@ type ForwardContext =
             Rng = Rng.create 0
             Probes = ProbeRequest.None
             InitialStates = None
+            CheckpointActivations = false
         }
 
     static member Train(rng: Rng) =
@@ -55,6 +63,7 @@ type ForwardContext =
             Rng = rng
             Probes = ProbeRequest.None
             InitialStates = None
+            CheckpointActivations = false
         }
 
 /// What a forward run returns. Logits are [T, B, K] for an SNN (one row per step) and [1, B, K] for the ANN twin.
@@ -717,6 +726,91 @@ module Forward =
             releaseConsumed r prefix producer layer x y
             applyFrom r prefix (Some layer) y rest
 
+    /// Activation checkpointing: runs a layer list as segments that each end at a spiking
+    /// population or a residual block; a stage's list is segmented in turn.
+    /// <c>own</c>: x is a segment's output that only this list reads.
+    let rec private applyCheckpointed (r: Run) (prefix: string) (own: bool) (x: Tensor) (layers: LayerSpec list) =
+        match layers with
+        | [] -> x
+        | Stage(n, inner) :: rest ->
+            let y = applyCheckpointed r (full prefix n) own x inner
+            applyCheckpointed r prefix (own || not (obj.ReferenceEquals(x, y))) y rest
+        | _ ->
+            let rec split acc layers =
+                match layers with
+                | [] -> List.rev acc, []
+                | Stage _ :: _ -> List.rev acc, layers
+                | (Spiking _ | Residual _ as l) :: rest -> List.rev (l :: acc), rest
+                | l :: rest -> split (l :: acc) rest
+
+            let group, rest = split [] layers
+            applyCheckpointed r prefix true (checkpointSegment r prefix own x group) rest
+
+    /// One segment through Diff.checkpoint: its input and every parameter are the checkpoint's inputs;
+    /// its output and the probes it records are the outputs; BN running statistics and carried final
+    /// states are extras of the first run. The second run (backward pass) starts from the same
+    /// dropout index, so it draws the same masks. An input that is the previous segment's output and
+    /// no probe goes back to the pool once this segment's backward pass has read it.
+    and private checkpointSegment (r: Run) (prefix: string) (own: bool) (x: Tensor) (group: LayerSpec list) : Tensor =
+        let names = r.Params.NamesRef
+        let dropoutStart = r.DropoutIndex
+        let mutable first = None
+
+        let sorted (d: Dictionary<string, 'T>) =
+            d |> Seq.sortBy (fun kv -> kv.Key) |> Array.ofSeq
+
+        let segment (xs: Tensor[]) =
+            let s =
+                { r with
+                    Params = Parameters.Create(names, xs[1..])
+                    NewBuffers = Dictionary()
+                    Membranes = Dictionary()
+                    Spikes = Dictionary()
+                    Taps = Dictionary()
+                    Rates = Dictionary()
+                    States = Dictionary()
+                    DropoutIndex = dropoutStart
+                    IntegerRan = ResizeArray()
+                    Pinned = HashSet<Storage>(HashIdentity.Reference)
+                }
+
+            let y = applyList s prefix xs[0] group
+
+            if first.IsNone then
+                first <- Some s
+
+            let values (d: Dictionary<string, Tensor>) =
+                sorted d |> Array.map (fun kv -> kv.Value)
+
+            Array.concat [ [| y |]; values s.Membranes; values s.Spikes; values s.Taps ],
+            Array.append (values s.NewBuffers) (values s.States)
+
+        let inputs = Array.append [| x |] r.Params.Tensors
+        let consumed = Array.zeroCreate inputs.Length
+        consumed[0] <- own && not (r.Pinned.Contains x.Storage)
+        let outs, extras = Diff.checkpointConsuming consumed segment inputs
+        let s = first.Value
+        let mutable i = 1
+
+        for d, target in [ s.Membranes, r.Membranes; s.Spikes, r.Spikes; s.Taps, r.Taps ] do
+            for kv in sorted d do
+                target[kv.Key] <- outs[i]
+                r.Pinned.Add outs[i].Storage |> ignore
+                i <- i + 1
+
+        let mutable j = 0
+
+        for d, target in [ s.NewBuffers, r.NewBuffers; s.States, r.States ] do
+            for kv in sorted d do
+                target[kv.Key] <- extras[j]
+                j <- j + 1
+
+        for kv in s.Rates do
+            r.Rates[kv.Key] <- kv.Value
+
+        r.DropoutIndex <- s.DropoutIndex
+        outs[0]
+
     let private runCore
         (capture: Dictionary<string, Tensor>)
         (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
@@ -877,7 +971,12 @@ module Forward =
         let segment = ResizeArray()
 
         let flush () =
-            value <- applyList r "" value (List.ofSeq segment)
+            value <-
+                if ctx.CheckpointActivations && Autograd.isRecording () then
+                    applyCheckpointed r "" false value (List.ofSeq segment)
+                else
+                    applyList r "" value (List.ofSeq segment)
+
             segment.Clear()
 
         let body =

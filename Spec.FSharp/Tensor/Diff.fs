@@ -124,6 +124,97 @@ module Diff =
 
             gs |> Array.mapi (fun i gi -> if need[i] then gi else Autograd.noGrad))
 
+    /// Activation checkpointing: <c>f inputs</c> runs without a tape and only its results are kept;
+    /// the backward pass runs f again on the saved inputs, recording, and propagates the results'
+    /// gradients through that second run. Values and gradients are those of calling f directly when f
+    /// is deterministic (the same inputs give the same results); f's intermediates go back to the pool
+    /// when it returns instead of living until the backward pass, at the cost of a second forward.
+    /// f returns (outputs, extras): outputs are differentiable; extras are values of the first run
+    /// only (e.g. batch-norm running statistics), untracked. Every tensor that should receive a
+    /// gradient must be among the inputs: tensors f captures are constants in the second run.
+    /// Without a recording tape (or with no tracked input) this is f inputs. consumed[i] marks an
+    /// input that nothing reads after this block's backward pass (an intermediate only the block
+    /// consumes): its buffer goes back to the pool as soon as the second run is done with it.
+    let checkpointConsuming
+        (consumed: bool[])
+        (f: Tensor[] -> Tensor[] * Tensor[])
+        (inputs: Tensor[])
+        : Tensor[] * Tensor[] =
+        if consumed.Length <> inputs.Length then
+            Errors.invalidArg
+                "Diff.checkpointConsuming"
+                "consumed"
+                (sprintf "%d flags" consumed.Length)
+                (sprintf "one flag per input (%d)" inputs.Length)
+
+        let tape = Tape.Current
+
+        if isNull tape || not (inputs |> Array.exists (Autograd.isTrackedOn tape)) then
+            f inputs
+        else
+            let plain = inputs |> Array.map Autograd.detach
+
+            let outs, extras =
+                use scope = TensorScope.Begin()
+                let outs, extras = noGrad (fun () -> f plain)
+                let outs = outs |> Array.map Autograd.detach
+                let extras = extras |> Array.map Autograd.detach
+                outs |> Array.iter (keep scope)
+                extras |> Array.iter (keep scope)
+                outs, extras
+
+            let rule (gs: Tensor[]) (need: bool[]) =
+                // Incoming gradients nothing else refers to may be overwritten by the second run's pass.
+                let shared (g: Tensor) =
+                    gs
+                    |> Array.filter (fun o -> not (isNull (box o)) && obj.ReferenceEquals(o.Storage, g.Storage))
+                    |> Array.length
+                        >
+                        1
+
+                let donated =
+                    gs
+                    |> Array.map (fun g -> not (isNull (box g)) && not (shared g) && Autograd.overwritable g)
+
+                let saved = Tape.Current
+                let inner = Tape()
+                Tape.Current <- inner
+
+                let leaves =
+                    try
+                        let leaves = plain |> Array.map (Autograd.leaf inner)
+                        let again, _ = f leaves
+
+                        if again.Length <> outs.Length then
+                            Errors.invalidArg
+                                "Diff.checkpoint"
+                                "f's outputs"
+                                (sprintf "%d outputs in the second run, %d in the first" again.Length outs.Length)
+                                "a deterministic f: the same inputs must give the same outputs"
+
+                        Tape.Current <- saved
+                        Autograd.backwardFrom inner (Array.zip3 again gs donated)
+                        leaves
+                    finally
+                        Tape.Current <- saved
+
+                for i in 0 .. plain.Length - 1 do
+                    if consumed[i] then
+                        TensorScope.ReleaseEarly plain[i].Storage |> ignore
+
+                leaves
+                |> Array.mapi (fun i l ->
+                    if need[i] && not (isNull (box l.Node.Grad)) then
+                        l.Node.Grad
+                    else
+                        Autograd.noGrad)
+
+            Autograd.recordMulti outs inputs rule, extras
+
+    /// Activation checkpointing with every input kept (see <c>checkpointConsuming</c>).
+    let checkpoint (f: Tensor[] -> Tensor[] * Tensor[]) (inputs: Tensor[]) : Tensor[] * Tensor[] =
+        checkpointConsuming (Array.zeroCreate inputs.Length) f inputs
+
     /// Runs f inside a tensor scope: temporaries go back to the pool at the end; the result survives.
     let scoped (f: unit -> Tensor) : Tensor =
         use scope = TensorScope.Begin()

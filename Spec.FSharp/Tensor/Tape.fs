@@ -94,10 +94,10 @@ module Autograd =
     let private hold (p: Pass) (g: Tensor) =
         let s = g.Storage
 
-        if p.Scope.Owns s then
-            match p.Refs.TryGetValue s with
-            | true, c -> p.Refs[s] <- c + 1
-            | _ -> p.Refs[s] <- 1
+        match p.Refs.TryGetValue s with
+        | true, c -> p.Refs[s] <- c + 1
+        | _ when p.Scope.Owns s -> p.Refs[s] <- 1
+        | _ -> ()
 
     let private drop (p: Pass) (g: Tensor) =
         if not (isNull (box g)) then
@@ -130,10 +130,13 @@ module Autograd =
             Elementwise.spanSpan BinaryOp.Add acc.Data acc.Offset g.Data g.Offset acc.Data acc.Offset acc.Numel
             node.Grad <- acc
 
-    /// Runs the backward pass of <c>tape</c> from <c>root</c> seeded with <c>seed</c>; leaves keep their Grad.
+    /// Runs the backward pass of <c>tape</c> from several roots, each seeded with its own gradient
+    /// (a null seed or an untracked root contributes nothing); leaves keep their Grad. A donated seed
+    /// is a buffer the caller no longer reads (Autograd.overwritable in an enclosing rule): the pass
+    /// may write over it as over a gradient of its own, and never returns it to the pool.
     /// Each rule runs in its own scope: its temporaries return to the pool when it returns, and a
     /// gradient returns once every node it was passed to has propagated it.
-    let internal backward (tape: Tape) (root: Tensor) (seed: Tensor) =
+    let internal backwardFrom (tape: Tape) (seeds: (Tensor * Tensor * bool)[]) =
         let saved = Tape.Current
         Tape.Current <- null
 
@@ -146,8 +149,17 @@ module Autograd =
         let mutable completed = false
 
         try
-            if isTrackedOn tape root then
-                accumulate pass root.Node seed
+            let live =
+                seeds
+                |> Array.filter (fun (root, seed, _) -> not (isNull (box seed)) && isTrackedOn tape root)
+
+            if live.Length > 0 then
+                for root, seed, donated in live do
+                    accumulate pass root.Node seed
+
+                    if donated && not (pass.Refs.ContainsKey seed.Storage) then
+                        pass.Refs[seed.Storage] <- 1
+
                 let nodes = tape.Nodes
 
                 let propagate (n: Node) (incoming: Tensor[]) (run: bool[] -> Tensor[]) =
@@ -220,3 +232,7 @@ module Autograd =
                 pass.Scope.KeepAll()
 
             (pass.Scope :> IDisposable).Dispose()
+
+    /// Runs the backward pass of <c>tape</c> from <c>root</c> seeded with <c>seed</c>; leaves keep their Grad.
+    let internal backward (tape: Tape) (root: Tensor) (seed: Tensor) =
+        backwardFrom tape [| root, seed, false |]

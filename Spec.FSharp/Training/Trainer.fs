@@ -176,6 +176,12 @@ type TrainConfig =
         /// statistics and updates its running statistics once per chunk. Needs per-step input
         /// (no frame stacking) and a teacher at one step (ANN) or at the student's T.
         Truncation: int option
+        /// Activation checkpointing in the students' forward passes
+        /// (<c>ForwardContext.CheckpointActivations</c>): each segment of layers ending at a spiking
+        /// population or residual block keeps only its output and probes for the backward pass and
+        /// runs again there. The same losses, gradients and trained bits, with fewer activations
+        /// held per step, for about one more forward pass of time.
+        CheckpointActivations: bool
     }
 
     /// SGD + Nesterov momentum 0.9, lr 0.1, weight decay 5e-4 skipping BN and biases, cosine to 0.
@@ -197,6 +203,7 @@ type TrainConfig =
             OnInterrupt = ignore
             Resume = None
             Truncation = None
+            CheckpointActivations = false
         }
 
 /// One trained student.
@@ -820,6 +827,7 @@ module Trainer =
                             { ForwardContext.Train(Rng.fold step st.Key) with
                                 Probes = st.Probes
                                 InitialStates = (if truncated then Some states else None)
+                                CheckpointActivations = cfg.CheckpointActivations
                             }
 
                         let termKey =

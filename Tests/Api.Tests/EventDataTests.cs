@@ -99,7 +99,7 @@ public class EventDataTests
     }
 
     [Test]
-    public async Task AStreamRunsFramesInChunksAndTruncatedTrainingCutsTheSequence()
+    public async Task AStreamRunsFramesInChunksTruncatedTrainingCutsTheSequenceAndCheckpointingChangesNothing()
     {
         var events = Events(16, 4);
         var zoo = ZooOptions.For(events) with { Width = 0.25f };
@@ -152,6 +152,18 @@ public class EventDataTests
         );
         Assert.ThrowsAsync<ArgumentOutOfRangeException>(() =>
             Trainer.TrainAsync(spec, events, options with { TruncationWindow = 0 })
+        );
+        var recomputed = await Trainer.TrainAsync(
+            spec,
+            events,
+            options with
+            {
+                CheckpointActivations = true,
+            }
+        );
+        Assert.That(
+            recomputed.Student.Forward(x).Logits.ToArray(),
+            Is.EqualTo(full.Student.Forward(x).Logits.ToArray())
         );
     }
 

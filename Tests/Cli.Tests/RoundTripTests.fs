@@ -542,7 +542,9 @@ let private trainOnEvents (frames: int) (extra: string list) =
     )
 
 [<Test>]
-let ``train --truncation trains an SNN on event frames in chunks and records the window`` () =
+let ``train --truncation trains an SNN on event frames in chunks and records the window; --checkpoint-activations changes no bit``
+    ()
+    =
     use dir = new TempDir()
 
     let train (extra: string list) (name: string) =
@@ -561,6 +563,8 @@ let ``train --truncation trains an SNN on event frames in chunks and records the
 
     Assert.That((values whole = values full), "a window of T is full BPTT")
     Assert.That((values cut <> values full), "--truncation 2 trained as full BPTT")
+    let recomputed = train [ "--checkpoint-activations" ] "recomputed"
+    Assert.That((values recomputed = values full), "--checkpoint-activations changed what was trained")
 
 [<Test>]
 let ``an ANN that stacks event frames trains, evaluates on its frames and teaches an SNN`` () =

@@ -378,3 +378,24 @@ let ``the truncation window reaches the trainer and a window below 1 fails at it
     withTraining """"training": { "epochs": 1, "truncation": 0 }"""
     |> failsAt "$.training.truncation"
     |> ignore
+
+[<Test>]
+let ``activation checkpointing reaches the trainer and a value other than a boolean fails at its path`` () =
+    let withTraining (training: string) =
+        (spec "" defaultStudent """[{ "kind": "ce" }]""")
+            .Replace(""""training": { "epochs": 1, "batchSize": 16 }""", training)
+
+    let parsed =
+        SpecFile.parse (withTraining """"training": { "epochs": 1, "checkpointActivations": true }""")
+
+    Assert.That(parsed.Training.CheckpointActivations, Is.True)
+    Assert.That((SpecFile.trainConfig parsed.Training).CheckpointActivations, Is.True)
+
+    Assert.That(
+        (SpecFile.parse (withTraining """"training": { "epochs": 1 }""")).Training.CheckpointActivations,
+        Is.False
+    )
+
+    withTraining """"training": { "epochs": 1, "checkpointActivations": "yes" }"""
+    |> failsAt "$.training.checkpointActivations"
+    |> ignore

@@ -272,7 +272,7 @@ let ``a zoo ConvNet ANN teacher distils into an SNN student by BKD on the featur
 
 // ---------------------------------------------------------------- interruption and resume
 
-let private resumeSetup () =
+let resumeSetup () =
     let data = templates 3 4 64 0.2
     let test = templates 4 4 32 0.2
     let teacher = convNet 0.5f ExecutionMode.Ann 0
@@ -301,7 +301,7 @@ let private resumeSetup () =
 
     teacher, student, bkd, cfg, (fun () -> batcher 16 true 2 data), (fun () -> Some(batcher 16 false 0 test))
 
-let private sameResult (a: TrainResult) (b: TrainResult) =
+let sameResult (a: TrainResult) (b: TrainResult) =
     Assert.That(b.Stages.Length, Is.EqualTo a.Stages.Length)
 
     for sa, sb in List.zip a.Stages b.Stages do

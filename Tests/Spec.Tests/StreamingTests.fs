@@ -69,14 +69,14 @@ let ``a neuron run in two chunks, the second from the first's V_T, is the run ov
 
 let private tiny = QuantModelTests.tinyCfg
 
-let private convNet seed steps =
+let convNet seed steps =
     Model.init seed (ExecutionMode.Snn steps) (Zoo.convNet tiny)
 
-let private frames seed steps batch =
+let frames seed steps batch =
     Tensor.uniform (Rng.create seed) 0.0f 1.0f [| steps; batch; 1; 8; 8 |]
 
 /// A trained-looking model: random BN statistics so that eval mode is not the identity.
-let private withStatistics seed (m: Model) =
+let withStatistics seed (m: Model) =
     { m with
         Buffers =
             m.Buffers
@@ -97,7 +97,7 @@ let private plif =
 
 /// Residual blocks, PLIF, 1-bit MINT, MINT on a population too small for the fused kernel, the
 /// uniform grid under PLIF, and dropout (eval): the paths a population can take besides the fused ones.
-let private residualAndOddModels steps =
+let residualAndOddModels steps =
     let small neuron =
         { tiny with
             Width = 0.125f
