@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes the long-protocol section of docs/results/bkdsnn-fmnist.md and docs/results/bkdsnn-fmnist-long.csv
-from the runs of docs/results/regenerate-bkdsnn-long.sh.
+from the runs of docs/results/regenerate-bkdsnn-long.sh, or the smaller-student section and
+bkdsnn-fmnist-small.csv from those of regenerate-bkdsnn-small.sh.
 
-Usage: bkdsnn_long_page.py [runs-root]   (default runs/bkd-long)
+Usage: bkdsnn_long_page.py [runs-root]   (default runs/bkd-long; runs/bkd-small for the smaller student)
 Reads <root>/<run>/report.json, <root>/<run>.seconds, <root>/<run>.log (validation accuracy per epoch)
-and <root>/commit; docs/results/bkdsnn-fmnist-long.notes.md, when present, closes the section. The section sits between the two LONG_* markers of the page (placed before "## The
-paper's numbers beside ours" the first time); fmnist_pages.py keeps it when it rewrites the page.
+and <root>/commit; docs/results/bkdsnn-fmnist-<long|small>.notes.md, when present, closes the section. Each
+section sits between its two markers on the page (placed before "## The paper's numbers beside ours" the
+first time); fmnist_pages.py keeps both when it rewrites the page.
 A run that has not finished yet is left out. Standard library only.
 """
 import csv
@@ -21,6 +23,43 @@ LONG_BEGIN = "<!-- long protocol: written by bkdsnn_long_page.py -->"
 LONG_END = "<!-- end of the long protocol -->"
 ANCHOR = "## The paper's numbers beside ours"
 
+# Per protocol: run-name prefix, section markers, title and description, CSV and notes names.
+PROTOCOLS = {
+    "long": {
+        "prefix": "bkdl",
+        "begin": LONG_BEGIN,
+        "end": LONG_END,
+        "title": "## Long protocol: all training images, 6-epoch students, an 18-epoch teacher",
+        "intro": [
+            "The tables above train on 34000 images for 2 epochs, far from the papers' budgets. This protocol was fixed before",
+            "any of its runs: all 60000 training images (the last 2000 held out for validation), students for 6 epochs, the",
+            "ANN teacher for 18 (three times the students' budget); λ for the mixed loss is chosen per seed on the validation",
+            "split; everything else (student, optimizer, batch, schedule, BKD and WSLD settings) is the tables' above.",
+        ],
+        "script": "regenerate-bkdsnn-long.sh",
+        "teacher": "trained by `bkdl-wsld-s1.json`",
+        "timing": " which ran two to four at a time (other experiments shared the cores), so each run's time is an upper"
+        " bound; `bkdl-wsld-s1` includes the teacher's training.",
+        "name": "long",
+    },
+    "small": {
+        "prefix": "bkds",
+        "begin": "<!-- smaller-student protocol: written by bkdsnn_long_page.py -->",
+        "end": "<!-- end of the smaller-student protocol -->",
+        "title": "## Smaller-student protocol: a width-0.25 student under the long protocol's teacher",
+        "intro": [
+            "Decided after the long protocol, before any of its runs: its teacher–student gap (1.5 points) is small against",
+            "the papers' (up to 6.6), so this protocol halves the student again (width 0.25: 8/16 channels, a 16-channel",
+            "feature map through a 1×1 adapter to the teacher's 64) under the same 18-epoch teacher (read from its",
+            "checkpoint); everything else, λ chosen per seed on the validation split included, is the long protocol's.",
+        ],
+        "script": "regenerate-bkdsnn-small.sh",
+        "teacher": "the long protocol's checkpoint",
+        "timing": " which ran two at a time, so each run's time is an upper bound.",
+        "name": "small",
+    },
+}
+
 ROWS = [
     ("alone", "SNN alone (CE)"),
     ("wsld", "logit KD alone (CE + WSLD)"),
@@ -34,18 +73,18 @@ MIXED = list(LAMBDA)
 SEEDS = (1, 2)
 
 
-def load(root):
+def load(root, proto):
     runs = {}
     for s in SEEDS:
         for key, _ in ROWS:
-            r = pagekit.run(root, f"bkdl-{key}-s{s}")
+            r = pagekit.run(root, f"{proto['prefix']}-{key}-s{s}")
             if r is not None:
                 r["validation"] = pagekit.validation(root, r["name"])
                 runs[(key, s)] = r
     return runs
 
 
-def section(root, runs):
+def section(root, runs, proto):
     teacher_run = runs.get(("wsld", 1))
     teacher = teacher_run["acc"]["teacher"][0] if teacher_run else None
     any_run = next(iter(runs.values()))
@@ -69,21 +108,17 @@ def section(root, runs):
     total = sum(r["seconds"] for r in runs.values())
     label = dict(ROWS)
     L = [
-        LONG_BEGIN,
-        "## Long protocol: all training images, 6-epoch students, an 18-epoch teacher",
+        proto["begin"],
+        proto["title"],
         "",
-        "The tables above train on 34000 images for 2 epochs, far from the papers' budgets. This protocol was fixed before",
-        "any of its runs: all 60000 training images (the last 2000 held out for validation), students for 6 epochs, the",
-        "ANN teacher for 18 (three times the students' budget); λ for the mixed loss is chosen per seed on the validation",
-        "split; everything else (student, optimizer, batch, schedule, BKD and WSLD settings) is the tables' above.",
+        *proto["intro"],
         "",
-        "- Regenerate: `bash docs/results/regenerate-bkdsnn-long.sh` (two runs at a time; spec files"
-        " `Examples/specs/results/bkdl-*.json`).",
-        f"- Teacher: the zoo ConvNet's ANN twin, width 1, seed 0, 18 epochs, trained by `bkdl-wsld-s1.json`;"
+        f"- Regenerate: `bash docs/results/{proto['script']}` (two runs at a time; spec files"
+        f" `Examples/specs/results/{proto['prefix']}-*.json`).",
+        f"- Teacher: the zoo ConvNet's ANN twin, width 1, seed 0, 18 epochs, {proto['teacher']};"
         f" test accuracy {teacher:.2f} %." if teacher is not None else "- Teacher: not trained yet.",
         f"- Hardware: {os.cpu_count()} cores ({cpu()}); commit {pagekit.commit(os.path.join(root, 'commit'))}.",
-        f"- Wall time: {total / 60:.0f} min summed over the {len(runs)} runs, which ran two to four at a time (other"
-        " experiments shared the cores), so each run's time is an upper bound; `bkdl-wsld-s1` includes the teacher's training.",
+        f"- Wall time: {total / 60:.0f} min summed over the {len(runs)} runs," + proto["timing"],
         "",
         "| row | seed | " + " | ".join(f"t = {t}" for t in ts) + " | gap closed |",
         "|---|---|" + "---|" * T + "---|",
@@ -138,36 +173,37 @@ def section(root, runs):
                 v = ", ".join(f"{x:.1f}" for x in r["validation"]) or "—"
                 L.append(f"| {r['name']} | [Examples/specs/results/{r['name']}.json](../../Examples/specs/results/{r['name']}.json)"
                          f" | {r['seconds']:.0f} | {v} |")
-    notes = os.path.join(here, "bkdsnn-fmnist-long.notes.md")
+    notes = os.path.join(here, f"bkdsnn-fmnist-{proto['name']}.notes.md")
     if os.path.exists(notes):
         L += ["", open(notes).read().rstrip()]
-    L += ["", LONG_END]
+    L += ["", proto["end"]]
     return L, teacher
 
 
-def splice(page_text, block):
-    """The page with its long-protocol block replaced by `block` (inserted before ANCHOR when absent)."""
-    if LONG_BEGIN in page_text:
-        head, rest = page_text.split(LONG_BEGIN, 1)
-        tail = rest.split(LONG_END, 1)[1]
+def splice(page_text, block, proto):
+    """The page with the protocol's block replaced by `block` (inserted before ANCHOR when absent)."""
+    if proto["begin"] in page_text:
+        head, rest = page_text.split(proto["begin"], 1)
+        tail = rest.split(proto["end"], 1)[1]
         return head + block + tail
     head, tail = page_text.split(ANCHOR, 1)
     return head + block + "\n\n" + ANCHOR + tail
 
 
 def kept_block(page_text):
-    """The long-protocol block of a page's text, or None (for fmnist_pages.py)."""
-    if LONG_BEGIN not in page_text:
-        return None
-    return LONG_BEGIN + page_text.split(LONG_BEGIN, 1)[1].split(LONG_END, 1)[0] + LONG_END
+    """The protocols' blocks of a page's text, in page order, or None (for fmnist_pages.py)."""
+    blocks = [p["begin"] + page_text.split(p["begin"], 1)[1].split(p["end"], 1)[0] + p["end"]
+              for p in PROTOCOLS.values() if p["begin"] in page_text]
+    return "\n\n".join(blocks) if blocks else None
 
 
-def write_csv(path, runs, teacher):
+def write_csv(path, runs, teacher, proto):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["run", "row", "seed", "model", "t", "test_accuracy", "wall_seconds"])
         if teacher is not None:
-            w.writerow(["bkdl-wsld-s1", "ANN teacher (width 1, 18 epochs)", 0, "teacher", 1, f"{teacher / 100:.4f}", ""])
+            w.writerow([f"{proto['prefix']}-wsld-s1", "ANN teacher (width 1, 18 epochs)", 0, "teacher", 1,
+                        f"{teacher / 100:.4f}", ""])
         label = dict(ROWS)
         for (key, s), r in sorted(runs.items(), key=lambda kv: (kv[0][1], [k for k, _ in ROWS].index(kv[0][0]))):
             for t, a in enumerate(r["acc"]["student"], 1):
@@ -176,17 +212,18 @@ def write_csv(path, runs, teacher):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else "runs/bkd-long"
-    runs = load(root)
+    proto = PROTOCOLS["small" if "small" in os.path.basename(os.path.normpath(root)) else "long"]
+    runs = load(root, proto)
     if not runs:
-        print("bkdsnn long protocol: no finished runs")
+        print(f"bkdsnn {proto['name']} protocol: no finished runs")
         return
-    L, teacher = section(root, runs)
-    text = splice(open(PAGE).read(), "\n".join(L))
+    L, teacher = section(root, runs, proto)
+    text = splice(open(PAGE).read(), "\n".join(L), proto)
     tmp = PAGE + ".tmp"
     open(tmp, "w").write(text)
     os.replace(tmp, PAGE)
-    write_csv(os.path.join(here, "bkdsnn-fmnist-long.csv"), runs, teacher)
-    print("wrote the long protocol of docs/results/bkdsnn-fmnist.md and bkdsnn-fmnist-long.csv")
+    write_csv(os.path.join(here, f"bkdsnn-fmnist-{proto['name']}.csv"), runs, teacher, proto)
+    print(f"wrote the {proto['name']} protocol of docs/results/bkdsnn-fmnist.md and bkdsnn-fmnist-{proto['name']}.csv")
 
 
 if __name__ == "__main__":
