@@ -100,8 +100,9 @@ public sealed record TrainingOptions
     /// <summary>
     /// Activation checkpointing: each segment of layers ending at a spiking population or residual
     /// block keeps only its output (and requested probes) for the backward pass and runs again
-    /// there. Losses, gradients and trained weights are the same as without; memory holds fewer
-    /// activations per step, for about one more forward pass of time.
+    /// there. Losses and gradients are those of a plain run (bit for bit but where a parameter read
+    /// in several segments sums its parts in another order); memory holds fewer activations per
+    /// step, for about one more forward pass of time.
     /// </summary>
     public bool CheckpointActivations { get; init; }
 

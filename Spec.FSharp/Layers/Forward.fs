@@ -42,9 +42,12 @@ type ForwardContext =
         /// Activation checkpointing while a tape records: the layer list runs in segments, each
         /// ending at a spiking population or a residual block (a stage's blocks are segments of their
         /// own); a segment keeps only its output and the probes asked for, and its intermediates are
-        /// computed again in the backward pass (<c>Diff.checkpoint</c>). Same values and gradients as
-        /// without, with fewer activations held for the backward pass at the cost of a second forward
-        /// per segment. Carried final states leave a checkpointed run detached.
+        /// computed again in the backward pass (<c>Diff.checkpoint</c>). The same values, and the same
+        /// gradients bit for bit except where a parameter read in several segments (a quantized
+        /// MS-ResNet's shared scale) sums its contributions in another order; fewer activations held
+        /// for the backward pass, at the cost of a second forward per segment. Final states leave a
+        /// checkpointed run detached; a gradient through carried initial states flows as without.
+        /// Calibration and integer-datapath runs ignore it.
         CheckpointActivations: bool
     }
 
@@ -727,7 +730,8 @@ module Forward =
             applyFrom r prefix (Some layer) y rest
 
     /// Activation checkpointing: runs a layer list as segments that each end at a spiking
-    /// population or a residual block; a stage's list is segmented in turn.
+    /// population, a residual block, before a stage or at the list's end; a stage's list is
+    /// segmented in turn.
     /// <c>own</c>: x is a segment's output that only this list reads.
     let rec private applyCheckpointed (r: Run) (prefix: string) (own: bool) (x: Tensor) (layers: LayerSpec list) =
         match layers with
@@ -748,9 +752,10 @@ module Forward =
 
     /// One segment through Diff.checkpoint: its input and every parameter are the checkpoint's inputs;
     /// its output and the probes it records are the outputs; BN running statistics and carried final
-    /// states are extras of the first run. The second run (backward pass) starts from the same
-    /// dropout index, so it draws the same masks. An input that is the previous segment's output and
-    /// no probe goes back to the pool once this segment's backward pass has read it.
+    /// states are extras of the first run; carried initial states are inputs. The second run
+    /// (backward pass) starts from the same dropout index, so it draws the same masks. An input that
+    /// is the previous segment's output, shared by no probe or output, goes back to the pool once
+    /// this segment's backward pass has read it.
     and private checkpointSegment (r: Run) (prefix: string) (own: bool) (x: Tensor) (group: LayerSpec list) : Tensor =
         let names = r.Params.NamesRef
         let dropoutStart = r.DropoutIndex
@@ -759,10 +764,30 @@ module Forward =
         let sorted (d: Dictionary<string, 'T>) =
             d |> Seq.sortBy (fun kv -> kv.Key) |> Array.ofSeq
 
+        // Carried states are inputs too, so a gradient through a tracked V₀ survives the second run.
+        let carried =
+            match r.Ctx.InitialStates with
+            | Some states -> Map.toArray states
+            | None -> [||]
+
         let segment (xs: Tensor[]) =
+            let ctx =
+                if carried.Length = 0 then
+                    r.Ctx
+                else
+                    { r.Ctx with
+                        InitialStates =
+                            Some(
+                                carried
+                                |> Array.mapi (fun k (n, _) -> n, xs[1 + names.Length + k])
+                                |> Map.ofArray
+                            )
+                    }
+
             let s =
                 { r with
-                    Params = Parameters.Create(names, xs[1..])
+                    Ctx = ctx
+                    Params = Parameters.Create(names, xs[1 .. names.Length])
                     NewBuffers = Dictionary()
                     Membranes = Dictionary()
                     Spikes = Dictionary()
@@ -785,10 +810,17 @@ module Forward =
             Array.concat [ [| y |]; values s.Membranes; values s.Spikes; values s.Taps ],
             Array.append (values s.NewBuffers) (values s.States)
 
-        let inputs = Array.append [| x |] r.Params.Tensors
+        let inputs = Array.concat [ [| x |]; r.Params.Tensors; Array.map snd carried ]
         let consumed = Array.zeroCreate inputs.Length
         consumed[0] <- own && not (r.Pinned.Contains x.Storage)
         let outs, extras = Diff.checkpointConsuming consumed segment inputs
+
+        // The rule reads consumed in the backward pass: an input an output shares (a tap on the
+        // segment's input, a segment that only views it) is not the segment's alone, nor later ones'.
+        if outs |> Array.exists (fun o -> obj.ReferenceEquals(o.Storage, x.Storage)) then
+            consumed[0] <- false
+            r.Pinned.Add x.Storage |> ignore
+
         let s = first.Value
         let mutable i = 1
 
@@ -809,6 +841,7 @@ module Forward =
             r.Rates[kv.Key] <- kv.Value
 
         r.DropoutIndex <- s.DropoutIndex
+        r.IntegerRan.AddRange s.IntegerRan
         outs[0]
 
     let private runCore
@@ -972,7 +1005,13 @@ module Forward =
 
         let flush () =
             value <-
-                if ctx.CheckpointActivations && Autograd.isRecording () then
+                // Calibration and integer-datapath runs record side effects a second run would repeat.
+                if
+                    ctx.CheckpointActivations
+                    && Autograd.isRecording ()
+                    && isNull r.Capture
+                    && r.Integer.IsEmpty
+                then
                     applyCheckpointed r "" false value (List.ofSeq segment)
                 else
                     applyList r "" value (List.ofSeq segment)

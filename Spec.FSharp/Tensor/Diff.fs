@@ -132,9 +132,11 @@ module Diff =
     /// f returns (outputs, extras): outputs are differentiable; extras are values of the first run
     /// only (e.g. batch-norm running statistics), untracked. Every tensor that should receive a
     /// gradient must be among the inputs: tensors f captures are constants in the second run.
-    /// Without a recording tape (or with no tracked input) this is f inputs. consumed[i] marks an
-    /// input that nothing reads after this block's backward pass (an intermediate only the block
-    /// consumes): its buffer goes back to the pool as soon as the second run is done with it.
+    /// Without a recording tape (or with no tracked input) this is f inputs. f must not write into
+    /// its inputs. consumed[i] marks an input that nothing reads after this block's backward pass
+    /// (an intermediate only the block consumes): its buffer goes back to the pool as soon as the
+    /// second run is done with it, unless an output shares it. The flags are read in the backward
+    /// pass, so a caller may clear one after the call.
     let checkpointConsuming
         (consumed: bool[])
         (f: Tensor[] -> Tensor[] * Tensor[])
@@ -182,7 +184,9 @@ module Diff =
 
                 let leaves =
                     try
-                        let leaves = plain |> Array.map (Autograd.leaf inner)
+                        let leaves =
+                            plain |> Array.mapi (fun i p -> if need[i] then Autograd.leaf inner p else p)
+
                         let again, _ = f leaves
 
                         if again.Length <> outs.Length then
@@ -199,7 +203,10 @@ module Diff =
                         Tape.Current <- saved
 
                 for i in 0 .. plain.Length - 1 do
-                    if consumed[i] then
+                    if
+                        consumed[i]
+                        && not (outs |> Array.exists (fun o -> obj.ReferenceEquals(o.Storage, plain[i].Storage)))
+                    then
                         TensorScope.ReleaseEarly plain[i].Storage |> ignore
 
                 leaves

@@ -179,8 +179,9 @@ type TrainConfig =
         /// Activation checkpointing in the students' forward passes
         /// (<c>ForwardContext.CheckpointActivations</c>): each segment of layers ending at a spiking
         /// population or residual block keeps only its output and probes for the backward pass and
-        /// runs again there. The same losses, gradients and trained bits, with fewer activations
-        /// held per step, for about one more forward pass of time.
+        /// runs again there. The same losses and gradients (bit for bit but where a parameter read
+        /// in several segments sums its contributions in another order, e.g. a quantized MS-ResNet's
+        /// shared scale), with fewer activations held per step, for about one more forward pass.
         CheckpointActivations: bool
     }
 

@@ -253,3 +253,151 @@ let ``a distillation run with checkpointed activations trains to the same bits a
     KdTrainerTests.sameResult plain checkpointed
     // The second forward of every segment in the backward pass rents its buffers again.
     Assert.That(checkpointedRents, Is.GreaterThan plainRents)
+
+/// A plain or checkpointed training step that asks for the given taps only (no spike probes pin
+/// their storage) and returns them, the logits and the input-state gradient, read after the call.
+let private tapsAfterBackward (checkpoint: bool) (taps: string list) (m: Model) (x: Tensor) =
+    let ctx =
+        { ForwardContext.Train(Rng.create 3) with
+            Probes =
+                { ProbeRequest.None with
+                    Taps = Set.ofList taps
+                }
+            CheckpointActivations = checkpoint
+        }
+
+    let _, grads, aux =
+        Parameters.valueAndGradAux
+            (fun ps ->
+                let out = Model.apply ctx m ps x
+
+                Tensor.mean (Tensor.square out.Logits),
+                Array.append [| out.Logits |] (taps |> List.map (fun t -> out.Taps[t]) |> Array.ofList))
+            m.Parameters
+
+    aux |> Array.map (fun t -> t.ToArray()), Parameters.values grads |> Array.map (fun t -> t.ToArray())
+
+[<Test>]
+let ``taps on a segment's input and a segment that only views its input stay readable after the backward pass`` () =
+    let steps = 3
+    let x = StreamingTests.frames 8 steps 2
+    let lif = { Neuron.lif with Threshold = 0.3f }
+
+    let small =
+        { QuantModelTests.tinyCfg with
+            Neuron = lif
+        }
+
+    let mlp = Zoo.mlp { small with Width = 1.0f } [ 12 ]
+
+    let archs =
+        [
+            "mlp feature", mlp, [ Zoo.featureTap ]
+            "resnet18 feature map", Zoo.resnet18 { small with Width = 0.125f }, [ Zoo.featureMapTap; Zoo.featureTap ]
+            // The last segment is a tap after the output population: a view of its input only.
+            "trailing tap",
+            { mlp with
+                Layers = mlp.Layers @ [ Spiking("out", lif); Tap "out_tap" ]
+            },
+            [ "out_tap" ]
+        ]
+
+    for name, arch, taps in archs do
+        let m = Model.init 4 (ExecutionMode.Snn steps) arch
+        let plainAux, plainGrads = tapsAfterBackward false taps m x
+        let aux, grads = tapsAfterBackward true taps m x
+
+        Array.iteri2
+            (fun i (a: float32[]) b -> assertArraysClose (sprintf "%s: output %d" name i) 0.0 0.0 a b)
+            plainAux
+            aux
+
+        Array.iteri2
+            (fun i (a: float32[]) b -> assertArraysClose (sprintf "%s: gradient %d" name i) 0.0 0.0 a b)
+            plainGrads
+            grads
+
+[<Test>]
+let ``a consumed input that an output shares is not returned to the pool`` () =
+    let x = randn 9 [| 64; 32 |]
+
+    let block (xs: Tensor[]) =
+        [| Tensor.reshape [| 32; 64 |] xs[0]; Tensor.exp xs[0] |], [||]
+
+    let _, _, aux =
+        Diff.valueAndGradAux
+            (fun xs ->
+                let h = Tensor.tanh xs[0]
+                let o, _ = Diff.checkpointConsuming [| true |] block [| h |]
+                Tensor.sum o[1] + Tensor.sum (Tensor.square o[0]), [| o[0] |])
+            [| x |]
+
+    // Read after the backward pass: the view shares the consumed input's buffer.
+    let expected = Diff.noGrad (fun () -> (Tensor.tanh x).ToArray())
+    assertArraysClose "the shared view" 0.0 0.0 expected (aux[0].ToArray())
+
+[<Test>]
+let ``a gradient through carried initial states is the plain run's`` () =
+    let steps = 3
+    let m = StreamingTests.convNet 5 steps
+    let x = StreamingTests.frames 9 steps 2
+    let names = Architecture.spikingNames m.Architecture
+
+    let states =
+        Diff.noGrad (fun () ->
+            let out =
+                Model.forward
+                    { ForwardContext.Eval with
+                        InitialStates = Some Map.empty
+                    }
+                    m
+                    x
+
+            out.FinalStates |> Map.map (fun _ v -> Tensor.ofArray v.Shape (v.ToArray())))
+
+    let gradOfStates (checkpoint: bool) =
+        Diff.gradN
+            (fun vs ->
+                let ctx =
+                    { ForwardContext.Train(Rng.create 1) with
+                        InitialStates = Some(List.zip names (List.ofArray vs) |> Map.ofList)
+                        CheckpointActivations = checkpoint
+                    }
+
+                Tensor.mean (Tensor.square (Model.forward ctx m x).Logits))
+            (names |> List.map (fun n -> states[n]) |> Array.ofList)
+        |> Array.map (fun t -> t.ToArray())
+
+    let plain = gradOfStates false
+    Assert.That(plain |> Array.exists (Array.exists (fun v -> v <> 0.0f)), "the plain run has a state gradient")
+
+    Array.iteri2
+        (fun i (a: float32[]) b -> assertArraysClose (sprintf "state %s" names[i]) 0.0 0.0 a b)
+        plain
+        (gradOfStates true)
+
+[<Test>]
+let ``a quantized MS-ResNet, whose scales feed populations of the next segment, gets the plain gradients up to summation order``
+    ()
+    =
+    let steps = 3
+    let x = StreamingTests.frames 10 steps 2
+
+    let cfg =
+        { QuantModelTests.tinyCfg with
+            Width = 0.125f
+            Neuron = { Neuron.mint with Threshold = 0.25f }
+        }
+
+    for q in [ QuantConfig.Mint 4; QuantConfig.Integer 4 ] do
+        let m =
+            Model.init 2 (ExecutionMode.Snn steps) (Zoo.msResnet18 cfg) |> Model.quantize q
+
+        let l1, g1, b1, _ = trainingStep false m x
+        let l2, g2, b2, _ = trainingStep true m x
+        Assert.That(l2, Is.EqualTo l1)
+
+        for (n, a), (_, b) in List.zip g1 g2 do
+            assertArraysClose (sprintf "%A: gradient of %s" q n) 1e-5 1e-9 (a.ToArray()) (b.ToArray())
+
+        Array.iteri2 (fun i (a: float32[]) b -> assertArraysClose (sprintf "%A: buffer %d" q i) 0.0 0.0 a b) b1 b2
