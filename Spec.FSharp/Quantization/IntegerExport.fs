@@ -171,12 +171,10 @@ module IntegerExport =
                 Layers = layers
             })
 
-    /// <c>run</c> with the integer pairs' product Σ code·x computed by <c>product</c> (see
-    /// Forward.runIntegerWith; Forward.exactProduct gives <c>run</c>).
-    let runWith
+    let private runIn
         (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
         (exported: IntegerModel)
-        (probes: ProbeRequest)
+        (ctx: ForwardContext)
         (m: Model)
         (x: Tensor)
         : ForwardOutput * string list =
@@ -192,12 +190,43 @@ module IntegerExport =
                 pairs
                 m.Architecture
                 m.Mode
-                { ForwardContext.Eval with
-                    Probes = probes
-                }
+                ctx
                 m.Parameters
                 m.Buffers
                 x)
+
+    /// <c>run</c> with the integer pairs' product Σ code·x computed by <c>product</c> (see
+    /// Forward.runIntegerWith; Forward.exactProduct gives <c>run</c>).
+    let runWith
+        (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
+        (exported: IntegerModel)
+        (probes: ProbeRequest)
+        (m: Model)
+        (x: Tensor)
+        : ForwardOutput * string list =
+        runIn product exported { ForwardContext.Eval with Probes = probes } m x
+
+    /// One chunk of a sequence in integer arithmetic: every population starts from
+    /// <c>states</c> (V₀ per population, [B, …]; a population not named starts at rest, so
+    /// <c>Map.empty</c> starts a sequence) and the output's FinalStates carry V_T (an integer pair's
+    /// state is step · u on its grid) to the next chunk. Chunks run one after another give the spikes
+    /// of one run over the whole sequence.
+    let runFrom
+        (exported: IntegerModel)
+        (probes: ProbeRequest)
+        (states: Map<string, Tensor>)
+        (m: Model)
+        (x: Tensor)
+        : ForwardOutput * string list =
+        runIn
+            Forward.exactProduct
+            exported
+            { ForwardContext.Eval with
+                Probes = probes
+                InitialStates = Some states
+            }
+            m
+            x
 
     /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
     /// in float as in the fake-quantized model. Returns the forward output and the weight layers that

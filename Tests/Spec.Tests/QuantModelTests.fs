@@ -631,14 +631,9 @@ let ``calibrating scales sets each alpha from the tensor its quantizer sees, fol
         box (Model.calibrateScales x (Model.init 3 (ExecutionMode.Snn 2) (Zoo.convNet cfg))))
 
 [<Test>]
-let ``the integer datapath carries its states across chunks: two chunks give the whole run's spikes`` () =
+let ``the integer datapath (IntegerExport.runFrom) carries its states across chunks: two chunks give the whole run's spikes`` () =
     let m, x = trainedIntegerModel (QuantConfig.Integer 4)
-
-    let pairs =
-        (IntegerExport.export m).Layers
-        |> List.filter (fun l -> l.Neuron.IsSome)
-        |> List.map (fun l -> l.Name, l)
-        |> Map.ofList
+    let exported = IntegerExport.export m
 
     let names = Architecture.spikingNames m.Architecture
 
@@ -648,18 +643,11 @@ let ``the integer datapath carries its states across chunks: two chunks give the
         }
 
     let run (states: Map<string, Tensor> option) (steps: int) =
-        Diff.noGrad (fun () ->
-            Forward.runInteger
-                pairs
-                m.Architecture
-                (ExecutionMode.Snn steps)
-                { ForwardContext.Eval with
-                    Probes = probes
-                    InitialStates = states
-                }
-                m.Parameters
-                m.Buffers
-                x)
+        let chunk = Model.withSteps steps m
+
+        match states with
+        | None -> IntegerExport.run exported probes chunk x
+        | Some s -> IntegerExport.runFrom exported probes s chunk x
 
     let whole, ran = run None 3
     let first, ranFirst = run (Some Map.empty) 2
