@@ -19,18 +19,22 @@ module EmulatedFrames =
         let width, height = images.Width + 2 * emu.Margin, images.Height + 2 * emu.Margin
         let shape = Frames.shape frames width height
         let per = Shape.numel shape
-        let counts = Array.zeroCreate<uint16>(images.Count * per)
         let pixels = images.SampleSize
 
-        Kernels.Par.forEach images.Count (fun i ->
-            let events =
-                Emulation.emulateImage emu (Rng.fold i emu.Key) images.Pixels (i * pixels) images.Height images.Width
+        let counts =
+            Frames.compactCounts images.Count per (fun i ->
+                let events =
+                    Emulation.emulateImage
+                        emu
+                        (Rng.fold i emu.Key)
+                        images.Pixels
+                        (i * pixels)
+                        images.Height
+                        images.Width
 
-            let f = Array.zeroCreate<float32> per
-            Frames.integrateInto frames width height events f 0
-
-            for k in 0 .. per - 1 do
-                counts[i * per + k] <- uint16 (min 65535.0f f[k]))
+                let f = Array.zeroCreate<float32> per
+                Frames.integrateInto frames width height events f 0
+                f)
 
         {
             Name = images.Name + " (emulated events)"

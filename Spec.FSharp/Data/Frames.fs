@@ -25,12 +25,35 @@ type FrameOptions =
         MergePolarity: bool
     }
 
-/// Integrated frames of an event set, stored compactly as uint16 counts (saturating at 65535),
-/// [N, T, C, H', W']; samples convert to float32 counts per batch.
+/// The event counts of a frame set [N, T, C, H', W']: one byte each when every count of the set
+/// is at most 255 (short frames, the usual case), else two (saturating at 65535).
+type FrameCounts =
+    | Bytes of byte[]
+    | Words of uint16[]
+
+    member c.Length =
+        match c with
+        | Bytes b -> b.Length
+        | Words w -> w.Length
+
+    /// Bytes per count (1 or 2).
+    member c.ElementSize =
+        match c with
+        | Bytes _ -> 1
+        | Words _ -> 2
+
+    /// The counts as int32 (a copy).
+    member c.ToArray() =
+        match c with
+        | Bytes b -> Array.map int b
+        | Words w -> Array.map int w
+
+/// Integrated frames of an event set, stored compactly as counts (FrameCounts), [N, T, C, H', W'];
+/// samples convert to float32 counts per batch.
 type FrameSet =
     {
         Name: string
-        Counts: uint16[]
+        Counts: FrameCounts
         Labels: int[]
         /// [T; C; H'; W'].
         Shape: int[]
@@ -46,8 +69,18 @@ type FrameSet =
 
         member s.CopySample(i, dst, offset) =
             let n = Shape.numel s.Shape
-            let src = ReadOnlySpan(s.Counts, i * n, n)
-            System.Numerics.Tensors.TensorPrimitives.ConvertTruncating<uint16, float32>(src, Span(dst, offset, n))
+
+            match s.Counts with
+            | Bytes b ->
+                System.Numerics.Tensors.TensorPrimitives.ConvertTruncating<byte, float32>(
+                    ReadOnlySpan(b, i * n, n),
+                    Span(dst, offset, n)
+                )
+            | Words w ->
+                System.Numerics.Tensors.TensorPrimitives.ConvertTruncating<uint16, float32>(
+                    ReadOnlySpan(w, i * n, n),
+                    Span(dst, offset, n)
+                )
 
 /// Event streams to frames (as SpikingJelly's fixed-frame-number integration), cached integration,
 /// and deterministic per-class train/test splits.
@@ -152,17 +185,43 @@ module Frames =
                 integrateInto o set.Width set.Height set.Samples[i] dst offset
         }
 
+    /// The counts of n samples of per counts each, frame i (float32 counts) made by <c>frame i</c>
+    /// in parallel: one byte per count, unless some count exceeds 255; then the frames are made again
+    /// into two bytes per count. Only the compact counts of the whole set are ever held.
+    let compactCounts (n: int) (per: int) (frame: int -> float32[]) : FrameCounts =
+        let bytes = Array.zeroCreate<byte>(n * per)
+        let overflow = ref false
+
+        Kernels.Par.forEach n (fun i ->
+            if not overflow.Value then
+                let f = frame i
+
+                for k in 0 .. per - 1 do
+                    if f[k] > 255.0f then
+                        overflow.Value <- true
+                    else
+                        bytes[i * per + k] <- byte f[k])
+
+        if not overflow.Value then
+            Bytes bytes
+        else
+            let words = Array.zeroCreate<uint16>(n * per)
+
+            Kernels.Par.forEach n (fun i ->
+                let f = frame i
+
+                for k in 0 .. per - 1 do
+                    words[i * per + k] <- uint16 (min 65535.0f f[k]))
+
+            Words words
+
     /// Integrates every sample (in parallel) into a compact FrameSet.
     let integrateSet (o: FrameOptions) (set: EventSet) =
         let s = shape o set.Width set.Height
         let per = Shape.numel s
-        let counts = Array.zeroCreate<uint16>(set.Count * per)
 
-        Kernels.Par.forEach set.Count (fun i ->
-            let f = integrate o set.Width set.Height set.Samples[i]
-
-            for j in 0 .. per - 1 do
-                counts[i * per + j] <- uint16 (min 65535.0f f[j]))
+        let counts =
+            compactCounts set.Count per (fun i -> integrate o set.Width set.Height set.Samples[i])
 
         {
             Name = set.Name
@@ -172,10 +231,12 @@ module Frames =
             Classes = set.Classes
         }
 
-    let private magic = Encoding.ASCII.GetBytes "SNNFRM01"
+    let private magicV1 = Encoding.ASCII.GetBytes "SNNFRM01"
+    let private magic = Encoding.ASCII.GetBytes "SNNFRM02"
 
-    /// Writes a FrameSet: "SNNFRM01", int32 N, T, C, H', W', classes (little-endian), int32 labels [N],
-    /// uint16 counts [N, T, C, H', W'].
+    /// Writes a FrameSet: "SNNFRM02", int32 N, T, C, H', W', classes, bytes per count (1 or 2;
+    /// little-endian), int32 labels [N], counts [N, T, C, H', W'] as uint8 or uint16. (Files of
+    /// version 1, "SNNFRM01" without the bytes-per-count field and with uint16 counts, still load.)
     let save (path: string) (f: FrameSet) =
         let tmp = path + "." + Guid.NewGuid().ToString("N") + ".part"
 
@@ -183,29 +244,42 @@ module Frames =
             use w = new BinaryWriter(File.Create tmp)
             w.Write magic
 
-            for v in Array.append [| f.Count |] (Array.append f.Shape [| f.Classes |]) do
+            for v in Array.concat [ [| f.Count |]; f.Shape; [| f.Classes; f.Counts.ElementSize |] ] do
                 w.Write(v: int)
 
             for l in f.Labels do
                 w.Write(l: int)
 
-            w.Write(Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan f.Counts))
+            match f.Counts with
+            | Bytes b -> w.Write b
+            | Words c -> w.Write(Runtime.InteropServices.MemoryMarshal.AsBytes(ReadOnlySpan c))
 
         File.Move(tmp, path, true)
 
-    /// Reads a FrameSet written by <c>save</c>, checking the header against the file length.
+    /// Reads a FrameSet written by <c>save</c> (or a version-1 file, whose counts are narrowed to one
+    /// byte when they fit), checking the header against the file length.
     let load (path: string) =
         let b = Bytes.readAll path 0 (fun _ _ -> 0L)
         let fix = "delete the cache file; it is rebuilt from the events"
 
-        if b.Length < 32 || not (b[0..7] = magic) then
-            Bytes.fail path 0L "wrong magic number (expected \"SNNFRM01\")" fix
+        let version =
+            if b.Length >= 32 && b[0..7] = magicV1 then
+                1
+            elif b.Length >= 36 && b[0..7] = magic then
+                2
+            else
+                Bytes.fail path 0L "wrong magic number (expected \"SNNFRM02\" or \"SNNFRM01\")" fix
 
         let v i = int (Bytes.u32le b (8 + 4 * i))
         let n, t, c, h, w, classes = v 0, v 1, v 2, v 3, v 4, v 5
+        let size = if version = 1 then 2 else v 6
+        let header = if version = 1 then 32 else 36
+
+        if size <> 1 && size <> 2 then
+            Bytes.fail path 32L (sprintf "%d bytes per count (expected 1 or 2)" size) fix
 
         let per = int64 t * int64 c * int64 h * int64 w
-        let expected = 32L + 4L * int64 n + 2L * int64 n * per
+        let expected = int64 header + 4L * int64 n + int64 size * int64 n * per
 
         if
             n < 0
@@ -227,16 +301,32 @@ module Frames =
 
         let labels =
             Array.init n (fun i ->
-                let l = int (Bytes.u32le b (32 + 4 * i))
+                let l = int (Bytes.u32le b (header + 4 * i))
 
                 if l < 0 || l >= classes then
-                    Bytes.fail path (32L + 4L * int64 i) (sprintf "label %d outside [0, %d)" l classes) fix
+                    Bytes.fail path (int64 header + 4L * int64 i) (sprintf "label %d outside [0, %d)" l classes) fix
 
                 l)
 
-        let counts = Array.zeroCreate<uint16>(int (int64 n * per))
-        let src = ReadOnlySpan(b, 32 + 4 * n, counts.Length * 2)
-        src.CopyTo(Runtime.InteropServices.MemoryMarshal.AsBytes(Span counts))
+        let count = int (int64 n * per)
+        let start = header + 4 * n
+
+        let counts =
+            if size = 1 then
+                Bytes(b[start .. start + count - 1])
+            else
+                let words = Array.zeroCreate<uint16> count
+                ReadOnlySpan(b, start, count * 2).CopyTo(Runtime.InteropServices.MemoryMarshal.AsBytes(Span words))
+
+                // A version-1 file holds two bytes per count whatever the counts.
+                if
+                    count = 0
+                    || System.Numerics.Tensors.TensorPrimitives.Max<uint16>(ReadOnlySpan words)
+                       <= 255us
+                then
+                    Bytes(Array.map byte words)
+                else
+                    Words words
 
         {
             Name = Path.GetFileNameWithoutExtension path

@@ -184,16 +184,7 @@ module IntegerExport =
             |> List.map (fun l -> l.Name, l)
             |> Map.ofList
 
-        Diff.noGrad (fun () ->
-            Forward.runIntegerWith
-                product
-                pairs
-                m.Architecture
-                m.Mode
-                ctx
-                m.Parameters
-                m.Buffers
-                x)
+        Diff.noGrad (fun () -> Forward.runIntegerWith product pairs m.Architecture m.Mode ctx m.Parameters m.Buffers x)
 
     /// <c>run</c> with the integer pairs' product Σ code·x computed by <c>product</c> (see
     /// Forward.runIntegerWith; Forward.exactProduct gives <c>run</c>).
@@ -204,7 +195,14 @@ module IntegerExport =
         (m: Model)
         (x: Tensor)
         : ForwardOutput * string list =
-        runIn product exported { ForwardContext.Eval with Probes = probes } m x
+        runIn
+            product
+            exported
+            { ForwardContext.Eval with
+                Probes = probes
+            }
+            m
+            x
 
     /// One chunk of a sequence in integer arithmetic: every population starts from
     /// <c>states</c> (V₀ per population, [B, …]; a population not named starts at rest, so

@@ -273,9 +273,9 @@ let ``cached integration saves once and reloads the same frames; a damaged cache
     let files = Directory.GetFiles dir
     Assert.That(files.Length, Eq.To 1)
     let b = Frames.cached dir o set
-    Assert.That(b.Counts, Eq.To a.Counts)
+    Assert.That(b.Counts.ToArray(), Eq.To(a.Counts.ToArray()))
     Assert.That(b.Labels, Eq.To [| 1; 0 |])
-    Assert.That(a.Counts |> Array.sumBy int, Eq.To 3)
+    Assert.That(a.Counts.ToArray() |> Array.sum, Eq.To 3)
     Frames.cached dir { o with Frames = 3 } set |> ignore
     Assert.That(Directory.GetFiles(dir).Length, Eq.To 2)
     let bytes = File.ReadAllBytes files[0]
@@ -488,9 +488,10 @@ let ``emulated frames built image by image equal emulating the set and integrati
         Frames.integrateSet o (Emulation.emulateSet Emulation.defaults images)
 
     Assert.That(direct.Shape, Eq.To [| 4; 2; 34; 34 |])
-    Assert.That(direct.Counts, Eq.To viaEvents.Counts)
+    Assert.That(direct.Counts.ToArray(), Eq.To(viaEvents.Counts.ToArray()))
+    Assert.That(direct.Counts.ElementSize, Eq.To 1, "short frames hold one byte per count")
     Assert.That(direct.Labels, Eq.To [| 0; 1; 0 |])
-    Assert.That(direct.Counts |> Array.exists (fun c -> c > 0us))
+    Assert.That(direct.Counts.ToArray() |> Array.exists (fun c -> c > 0))
 
     let dir = tempDir ()
     let first = EmulatedFrames.cached dir Emulation.defaults o images
@@ -498,7 +499,7 @@ let ``emulated frames built image by image equal emulating the set and integrati
     Assert.That(File.Exists path)
     let stamp = File.GetLastWriteTimeUtc path
     let again = EmulatedFrames.cached dir Emulation.defaults o images
-    Assert.That(again.Counts, Eq.To first.Counts)
+    Assert.That(again.Counts.ToArray(), Eq.To(first.Counts.ToArray()))
     Assert.That(File.GetLastWriteTimeUtc path, Eq.To stamp)
     // Other options or other images are other files.
     Assert.That(EmulatedFrames.cachePath dir Emulation.defaults (opts 2 ByTime) images, Is.Not.EqualTo path)
@@ -510,8 +511,80 @@ let ``emulated frames built image by image equal emulating the set and integrati
     // A damaged cache file is rebuilt.
     File.WriteAllBytes(path, Array.create 40 7uy)
     let rebuilt = EmulatedFrames.cached dir Emulation.defaults o images
-    Assert.That(rebuilt.Counts, Eq.To first.Counts)
-    Assert.That((Frames.load path).Counts, Eq.To first.Counts)
+    Assert.That(rebuilt.Counts.ToArray(), Eq.To(first.Counts.ToArray()))
+    Assert.That((Frames.load path).Counts.ToArray(), Eq.To(first.Counts.ToArray()))
+
+[<Test>]
+let ``frames take one byte per count unless a count exceeds 255; both widths and version-1 files load back`` () =
+    let pile (n: int) = Array.init n (fun i -> ev 1 0 i 1)
+
+    let setOf (samples: Event[][]) =
+        {
+            Name = "pile"
+            Samples = samples
+            Labels = Array.init samples.Length (fun i -> i % 2)
+            Width = 3
+            Height = 2
+            Classes = 2
+        }
+
+    let o = opts 1 ByCount
+    let small = Frames.integrateSet o (setOf [| pile 255; pile 3 |])
+    let large = Frames.integrateSet o (setOf [| pile 3; pile 300 |])
+    Assert.That(small.Counts.ElementSize, Eq.To 1)
+    Assert.That(large.Counts.ElementSize, Eq.To 2, "a count of 300 needs two bytes")
+    Assert.That(small.Counts.ToArray() |> Array.max, Eq.To 255)
+    Assert.That(large.Counts.ToArray() |> Array.max, Eq.To 300)
+
+    let source = large :> ISampleSource
+    let dst = Array.zeroCreate<float32> 12
+    source.CopySample(1, dst, 0)
+    Assert.That(Array.max dst, Eq.To 300.0f)
+
+    let dir = tempDir ()
+
+    for name, f in [ "small", small; "large", large ] do
+        let path = Path.Combine(dir, name + ".bin")
+        Frames.save path f
+        let back = Frames.load path
+        Assert.That(back.Counts.ElementSize, Eq.To f.Counts.ElementSize, name)
+        Assert.That(back.Counts.ToArray(), Eq.To(f.Counts.ToArray()), name)
+
+    // A version-1 file: "SNNFRM01", six int32 and uint16 counts, no bytes-per-count field.
+    let v1 = Path.Combine(dir, "v1.bin")
+
+    do
+        use w = new BinaryWriter(File.Create v1)
+        w.Write(Text.Encoding.ASCII.GetBytes "SNNFRM01")
+
+        for v in [ 2; 1; 2; 2; 3; 2; 1; 0 ] do
+            w.Write(v: int)
+
+        for c in large.Counts.ToArray() do
+            w.Write(uint16 c)
+
+    Assert.That((Frames.load v1).Counts.ToArray(), Eq.To(large.Counts.ToArray()))
+    // Version-1 counts that fit in a byte are narrowed on load.
+    let v1Small = Path.Combine(dir, "v1-small.bin")
+    let header = File.ReadAllBytes(v1)[.. 8 + 4 * 8 - 1]
+
+    File.WriteAllBytes(
+        v1Small,
+        Array.append
+            header
+            (small.Counts.ToArray()
+             |> Array.collect (fun c -> BitConverter.GetBytes(uint16 c)))
+    )
+
+    let narrowed = Frames.load v1Small
+    Assert.That(narrowed.Counts.ElementSize, Eq.To 1)
+    Assert.That(narrowed.Counts.ToArray(), Eq.To(small.Counts.ToArray()))
+    // A version-2 file whose bytes-per-count field is neither 1 nor 2 is refused by name.
+    let bad = Path.Combine(dir, "small.bin")
+    let bytes = File.ReadAllBytes bad
+    bytes[32] <- 3uy
+    File.WriteAllBytes(bad, bytes)
+    assertBadFile bad (Some 32L) [ "bytes per count" ] (fun () -> box (Frames.load bad))
 
 // ---------------------------------------------------------------- Augmentation
 

@@ -631,7 +631,9 @@ let ``calibrating scales sets each alpha from the tensor its quantizer sees, fol
         box (Model.calibrateScales x (Model.init 3 (ExecutionMode.Snn 2) (Zoo.convNet cfg))))
 
 [<Test>]
-let ``the integer datapath (IntegerExport.runFrom) carries its states across chunks: two chunks give the whole run's spikes`` () =
+let ``the integer datapath (IntegerExport.runFrom) carries its states across chunks: two chunks give the whole run's spikes``
+    ()
+    =
     let m, x = trainedIntegerModel (QuantConfig.Integer 4)
     let exported = IntegerExport.export m
 
