@@ -127,7 +127,8 @@ module Diff =
     /// Activation checkpointing: <c>f inputs</c> runs without a tape and only its results are kept;
     /// the backward pass runs f again on the saved inputs, recording, and propagates the results'
     /// gradients through that second run. Values and gradients are those of calling f directly when f
-    /// is deterministic (the same inputs give the same results); f's intermediates go back to the pool
+    /// is deterministic (the same inputs give the same results), up to the order in which an input
+    /// also read outside the block sums its gradient's parts; f's intermediates go back to the pool
     /// when it returns instead of living until the backward pass, at the cost of a second forward.
     /// f returns (outputs, extras): outputs are differentiable; extras are values of the first run
     /// only (e.g. batch-norm running statistics), untracked. Every tensor that should receive a
