@@ -320,6 +320,13 @@ module SpecFile =
     let private optWith (f: Node -> 'a) (n: Node) key (d: 'a) =
         tryField n key |> Option.map f |> Option.defaultValue d
 
+    /// An optional field whose null turns the setting off (None); absent keeps d.
+    let private optNullable (f: Node -> 'a) (n: Node) (key: string) (d: 'a option) =
+        match n.E.TryGetProperty key with
+        | true, v when v.ValueKind = JsonValueKind.Null -> None
+        | true, v -> Some(f { E = v; P = n.P + "." + key })
+        | _ -> d
+
     let private choice (n: Node) (known: (string * 'a) list) =
         let s = str n
 
@@ -788,11 +795,7 @@ module SpecFile =
             LearningRate = optWith (fun v -> positive v "the learning rate") n "learningRate" b.LearningRate
             WeightDecay = optWith (fun v -> nonNegative v "the weight decay") n "weightDecay" b.WeightDecay
             Schedule = schedule
-            ClipNorm =
-                match n.E.TryGetProperty "clipNorm" with
-                | true, v when v.ValueKind = JsonValueKind.Null -> None
-                | true, v -> Some(positive { E = v; P = n.P + ".clipNorm" } "clipNorm")
-                | _ -> b.ClipNorm
+            ClipNorm = optNullable (fun v -> positive v "clipNorm") n "clipNorm" b.ClipNorm
             Seed = optWith integer n "seed" b.Seed
             StudentOrder =
                 optWith
@@ -822,10 +825,7 @@ module SpecFile =
                     "teacherCache"
                     b.TeacherCache
             Truncation =
-                match n.E.TryGetProperty "truncation" with
-                | true, v when v.ValueKind = JsonValueKind.Null -> None
-                | true, v -> Some(positiveInt { E = v; P = n.P + ".truncation" } "the truncated-BPTT window (steps)")
-                | _ -> b.Truncation
+                optNullable (fun v -> positiveInt v "the truncated-BPTT window (steps)") n "truncation" b.Truncation
             CheckpointActivations = optWith boolean n "checkpointActivations" b.CheckpointActivations
         }
 

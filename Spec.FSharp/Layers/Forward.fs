@@ -116,6 +116,30 @@ module Forward =
             Pinned: HashSet<Storage>
         }
 
+    /// A run with empty records (buffers, probes, rates, states, pins) starting at dropout index d:
+    /// one forward call, or one checkpointed segment within it.
+    let private newRun ctx steps snn ps buffers plan integer product capture (d: int) : Run =
+        {
+            Ctx = ctx
+            Steps = steps
+            Snn = snn
+            Params = ps
+            Buffers = buffers
+            NewBuffers = Dictionary()
+            Membranes = Dictionary()
+            Spikes = Dictionary()
+            Taps = Dictionary()
+            Rates = Dictionary()
+            States = Dictionary()
+            DropoutIndex = d
+            Plan = plan
+            Integer = integer
+            Product = product
+            IntegerRan = ResizeArray()
+            Capture = capture
+            Pinned = HashSet<Storage>(HashIdentity.Reference)
+        }
+
     let private full (prefix: string) (n: string) =
         if prefix = "" then n else prefix + "." + n
 
@@ -785,19 +809,17 @@ module Forward =
                     }
 
             let s =
-                { r with
-                    Ctx = ctx
-                    Params = Parameters.Create(names, xs[1 .. names.Length])
-                    NewBuffers = Dictionary()
-                    Membranes = Dictionary()
-                    Spikes = Dictionary()
-                    Taps = Dictionary()
-                    Rates = Dictionary()
-                    States = Dictionary()
-                    DropoutIndex = dropoutStart
-                    IntegerRan = ResizeArray()
-                    Pinned = HashSet<Storage>(HashIdentity.Reference)
-                }
+                newRun
+                    ctx
+                    r.Steps
+                    r.Snn
+                    (Parameters.Create(names, xs[1 .. names.Length]))
+                    r.Buffers
+                    r.Plan
+                    r.Integer
+                    r.Product
+                    r.Capture
+                    dropoutStart
 
             let y = applyList s prefix xs[0] group
 
@@ -867,26 +889,7 @@ module Forward =
         let inRank = arch.InputShape.Length
 
         let r =
-            {
-                Ctx = ctx
-                Steps = steps
-                Snn = snn
-                Params = ps
-                Buffers = buffers
-                NewBuffers = Dictionary()
-                Membranes = Dictionary()
-                Spikes = Dictionary()
-                Taps = Dictionary()
-                Rates = Dictionary()
-                States = Dictionary()
-                DropoutIndex = 0
-                Plan = QuantPlan.read arch buffers
-                Integer = integer
-                Product = product
-                IntegerRan = ResizeArray()
-                Capture = capture
-                Pinned = HashSet<Storage>(HashIdentity.Reference)
-            }
+            newRun ctx steps snn ps buffers (QuantPlan.read arch buffers) integer product capture 0
 
         let sequence = x.Rank = inRank + 2
         let stacked = Architecture.stackedFrames arch
