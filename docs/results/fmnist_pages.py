@@ -192,7 +192,7 @@ def xt_section(rows, baseline_keys, T, kind):
          "| row | " + " | ".join(f"t = {t}" for t in ts) + (" | gap closed |" if kind == "bkd" else " | t = 1 − t = 4 |"),
          "|---|" + "---|" * T + "---|",
          f"| ANN teacher (width 1, {tt.get('epochs')} epochs) | " + " | ".join(pct(tacc) for _ in ts) + (" | 100 % |" if kind == "bkd" else " | — |")]
-    runs = [teacher_run] + [r for _, _, r in rows if r["name"].startswith("xt-") and r is not teacher_run]
+    runs = [teacher_run] + [r for _, _, r in rows if r["name"].startswith("xt-") and r["name"] != teacher_run["name"]]
     acc = {k: r["student"] for k, _, r in rows}
     alone = acc.get("alone-ce")
     for key, label, r in rows:
