@@ -3,18 +3,31 @@ using SnnSpec.Facade;
 namespace SnnSpec.Models;
 
 /// <summary>
-/// An SNN run over a sequence in consecutive chunks (<see cref="SnnModel.OpenStream"/>): each
-/// <see cref="Step(Tensor, ForwardOptions?)"/> runs the next frames from the neuron states the previous call left. For
-/// sequences longer than memory holds, or frames that arrive while the model runs. Not thread-safe.
+/// An SNN run over a sequence in consecutive chunks (<see cref="SnnModel.OpenStream"/>, or in integer
+/// arithmetic <see cref="SnnModel.OpenIntegerStream"/>): each <see cref="Step(Tensor, ForwardOptions?)"/>
+/// runs the next frames from the neuron states the previous call left. For sequences longer than
+/// memory holds, or frames that arrive while the model runs. Not thread-safe.
 /// </summary>
 public sealed class ModelStream
 {
     private StreamState state = StreamState.Start;
+    private readonly IntegerModel? integerView;
+    private readonly IReadOnlyList<string> integerLayers;
 
-    internal ModelStream(SnnModel model) => Model = model;
+    internal ModelStream(SnnModel model, IntegerModel? integerView)
+    {
+        Model = model;
+        this.integerView = integerView;
+        integerLayers = integerView is null
+            ? Array.Empty<string>()
+            : SnnModel.IntegerPairs(integerView);
+    }
 
     /// <summary>The model this stream runs.</summary>
     public SnnModel Model { get; }
+
+    /// <summary>True when the stream runs in integer arithmetic (<see cref="SnnModel.OpenIntegerStream"/>).</summary>
+    public bool IsInteger => integerView is not null;
 
     /// <summary>Steps run since the stream opened or was reset.</summary>
     public int StepsSeen => state.Steps;
@@ -24,7 +37,7 @@ public sealed class ModelStream
     /// of a stream has the same B).
     /// </summary>
     /// <param name="frames">The chunk, time-major.</param>
-    /// <param name="options">Mode and probes; null is evaluation mode with logits only.</param>
+    /// <param name="options">Mode and probes; null is evaluation mode with logits only (an integer stream has no training mode).</param>
     /// <returns>The chunk's per-step logits [t, B, K] and the requested probes.</returns>
     public ForwardResult Step(Tensor frames, ForwardOptions? options = null)
     {
@@ -48,6 +61,15 @@ public sealed class ModelStream
                     nameof(frames)
                 );
             }
+        }
+        if (integerView is not null)
+        {
+            var probes = SnnModel.IntegerProbes(options, nameof(options));
+            var (output, next) = IntegerExport
+                .stepStream(integerView, probes, Model.Inner, state, frames)
+                .ToValueTuple();
+            state = next;
+            return new ForwardResult(output, integerLayers);
         }
         var ctx = (options ?? ForwardOptions.Eval).ToFSharp();
         var result = Diff.noGrad(

@@ -49,9 +49,10 @@ public sealed record ForwardOptions
 /// <summary>The result of a forward run.</summary>
 public sealed class ForwardResult
 {
-    internal ForwardResult(ForwardOutput output)
+    internal ForwardResult(ForwardOutput output, IReadOnlyList<string>? integerLayers = null)
     {
         Output = output;
+        IntegerLayers = integerLayers ?? Array.Empty<string>();
         Membranes = Interop.ToDictionary(output.Membranes);
         Spikes = Interop.ToDictionary(output.Spikes);
         Taps = Interop.ToDictionary(output.Taps);
@@ -74,6 +75,12 @@ public sealed class ForwardResult
 
     /// <summary>Firing rates by population name (when requested).</summary>
     public IReadOnlyDictionary<string, float> FiringRates { get; }
+
+    /// <summary>
+    /// The weight layers whose products ran in integer arithmetic (<see cref="SnnModel.ForwardInteger"/>,
+    /// <see cref="SnnModel.OpenIntegerStream"/>); empty for a float run.
+    /// </summary>
+    public IReadOnlyList<string> IntegerLayers { get; }
 
     /// <summary>The per-step logits as a [T, B, K] array.</summary>
     public float[,,] LogitsPerStep() => SnnSpec.Tensors.TensorOps.ToArray3D(Output.Logits);
@@ -98,6 +105,42 @@ public sealed class SnnModel
 
     /// <summary>The configuration the model was quantized with (null when it is not): saved checkpoints store it so that they load back quantized.</summary>
     internal QuantConfig? Quantization { get; }
+
+    private IntegerModel? integerView;
+
+    /// <summary>The model's integer view (IntegerExport.export), computed once per model value.</summary>
+    /// <exception cref="InvalidOperationException">The model is full precision, or no layer can run in integers.</exception>
+    internal IntegerModel IntegerView(string operation)
+    {
+        if (integerView is not null)
+        {
+            return integerView;
+        }
+        if (!IsQuantized)
+        {
+            throw new InvalidOperationException(
+                $"the model {Name} is full precision; {operation} needs a quantized model. Call Quantize (and CalibrateScales, FitScales) first."
+            );
+        }
+        try
+        {
+            integerView = IntegerExport.export(Inner);
+        }
+        catch (SnnSpecException e)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+        return integerView;
+    }
+
+    /// <summary>The names of the weight layers the integer view runs in integers.</summary>
+    internal static IReadOnlyList<string> IntegerPairs(IntegerModel view) =>
+        view
+            .Layers.Where(l =>
+                Microsoft.FSharp.Core.FSharpOption<IntegerNeuron>.get_IsSome(l.Neuron)
+            )
+            .Select(l => l.Name)
+            .ToArray();
 
     /// <summary>
     /// Loads a model saved by <see cref="Save"/> or written by the snnspec CLI (train, quantize, distill):
@@ -519,12 +562,83 @@ public sealed class SnnModel
     }
 
     /// <summary>
+    /// Runs the quantized model in integer arithmetic (docs/integer-export.md), in evaluation mode:
+    /// every (weight → population) pair that can run in integers accumulates integer weight codes
+    /// times spikes, fires against an integer threshold and leaks by a shift; the other layers
+    /// (MINT keeps the first and the classifier digital) run in float as in <see cref="Forward(Tensor, ForwardOptions?)"/>.
+    /// With uniform membranes the spikes equal <see cref="Forward(Tensor, ForwardOptions?)"/>'s; with MINT
+    /// membranes see <see cref="IntegerAgreement"/>.
+    /// </summary>
+    /// <param name="input">A static batch [B, …InputShape] (repeated over T) or a sequence [T, B, …InputShape].</param>
+    /// <param name="options">Probes; null is logits only. Training mode is not available.</param>
+    /// <returns>Per-step logits [T, B, K], the requested probes and the layers that ran in integers.</returns>
+    /// <exception cref="InvalidOperationException">The model is full precision, or no layer of it can run in integers.</exception>
+    /// <exception cref="ArgumentException">options asks for training mode.</exception>
+    public ForwardResult ForwardInteger(Tensor input, ForwardOptions? options = null)
+    {
+        Check.NotNull(input, nameof(input));
+        CheckInput(input);
+        var probes = IntegerProbes(options, nameof(options));
+        var view = IntegerView(nameof(ForwardInteger));
+        var (output, ran) = IntegerExport.run(view, probes, Inner, input).ToValueTuple();
+        return new ForwardResult(output, ran.ToArray());
+    }
+
+    /// <summary>
+    /// The fraction of spikes (over every population an integer pair feeds) on which
+    /// <see cref="ForwardInteger"/> and the fake-quantized <see cref="Forward(Tensor, ForwardOptions?)"/> agree:
+    /// 1 with uniform membranes; with MINT membranes the integer datapath drops the tanh on the
+    /// membrane, and the documented tolerance is 98 %.
+    /// </summary>
+    /// <param name="input">A static batch [B, …InputShape] or a sequence [T, B, …InputShape].</param>
+    /// <returns>A fraction in [0, 1].</returns>
+    /// <exception cref="InvalidOperationException">The model is full precision, or no layer of it can run in integers.</exception>
+    public double IntegerAgreement(Tensor input)
+    {
+        Check.NotNull(input, nameof(input));
+        CheckInput(input);
+        return IntegerExport.agreement(IntegerView(nameof(IntegerAgreement)), Inner, input);
+    }
+
+    /// <summary>The probes of options for an integer run, which has no training mode.</summary>
+    internal static ProbeRequest IntegerProbes(ForwardOptions? options, string name)
+    {
+        var o = options ?? ForwardOptions.Eval;
+        if (o.Training)
+        {
+            throw new ArgumentException(
+                "the integer datapath runs in evaluation mode only; leave ForwardOptions.Training false (run Forward for a training-mode pass).",
+                name
+            );
+        }
+        return o.ToFSharp().Probes;
+    }
+
+    /// <summary>
     /// Opens a stream: the SNN run over a sequence chunk by chunk, each chunk starting from the
     /// neuron states the previous one ended in. In evaluation mode the chunks' per-step logits are
     /// those of one run over the whole sequence, with one chunk's activations in memory.
     /// </summary>
     /// <exception cref="InvalidOperationException">The model is an ANN twin or stacks its frames.</exception>
     public ModelStream OpenStream()
+    {
+        CheckStreamable();
+        return new ModelStream(this, null);
+    }
+
+    /// <summary>
+    /// Opens a stream that runs in integer arithmetic (<see cref="ForwardInteger"/>), chunk by chunk:
+    /// each chunk's integer membranes start where the previous chunk's ended, so the chunks' spikes
+    /// are those of one <see cref="ForwardInteger"/> run over the whole sequence.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model is an ANN twin, stacks its frames, is full precision, or has no layer that can run in integers.</exception>
+    public ModelStream OpenIntegerStream()
+    {
+        CheckStreamable();
+        return new ModelStream(this, IntegerView(nameof(OpenIntegerStream)));
+    }
+
+    private void CheckStreamable()
     {
         if (IsAnn || StackedFrames is not null)
         {
@@ -537,7 +651,6 @@ public sealed class SnnModel
                     )
             );
         }
-        return new ModelStream(this);
     }
 
     /// <summary>Runs the model on a batch given as a flat row-major array.</summary>

@@ -17,14 +17,21 @@ type StreamState =
 /// chunk's activations exist at a time: sequences longer than memory holds, or inputs that arrive
 /// while the model runs (an event camera's frames).
 module Streaming =
-    /// Runs the next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through
-    /// the SNN m with the context ctx (its InitialStates are replaced by the state's), from state.
-    /// Returns the chunk's forward output (logits [t, B, K]) and the state after its last step.
-    let stepWith (ctx: ForwardContext) (m: Model) (state: StreamState) (x: Tensor) : ForwardOutput * StreamState =
+    /// The next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through the SNN
+    /// m, run by <c>forward states chunkModel x</c> (chunkModel is m at t steps; forward starts every
+    /// population from states and returns its FinalStates). Returns the chunk's forward output and
+    /// the state after its last step; <c>op</c> names the caller in errors.
+    let stepBy
+        (op: string)
+        (forward: Map<string, Tensor> -> Model -> Tensor -> ForwardOutput)
+        (m: Model)
+        (state: StreamState)
+        (x: Tensor)
+        : ForwardOutput * StreamState =
         match m.Mode with
         | ExecutionMode.Ann ->
             Errors.invalidArg
-                "Streaming.step"
+                op
                 "model"
                 m.Architecture.Name
                 "an SNN (the ANN twin has no neuron state to carry; run it on the whole input)"
@@ -34,30 +41,33 @@ module Streaming =
 
         if x.Rank <> inRank + 2 then
             Errors.shapeMismatch
-                "Streaming.step"
+                op
                 [ x.Shape; Array.append [| -1; -1 |] m.Architecture.InputShape ]
                 (sprintf
                     "a chunk is a sequence [t, B, %s] of t ≥ 1 frames (for a static input, repeat it over the chunk's steps)"
                     (System.String.Join(", ", m.Architecture.InputShape)))
 
         if x.Shape[0] < 1 then
-            Errors.invalidArg "Streaming.step" "chunk" (Errors.showShape x.Shape) "at least one step (t ≥ 1)"
+            Errors.invalidArg op "chunk" (Errors.showShape x.Shape) "at least one step (t ≥ 1)"
 
-        let chunk = Model.withSteps x.Shape[0] m
-
-        let out =
-            Model.forward
-                { ctx with
-                    InitialStates = Some state.States
-                }
-                chunk
-                x
+        let out = forward state.States (Model.withSteps x.Shape[0] m) x
 
         out,
         {
             States = out.FinalStates
             Steps = state.Steps + x.Shape[0]
         }
+
+    /// Runs the next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through
+    /// the SNN m with the context ctx (its InitialStates are replaced by the state's), from state.
+    /// Returns the chunk's forward output (logits [t, B, K]) and the state after its last step.
+    let stepWith (ctx: ForwardContext) (m: Model) (state: StreamState) (x: Tensor) : ForwardOutput * StreamState =
+        stepBy
+            "Streaming.step"
+            (fun states chunk x -> Model.forward { ctx with InitialStates = Some states } chunk x)
+            m
+            state
+            x
 
     /// stepWith in eval mode without probes.
     let step (m: Model) (state: StreamState) (x: Tensor) = stepWith ForwardContext.Eval m state x

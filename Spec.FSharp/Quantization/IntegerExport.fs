@@ -226,6 +226,23 @@ module IntegerExport =
             m
             x
 
+    /// The next chunk x [t, B, …InputShape] of a stream (Streaming.stepBy) in integer arithmetic:
+    /// runFrom from the state's V per population. The chunks' spikes, concatenated, are those of one
+    /// <c>run</c> over the whole sequence.
+    let stepStream
+        (exported: IntegerModel)
+        (probes: ProbeRequest)
+        (m: Model)
+        (state: StreamState)
+        (x: Tensor)
+        : ForwardOutput * StreamState =
+        Streaming.stepBy
+            "IntegerExport.stepStream"
+            (fun states chunk x -> fst (runFrom exported probes states chunk x))
+            m
+            state
+            x
+
     /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
     /// in float as in the fake-quantized model. Returns the forward output and the weight layers that
     /// ran in integers.

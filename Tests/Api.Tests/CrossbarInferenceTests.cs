@@ -1,6 +1,7 @@
 using SnnSpec.Datasets;
 using SnnSpec.Hardware;
 using SnnSpec.Models;
+using SnnSpec.Tensors;
 
 namespace SnnSpec.Api.Tests;
 
@@ -209,6 +210,107 @@ public class CrossbarInferenceTests
             Assert.Throws<InvalidOperationException>(() => fp.ExportInteger(path))!.Message,
             Does.Contain("Quantize")
         );
+    }
+
+    [Test]
+    public void ForwardIntegerReproducesTheFakeQuantizedSpikesWithUniformMembranes()
+    {
+        var m = Quantized.Value;
+        var x = Test.ToTensor(Enumerable.Range(0, 8));
+        var probes = new ForwardOptions { Spikes = m.SpikingLayerNames };
+        var integer = m.ForwardInteger(x, probes);
+        var reference = m.Forward(x, probes);
+        Assert.That(integer.IntegerLayers, Is.Not.Empty);
+        Assert.That(reference.IntegerLayers, Is.Empty);
+        foreach (var n in m.SpikingLayerNames)
+        {
+            Assert.That(integer.Spikes[n].ToArray(), Is.EqualTo(reference.Spikes[n].ToArray()), n);
+        }
+        Assert.That(
+            m.SpikingLayerNames.Any(n => integer.Spikes[n].ToArray().Any(v => v != 0f)),
+            "every population is silent, so equal spikes would say nothing"
+        );
+        Assert.That(integer.Predictions(), Is.EqualTo(reference.Predictions()));
+        Assert.That(m.IntegerAgreement(x), Is.EqualTo(1.0));
+    }
+
+    [Test]
+    public void AnIntegerStreamInChunksGivesOneIntegerRunsSpikes()
+    {
+        var m = Quantized.Value;
+        var x = Test.ToTensor(Enumerable.Range(0, 4)).ToArray();
+        // Three frames that differ: the static batch scaled by 0.6, 0.9 and 1.2.
+        var frames = Enumerable
+            .Range(0, m.Steps)
+            .SelectMany(t => x.Select(v => v * (0.6f + 0.3f * t)))
+            .ToArray();
+        var sequence = TensorOps.FromArray(
+            frames,
+            new[] { m.Steps, 4 }.Concat(m.InputShape).ToArray()
+        );
+        var probes = new ForwardOptions { Spikes = m.SpikingLayerNames };
+        var whole = m.ForwardInteger(sequence, probes);
+        var stream = m.OpenIntegerStream();
+        Assert.That(stream.IsInteger);
+        Assert.That(m.OpenStream().IsInteger, Is.False);
+        var first = stream.Step(TensorOps.Narrow(sequence, 0, 0, 2), probes);
+        var second = stream.Step(TensorOps.Narrow(sequence, 0, 2, m.Steps - 2), probes);
+        Assert.That(stream.StepsSeen, Is.EqualTo(m.Steps));
+        Assert.That(first.IntegerLayers, Is.EqualTo(whole.IntegerLayers));
+        foreach (var n in m.SpikingLayerNames)
+        {
+            Assert.That(
+                first.Spikes[n].ToArray().Concat(second.Spikes[n].ToArray()).ToArray(),
+                Is.EqualTo(whole.Spikes[n].ToArray()),
+                n
+            );
+        }
+        Assert.That(
+            first.Logits.ToArray().Concat(second.Logits.ToArray()).ToArray(),
+            Is.EqualTo(whole.Logits.ToArray()).Within(1e-5f)
+        );
+        // From rest, the second chunk differs: the carried integer membranes mattered.
+        var fromRest = m.OpenIntegerStream()
+            .Step(TensorOps.Narrow(sequence, 0, 2, m.Steps - 2), probes);
+        Assert.That(
+            m.SpikingLayerNames.Any(n =>
+                !fromRest.Spikes[n].ToArray().SequenceEqual(second.Spikes[n].ToArray())
+            ),
+            "the carried integer state changed nothing"
+        );
+    }
+
+    [Test]
+    public void IntegerRunsNameWhatTheyNeed()
+    {
+        var fp = SnnModel.Create(ModelKind.ConvNet, Tiny);
+        var x = Test.ToTensor(Enumerable.Range(0, 2));
+        Assert.Multiple(() =>
+        {
+            Assert.That(
+                Assert.Throws<InvalidOperationException>(() => fp.ForwardInteger(x))!.Message,
+                Does.Contain("Quantize").And.Contain("ForwardInteger")
+            );
+            Assert.That(
+                Assert.Throws<InvalidOperationException>(() => fp.IntegerAgreement(x))!.Message,
+                Does.Contain("Quantize")
+            );
+            Assert.That(
+                Assert.Throws<InvalidOperationException>(() => fp.OpenIntegerStream())!.Message,
+                Does.Contain("OpenIntegerStream")
+            );
+            Assert.That(
+                Assert
+                    .Throws<ArgumentException>(() =>
+                        Quantized.Value.ForwardInteger(x, new ForwardOptions { Training = true })
+                    )!
+                    .Message,
+                Does.Contain("evaluation mode")
+            );
+            Assert.Throws<InvalidOperationException>(() =>
+                Quantized.Value.AsAnn().OpenIntegerStream()
+            );
+        });
     }
 
     [Test]

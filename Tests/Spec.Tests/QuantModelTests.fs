@@ -670,3 +670,63 @@ let ``the integer datapath (IntegerExport.runFrom) carries its states across chu
         |> List.exists (fun n -> fromRest.Spikes[n].ToArray() <> second.Spikes[n].ToArray()),
         "the carried integer state changed nothing"
     )
+
+let private integerStreamModel = lazy (trainedIntegerModel (QuantConfig.Integer 4))
+
+[<Property(MaxTest = 12)>]
+let ``an integer stream (IntegerExport.stepStream) in any chunking gives the spikes and logits of one integer run over the sequence``
+    (seed: int)
+    =
+    let m, x = integerStreamModel.Force()
+    let exported = IntegerExport.export m
+    let names = Architecture.spikingNames m.Architecture
+
+    let probes =
+        { ProbeRequest.None with
+            Spikes = Set.ofList names
+        }
+
+    // A 5-step sequence whose frames differ, cut into chunks of seed-chosen lengths.
+    let steps = 5
+
+    let sequence =
+        Tensor.stack 0 [ for t in 0 .. steps - 1 -> x * (0.5f + 0.35f * float32 ((seed + t) % 4)) ]
+
+    let cuts =
+        let rec go start k acc =
+            if start >= steps then
+                List.rev acc
+            else
+                let len = min (steps - start) (1 + abs (seed / (k + 1)) % 3)
+                go (start + len) (k + 1) ((start, len) :: acc)
+
+        go 0 0 []
+
+    Diff.noGrad (fun () ->
+        let whole, _ = IntegerExport.run exported probes (Model.withSteps steps m) sequence
+
+        let outs, last =
+            cuts
+            |> List.mapFold
+                (fun state (start, len) ->
+                    IntegerExport.stepStream exported probes m state (Tensor.narrow 0 start len sequence))
+                StreamState.Start
+
+        Assert.That(last.Steps, Is.EqualTo steps)
+
+        for n in names do
+            let streamed = Tensor.cat 0 [ for o in outs -> o.Spikes[n] ]
+            Assert.That(streamed.ToArray(), Eq.To(whole.Spikes[n].ToArray()), sprintf "%s, chunks %A" n cuts)
+
+        assertClose "logits" 1e-5 1e-5 whole.Logits (Tensor.cat 0 [ for o in outs -> o.Logits ]))
+
+[<Test>]
+let ``an integer stream rejects the ANN twin and a chunk without a time axis, naming stepStream`` () =
+    let m, x = integerStreamModel.Force()
+    let exported = IntegerExport.export m
+
+    assertRaises<SnnSpecException> [ "IntegerExport.stepStream"; "ANN" ] (fun () ->
+        box (IntegerExport.stepStream exported ProbeRequest.None (Model.asAnn m) StreamState.Start x))
+
+    assertRaises<SnnSpecException> [ "IntegerExport.stepStream"; "[t, B" ] (fun () ->
+        box (IntegerExport.stepStream exported ProbeRequest.None m StreamState.Start x))
