@@ -2,7 +2,8 @@
 # Distilling Spikes, fixed-factor protocol (docs/results/distilling-spikes.md, its sections of that name):
 # every spike loss at × 4 of its per-element weight and the student alone, on fresh seeds (Fashion-MNIST
 # 5 and 6, MNIST 5, 6 and 7), with the strong-teacher protocol's teacher of the dataset
-# (regenerate-distilling-spikes-strong.sh trains both).
+# (regenerate-distilling-spikes-strong.sh trains both); then T → TA → S with the combined loss at × 4
+# (one assistant per dataset, kept when it exists).
 #
 #   bash docs/results/regenerate-distilling-spikes-fixed.sh             # both datasets, every seed in turn
 #   bash docs/results/regenerate-distilling-spikes-fixed.sh mnist 5     # one dataset and seed (two shells at once)
@@ -21,5 +22,16 @@ for d in ${1:-fmnist mnist}; do
         run "ds-$d-x4-alone-s$s"
         for r in kl sl1 l1 l2 sl2 combined; do run "ds-$d-x4-$r-s$s"; done
     done
+done
+# The multi-stage row: one assistant per dataset (T → TA), then the student of every seed from it.
+root=runs/ds-x4-tta
+for d in ${1:-fmnist mnist}; do
+    case $d in
+    fmnist) seeds=${2:-5 6} ;;
+    mnist) seeds=${2:-5 6 7} ;;
+    esac
+    source docs/results/runkit.sh
+    KEEP=1 run "ds-$d-x4-t-ta"
+    for s in $seeds; do run "ds-$d-x4-t-ta-s-s$s"; done
 done
 if [[ -f runs/ds/commit ]]; then python3 docs/results/distilling_spikes_page.py runs/ds; fi
