@@ -1,6 +1,6 @@
 // SnnSpec from C#: build a spiking VGG-9 teacher and a 4-bit student, run a forward pass, evaluate
-// accuracy at every timestep on a synthetic batch, stream a sequence chunk by chunk, and cost both
-// on SpikeSim's crossbar chip.
+// accuracy at every timestep on a synthetic batch, stream a sequence chunk by chunk, run a quantized
+// student in integer arithmetic, and cost both on SpikeSim's crossbar chip.
 using SnnSpec.Datasets;
 using SnnSpec.Hardware;
 using SnnSpec.Models;
@@ -44,6 +44,24 @@ var streamed = last!.LogitsPerStep();
 float gap = Enumerable.Range(0, 10).Max(k => Math.Abs(streamed[1, 0, k] - oneRun[7, 0, k]));
 Console.WriteLine(
     $"streamed {stream.StepsSeen} steps; last step vs one run: max |Δ logit| = {gap:G3}"
+);
+
+// Integer inference: a 4-bit ConvNet student with MINT neurons and uniform membranes runs its
+// (weight → neuron) pairs in integer arithmetic, spike for spike as its fake-quantized float model.
+var student = SnnModel
+    .Create(
+        ModelKind.ConvNet,
+        options with
+        {
+            Neuron = new NeuronOptions { Kind = NeuronKind.Mint, Threshold = 0.25f },
+        }
+    )
+    .Quantize(QuantizationOptions.Uniform(4) with { UniformMembraneGrid = true })
+    .CalibrateScales(data, samples: 8);
+var integer = student.ForwardInteger(input);
+Console.WriteLine(
+    $"integer layers: {string.Join(", ", integer.IntegerLayers)}; "
+        + $"spikes equal to the float model's: {student.IntegerAgreement(input):P1}"
 );
 
 // Crossbar cost: the FP32 model against its 4-bit deployment on the same chip.
