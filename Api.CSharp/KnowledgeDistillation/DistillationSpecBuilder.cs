@@ -207,7 +207,7 @@ public sealed class DistillationSpecBuilder
     /// <summary>Weighted soft-label distillation (WSLD) on the time-mean logits.</summary>
     /// <param name="tau">Temperature τ &gt; 0.</param>
     /// <param name="weight">Weight ≥ 0.</param>
-    public DistillationSpecBuilder AddWsld(float tau = 2f, float weight = 2.25f)
+    public DistillationSpecBuilder AddWsld(float tau = 2f, float weight = 1f)
     {
         Check.PositiveFinite(tau, nameof(tau), "tau (the temperature)");
         return Add("wsld", weight, true, (_, _) => LossTermModule.wsld(tau, weight));

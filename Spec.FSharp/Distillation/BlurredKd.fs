@@ -24,7 +24,7 @@ type MixedConfig =
         Blur: BlurredConfig
         /// WSLD temperature (default 2, the WSLD paper's setting; [R] for BKDSNN).
         WsldTau: float32
-        /// WSLD weight w_dist (default 2.25, the WSLD paper's setting; [R] for BKDSNN).
+        /// WSLD weight w_dist (default 1, the BKDSNN reference configs' distill_weight).
         WsldWeight: float32
     }
 
@@ -47,12 +47,12 @@ module BlurredKd =
             ClipRescale = false
         }
 
-    /// BKD with the defaults, WSLD with τ = 2 and weight 2.25.
+    /// BKD with the defaults, WSLD with τ = 2 and weight 1 (the reference configs).
     let mixedDefaults =
         {
             Blur = defaults
             WsldTau = 2.0f
-            WsldWeight = 2.25f
+            WsldWeight = 1.0f
         }
 
     /// PyTorch's Conv2d default initialisation: weight and bias U(−1/√fan_in, 1/√fan_in).
@@ -175,6 +175,14 @@ module BlurredKd =
             if cfg.ClipRescale then
                 let maxS = (Tensor.max (Diff.detach adapted)).ToScalar()
                 let maxT = (Tensor.max ft).ToScalar()
+
+                if not (maxT > 0.0f) then
+                    Errors.invalidArg
+                        op
+                        "teacherFeature"
+                        (sprintf "max %g" maxT)
+                        "a positive maximum for the clip rescale F_T · max(F_S′)/max(F_T) (a post-ReLU feature); turn ClipRescale off for a feature that is nowhere positive"
+
                 ft * (maxS / maxT)
             else
                 ft

@@ -463,8 +463,15 @@ module DistillationSpec =
                         | TapUse.Feature(tp, sp, adapter) ->
                             let ts, ss = tTap[tp], sTap[sp]
                             let perT, perS = ts[1..], ss[1..]
+                            // Blurred KD restores a student map [B, C, h, w] against a teacher vector
+                            // [B, C] by its spatial mean (methods.md §4a, a ViT teacher's embedding).
+                            let vectorTeacher =
+                                t.Term.Parameters.TryFind "restore.conv1.weight" |> Option.isSome
+                                && perT.Length = 2
+                                && perS.Length = 4
+                                && perT[0] = perS[0]
 
-                            if not adapter && perT <> perS then
+                            if not adapter && perT <> perS && not (vectorTeacher && perT[1] = perS[1]) then
                                 err
                                     "loss term '%s': teacher tap '%s' %s and student tap '%s' %s differ per step (%s vs %s) and no adapter is configured. Fix: add a 1×1 adapter (FeatureKd.initAdapter %d %d) or tap a layer of the teacher's shape."
                                     t.Term.Name
@@ -478,6 +485,7 @@ module DistillationSpec =
                                     (if perT.Length > 1 then perT[1] else 0)
                             elif
                                 adapter
+                                && not vectorTeacher
                                 && (perT.Length <> perS.Length || perT[0] <> perS[0] || perT[2..] <> perS[2..])
                             then
                                 err

@@ -558,9 +558,27 @@ let ``mixed is CE plus BKD plus WSLD`` () =
     let expected =
         v (Tensor.crossEntropyIdx zs y)
         + v (BlurredKd.loss cfg.Blur ps key fs ft)
-        + v (LogitKd.wsld 2.0f 2.25f zt zs y)
+        + v (LogitKd.wsld 2.0f 1.0f zt zs y)
 
+    // τ = 2 and w_dist = 1 as in every BKDSNN reference config (methods.md §4c).
+    Assert.That((cfg.WsldTau, cfg.WsldWeight), Is.EqualTo((2.0f, 1.0f)))
     close "mixed" 1e-5 expected (v (BlurredKd.mixed cfg ps key fs ft zt zs y))
+
+[<Test>]
+let ``the clip rescale refuses a teacher feature with no positive value, naming ClipRescale`` () =
+    let ps = BlurredKd.init 4 3 3
+    let fs = randn 70 [| 2; 3; 2; 2 |]
+
+    let cfg =
+        { BlurredKd.defaults with
+            ClipRescale = true
+        }
+
+    for ft in [ Tensor.zeros [| 2; 3; 2; 2 |]; -(Tensor.abs (randn 71 [| 2; 3; 2; 2 |])) ] do
+        assertRaises<SnnSpecException> [ "BlurredKd.loss"; "ClipRescale" ] (fun () ->
+            box (BlurredKd.loss cfg ps (Rng.create 1) fs ft))
+
+    Assert.That(Double.IsFinite(v (BlurredKd.loss cfg ps (Rng.create 1) fs (Tensor.abs (randn 71 [| 2; 3; 2; 2 |])))))
 
 // ---------------------------------------------------------------- feature KD and loss terms
 

@@ -270,6 +270,50 @@ let ``a zoo ConvNet ANN teacher distils into an SNN student by BKD on the featur
         Trainer.fit quietConfig (DistillationSpec.create teacher [ student ] [ pooled ]) (batcher 16 true 1 data) None
         |> box)
 
+[<Test>]
+let ``an ANN teacher's feature vector (the ViT case) distils into the student's map by BKD through Trainer.fit`` () =
+    let data = templates 3 4 64 0.2
+    let student = convNet 0.5f (ExecutionMode.Snn 2) 1
+
+    // The student's map has 32 channels: a ConvNet teacher's flattened feature (256 values) needs an
+    // adapter, an MLP teacher's 32 hidden units none.
+    let teachers =
+        [
+            "convnet", convNet 1.0f ExecutionMode.Ann 0, true
+            "mlp", Model.init 0 ExecutionMode.Ann (Zoo.mlp (cfg8 4) [ 32 ]), false
+        ]
+
+    for name, teacher, adapter in teachers do
+        let bkd =
+            SpecTerm.blurredFor BlurredKd.defaults 3 teacher student Probes.features Probes.featureMap 1.0f
+
+        Assert.That(bkd.Term.Parameters.TryFind "adapter.weight" |> Option.isSome, Is.EqualTo adapter, name)
+
+        let spec =
+            DistillationSpec.create teacher [ student ] [ SpecTerm.crossEntropy 0.0f 1.0f; bkd ]
+
+        DistillationSpec.validate spec
+        let r = Trainer.fitOne quietConfig spec (batcher 16 true 1 data) None
+        Assert.That(r.History |> List.forall (fun h -> Double.IsFinite h.TrainLoss), name)
+
+        Assert.That(
+            differs (Trainer.lossParameters [ bkd.Term ]) r.LossParameters,
+            sprintf "%s: the restoration block did not move" name
+        )
+
+    // Plain feature MSE has no spatial mean: a vector teacher against a student map stays refused.
+    let teacher = convNet 0.5f ExecutionMode.Ann 0
+
+    let mse =
+        DistillationSpec.create
+            teacher
+            [ student ]
+            [
+                SpecTerm.feature (Parameters.ofList []) Probes.features Probes.featureMap 1.0f
+            ]
+
+    assertRaises<SnnSpecException> [ "differ per step"; "feature_map" ] (fun () -> box (DistillationSpec.validate mse))
+
 // ---------------------------------------------------------------- interruption and resume
 
 let resumeSetup () =
