@@ -1001,8 +1001,8 @@ module SpecFile =
 
             TermSection.Bkd(
                 weight,
-                optWith str n "teacherTap" Zoo.featureTap,
-                optWith str n "studentTap" Zoo.featureTap,
+                optWith str n "teacherTap" Zoo.featureMapTap,
+                optWith str n "studentTap" Zoo.featureMapTap,
                 {
                     Lambda = optWith (fun v -> probability v "lambda") n "lambda" d.Lambda
                     Alpha = w "alpha" d.Alpha
@@ -1404,7 +1404,7 @@ module SpecFile =
                 fail
                     (path + ".studentTap")
                     (sprintf
-                        "the student's tap '%s' records %s, not a feature map [T, B, C, h, w]; the blurred loss restores maps with 3×3 convolutions. Fix: add \"mapTap\": \"map\" to the student's model and name \"map\" here."
+                        "the student's tap '%s' records %s, not a feature map [T, B, C, h, w]; the blurred loss restores maps with 3×3 convolutions. Fix: name \"feature_map\" (every zoo conv model's last map, the default), or add \"mapTap\": \"map\" to the student's model and name \"map\" here."
                         stap
                         (Errors.showShape ss))
 

@@ -262,11 +262,21 @@ let ``a membrane population the student lacks fails at build`` () =
 [<Test>]
 let ``a blurred term on a vector tap asks for a map tap`` () =
     let f =
-        SpecFile.parse (spec defaultTeacher defaultStudent """[{ "kind": "bkd" }]""")
+        SpecFile.parse (spec defaultTeacher defaultStudent """[{ "kind": "bkd", "studentTap": "feature" }]""")
 
     let e = Assert.Throws<SpecFileException>(fun () -> SpecFile.build f None |> ignore)
     Assert.That(e.JsonPath, Is.EqualTo "$.terms[0].studentTap")
+    Assert.That(e.Message, Does.Contain "feature_map")
     Assert.That(e.Message, Does.Contain "mapTap")
+
+[<Test>]
+let ``a blurred term's default taps are the zoo's feature maps`` () =
+    let b =
+        SpecFile.build (SpecFile.parse (spec defaultTeacher defaultStudent """[{ "kind": "bkd" }]""")) None
+
+    let t = b.Spec.Terms |> List.exactlyOne
+    Assert.That((t.Uses = [ TapUse.Feature("feature_map", "feature_map", true) ]), sprintf "%A" t.Uses)
+    DistillationSpec.validate b.Spec
 
 [<Test>]
 let ``every term kind maps to a spec term`` () =
