@@ -1,5 +1,6 @@
 namespace SnnSpec.HwSim
 
+open System
 open SnnSpec
 
 /// Whether energy is charged per PE cycle regardless of input (the ELA) or scaled by measured
@@ -8,8 +9,9 @@ open SnnSpec
 type Activity =
     /// Every PE cycle costs the full E_cycle (SpikeSim's ELA, activity-independent).
     | Dense
-    /// Firing rates in [0, 1] keyed by a weight layer's name (the rate of its input spikes) or by a
-    /// spiking population's name (applies to every weight layer that population feeds). Layers
+    /// Firing rates in [0, 1] keyed by a weight layer's name (the rate of its input spikes), by a
+    /// spiking population's name (applies to every weight layer that population feeds), or by
+    /// RateKey.maxPooled of a population (the rate after the max-pool that follows it). Layers
     /// without a rate, and layers whose input is not spikes, are charged densely.
     | FiringRates of Map<string, float>
 
@@ -22,7 +24,13 @@ module Activity =
     /// step), keeping the populations that feed a weight layer of the network (a population before
     /// average pooling or the readout feeds none).
     let ofProbe (net: Network) (rates: Map<string, float32>) =
-        let sources = net.Layers |> List.choose (fun l -> l.InputSource) |> Set.ofList
+        let sources =
+            net.Layers
+            |> List.collect (fun l ->
+                match l.InputSource with
+                | Some src -> [ src; RateKey.maxPooled src ]
+                | None -> [])
+            |> Set.ofList
 
         Activity.FiringRates(
             rates
@@ -38,7 +46,11 @@ module Activity =
         | Activity.FiringRates rates ->
             let known =
                 net.Layers
-                |> List.collect (fun l -> l.Name :: Option.toList l.InputSource)
+                |> List.collect (fun l ->
+                    l.Name
+                    :: (l.InputSource
+                        |> Option.map (fun src -> [ src; RateKey.maxPooled src ])
+                        |> Option.defaultValue []))
                 |> Set.ofList
 
             for KeyValue(k, r) in rates do
@@ -52,15 +64,26 @@ module Activity =
                         k
                         (sprintf "a weight layer of '%s' or a spiking population feeding one" net.Name)
 
-    /// The input firing rate charged for a layer: its own entry, else its source population's, else 1.
+    /// The input firing rate of a layer from rates keyed as in Activity.FiringRates: its own entry;
+    /// else, behind one max-pool, the measured pooled rate (RateKey.maxPooled); else its source
+    /// population's rate r, which behind max-pools of windows w₁, w₂, … becomes 1 − (1 − r)^(w₁·w₂·…),
+    /// the OR of independent spikes (an upper estimate: neighbouring spikes are correlated); None
+    /// when no entry applies.
+    let tryRate (rates: Map<string, float>) (l: Layer) : float option =
+        match rates.TryFind l.Name, l.InputSource with
+        | Some r, _ -> Some r
+        | None, None -> None
+        | None, Some src ->
+            match l.InputPooling, rates.TryFind(RateKey.maxPooled src), rates.TryFind src with
+            | [ _ ], Some pooled, _ -> Some pooled
+            | [], _, r -> r
+            | windows, _, Some r -> Some(1.0 - Math.Pow(1.0 - r, float (List.fold (*) 1 windows)))
+            | _, _, None -> None
+
+    /// The input firing rate charged for a layer: tryRate, else 1 (dense); 1 for a layer whose
+    /// input is not spikes.
     let rate (a: Activity) (l: Layer) =
         match a with
         | Activity.Dense -> 1.0
         | Activity.FiringRates _ when not l.SpikeInput -> 1.0
-        | Activity.FiringRates rates ->
-            match rates.TryFind l.Name with
-            | Some r -> r
-            | None ->
-                match l.InputSource |> Option.bind rates.TryFind with
-                | Some r -> r
-                | None -> 1.0
+        | Activity.FiringRates rates -> tryRate rates l |> Option.defaultValue 1.0

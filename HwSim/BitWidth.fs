@@ -8,7 +8,8 @@ type Precision =
     {
         /// Bits per weight b_w (32 for an FP32 model).
         WeightBits: int
-        /// Bits stored per crossbar cell b_cell (1, 2 or 4 for RRAM; 1 for SRAM).
+        /// Bits stored per crossbar cell b_cell (1, 2 or 4 in typical RRAM; the presets use 4, and
+        /// wider cells model idealised multi-level devices).
         BitsPerCell: int
         /// Bits per stored membrane value b_u (32 for an FP32 model).
         MembraneBits: int

@@ -12,7 +12,7 @@ type Adc =
     /// A `bits`-bit converter over [0, fullScale] (in units of one cell level on one active row):
     /// the partial sum is clipped to the full scale, then rounded to one of 2^bits − 1 steps
     /// (methods.md §6.8, the simple model). fullScale None is the largest possible partial sum,
-    /// Rows · (2^b_cell − 1).
+    /// Rows · (2^min(b_cell, b_w) − 1).
     | Quantized of bits: int * fullScale: float option
 
 /// Seeded multiplicative per-cell conductance variation: g = g₀ · max(0, 1 + σ·z), z ~ N(0, 1),

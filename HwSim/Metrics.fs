@@ -9,10 +9,12 @@ open SnnSpec
 type OpCount =
     /// 2 ops per MAC of the full dense layer at the conv output map (before pooling); the default.
     | DenseMacs
-    /// 2 ops per MAC at the map the cycles are counted on (pooled output, the ELA's H_o).
+    /// 2 ops per MAC at the map the cycles are counted on (the mapping's cycle map: the pooled
+    /// output, the ELA's H_o, under SpatialRule.PooledOutput; the conv output, so DenseMacs, under
+    /// SpatialRule.ConvOutput).
     | OutputMacs
     /// 1 op per spike-driven accumulate: rate · MAC at the conv output map. Applies only to layers
-    /// whose input is spikes; rates keyed like Activity.FiringRates (layer or source population).
+    /// whose input is spikes; rates keyed like Activity.FiringRates and read by Activity.tryRate.
     | SynapticOps of Map<string, float>
     /// SynapticOps for spike-input layers and DenseMacs for the others (the directly encoded first layer).
     | Hybrid of Map<string, float>
@@ -90,23 +92,20 @@ module Metrics =
             )
 
         let rate =
-            match rates.TryFind l.Name with
+            match Activity.tryRate rates l with
             | Some r -> r
             | None ->
-                match l.InputSource |> Option.bind rates.TryFind with
-                | Some r -> r
-                | None ->
-                    raise (
-                        SnnSpecException(
-                            sprintf
-                                "Metrics: op-count convention %s needs a firing rate for layer '%s' (or its source population%s)."
-                                (convention o)
-                                l.Name
-                                (match l.InputSource with
-                                 | Some s -> " '" + s + "'"
-                                 | None -> "")
-                        )
+                raise (
+                    SnnSpecException(
+                        sprintf
+                            "Metrics: op-count convention %s needs a firing rate for layer '%s' (or its source population%s)."
+                            (convention o)
+                            l.Name
+                            (match l.InputSource with
+                             | Some s -> " '" + s + "'"
+                             | None -> "")
                     )
+                )
 
         if not (rate >= 0.0 && rate <= 1.0) then
             Errors.invalidArg "Metrics" ("rate of '" + l.Name + "'") rate "a firing rate in [0, 1]"

@@ -33,6 +33,9 @@ type Layer =
         SpikeInput: bool
         /// The spiking population whose spikes feed this layer, if any.
         InputSource: string option
+        /// The windows (k·k spikes each) of the max-pools between InputSource and this layer, in
+        /// order; empty when the layer reads the population's spikes as they are.
+        InputPooling: int list
     }
 
 /// A network as an ordered list of weight layers (the forward, depth-first order of its tree).
@@ -56,6 +59,7 @@ module Layer =
             OutWidth = hOut
             SpikeInput = true
             InputSource = None
+            InputPooling = []
         }
 
     /// A fully connected layer (in → out features); spike input.
@@ -74,6 +78,7 @@ module Layer =
             OutWidth = 1
             SpikeInput = true
             InputSource = None
+            InputPooling = []
         }
 
     /// Raises SnnSpecException naming the layer and its first non-positive size.
@@ -127,6 +132,8 @@ module Network =
             Spikes: bool
             /// The spiking population that produced the current value (while it is still spikes).
             Source: string option
+            /// Max-pool windows applied to Source's spikes since the population.
+            Pooling: int list
             /// Weight layers (indices) whose output is the current value, up to pooling.
             Pending: int list
         }
@@ -147,7 +154,8 @@ module Network =
         let full prefix n =
             if prefix = "" then n else prefix + "." + n
 
-        let pool (st: State) (what: string) (f: int -> int) (spikesKept: bool) =
+        /// A pooling layer; <c>window</c> = Some (k·k) for a max-pool, which keeps spikes.
+        let pool (st: State) (what: string) (f: int -> int) (window: int option) =
             match st.Shape with
             | Spatial(c, h, w) ->
                 let h', w' = f h, f w
@@ -162,10 +170,13 @@ module Network =
                             OutWidth = w'
                         }
 
+                let spikes = st.Spikes && window.IsSome
+
                 { st with
                     Shape = Spatial(c, h', w')
-                    Spikes = st.Spikes && spikesKept
-                    Source = (if st.Spikes && spikesKept then st.Source else None)
+                    Spikes = spikes
+                    Source = (if spikes then st.Source else None)
+                    Pooling = (if spikes then st.Pooling @ Option.toList window else [])
                 }
             | Flat _ -> cannotPlace what (sprintf "it needs a [C, H, W] map but receives %s" (show st.Shape))
 
@@ -204,6 +215,7 @@ module Network =
                             OutWidth = wc
                             SpikeInput = st.Spikes
                             InputSource = st.Source
+                            InputPooling = st.Pooling
                         }
 
                     Layer.validate layer
@@ -213,6 +225,7 @@ module Network =
                         Shape = Spatial(cout, hc, wc)
                         Spikes = false
                         Source = None
+                        Pooling = []
                         Pending = [ layers.Count - 1 ]
                     }
                 | _ ->
@@ -228,6 +241,7 @@ module Network =
                         { Layer.linear name fin fout with
                             SpikeInput = st.Spikes
                             InputSource = st.Source
+                            InputPooling = st.Pooling
                         }
 
                     Layer.validate layer
@@ -237,6 +251,7 @@ module Network =
                         Shape = Flat fout
                         Spikes = false
                         Source = None
+                        Pooling = []
                         Pending = [ layers.Count - 1 ]
                     }
                 | Spatial _ ->
@@ -254,6 +269,7 @@ module Network =
                     { st with
                         Spikes = false
                         Source = None
+                        Pooling = []
                     }
                 | _ ->
                     cannotPlace
@@ -263,23 +279,25 @@ module Network =
                 { st with
                     Spikes = true
                     Source = Some(full prefix n)
+                    Pooling = []
                 }
             | Relu _ ->
                 { st with
                     Spikes = false
                     Source = None
+                    Pooling = []
                 }
             | MaxPool(k, s) ->
                 if k <= 0 || s <= 0 then
                     cannotPlace (sprintf "MaxPool(%d, %d)" k s) "kernel and stride must be positive"
 
-                pool st (sprintf "MaxPool(%d, %d)" k s) (fun x -> if x < k then 0 else (x - k) / s + 1) true
+                pool st (sprintf "MaxPool(%d, %d)" k s) (fun x -> if x < k then 0 else (x - k) / s + 1) (Some(k * k))
             | AvgPool(k, s) ->
                 if k <= 0 || s <= 0 then
                     cannotPlace (sprintf "AvgPool(%d, %d)" k s) "kernel and stride must be positive"
 
-                pool st (sprintf "AvgPool(%d, %d)" k s) (fun x -> if x < k then 0 else (x - k) / s + 1) false
-            | AdaptiveAvgPool o -> pool st (sprintf "AdaptiveAvgPool(%d)" o) (fun _ -> o) false
+                pool st (sprintf "AvgPool(%d, %d)" k s) (fun x -> if x < k then 0 else (x - k) / s + 1) None
+            | AdaptiveAvgPool o -> pool st (sprintf "AdaptiveAvgPool(%d)" o) (fun _ -> o) None
             | Flatten ->
                 match st.Shape with
                 | Spatial(c, h, w) -> { st with Shape = Flat(c * h * w) }
@@ -320,6 +338,7 @@ module Network =
                         Shape = m.Shape
                         Spikes = spikes
                         Source = (if spikes then m.Source else None)
+                        Pooling = (if spikes then m.Pooling else [])
                         Pending = m.Pending @ (if List.isEmpty shortcut then [] else sc.Pending)
                     }
 
@@ -331,6 +350,7 @@ module Network =
                 Shape = start
                 Spikes = false
                 Source = None
+                Pooling = []
                 Pending = []
             }
             arch.Layers

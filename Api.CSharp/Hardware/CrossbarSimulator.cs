@@ -25,8 +25,10 @@ public sealed partial class CrossbarSimulator
     /// <param name="model">The model; its weight layers are mapped kernel-wise onto crossbars.</param>
     /// <param name="quantization">The model's bit widths (null widths are 32-bit); null uses the accelerator's precision.</param>
     /// <param name="steps">Time steps T ≥ 1; null uses the model's T.</param>
-    /// <param name="firingRates">Firing rates in [0, 1] by spiking population (e.g. <see cref="ForwardResult.FiringRates"/>):
-    /// energy then scales with activity; null charges every PE cycle densely, as SpikeSim does.</param>
+    /// <param name="firingRates">Firing rates in [0, 1] by spiking population, "population/maxpool" or weight layer
+    /// (e.g. <see cref="ForwardResult.FiringRates"/>): energy then scales with activity (a layer behind a max-pool
+    /// without its pooled rate is charged the OR of independent spikes); null charges every PE cycle densely, as
+    /// SpikeSim does.</param>
     public CostReport Estimate(
         SnnModel model,
         QuantizationOptions? quantization = null,

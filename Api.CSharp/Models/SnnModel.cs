@@ -73,7 +73,10 @@ public sealed class ForwardResult
     /// <summary>Recorded taps by name, each [T, B, …].</summary>
     public IReadOnlyDictionary<string, Tensor> Taps { get; }
 
-    /// <summary>Firing rates by population name (when requested).</summary>
+    /// <summary>
+    /// Firing rates by population name (when requested), and for a population followed by a
+    /// max-pool the rate of its pooled spikes under "population/maxpool" (what the next layer reads).
+    /// </summary>
     public IReadOnlyDictionary<string, float> FiringRates { get; }
 
     /// <summary>

@@ -11,7 +11,8 @@ type ProbeRequest =
         Spikes: Set<string>
         /// Tap layers whose value ([T, B, …]) is kept.
         Taps: Set<string>
-        /// Whether to compute every population's firing rate (mean spikes per neuron per step).
+        /// Whether to compute every population's firing rate (mean spikes per neuron per step), and
+        /// the rate after a max-pool that directly follows a population (RateKey.maxPooled).
         FiringRates: bool
     }
 
@@ -68,6 +69,17 @@ type ForwardContext =
             InitialStates = None
             CheckpointActivations = false
         }
+
+/// Keys of ForwardOutput.FiringRates besides the populations' names.
+[<RequireQualifiedAccess>]
+module RateKey =
+    /// The rate of a population's spikes after the max-pool that directly follows it: what the next
+    /// weight layer reads. A k×k max-pool of spikes is an OR over each window, so this rate lies
+    /// between the population's r and 1 − (1 − r)^(k²) (the value for independent spikes).
+    let maxPooled (population: string) = population + "/maxpool"
+
+    /// True for a key made by maxPooled.
+    let isMaxPooled (key: string) = key.EndsWith "/maxpool"
 
 /// What a forward run returns. Logits are [T, B, K] for an SNN (one row per step) and [1, B, K] for the ANN twin.
 type ForwardOutput =
@@ -750,12 +762,18 @@ module Forward =
             applyFrom r prefix (Some layer) (flatten run.S) rest
         | None, layer :: rest ->
             let y = apply r prefix x layer
+
+            match layer, producer with
+            | MaxPool _, Some(Spiking(n, _)) when r.Ctx.Probes.FiringRates && r.Snn ->
+                r.Rates[RateKey.maxPooled (full prefix n)] <- Diff.noGrad (fun () -> (Tensor.mean y).ToScalar())
+            | _ -> ()
+
             releaseConsumed r prefix producer layer x y
             applyFrom r prefix (Some layer) y rest
 
     /// Activation checkpointing: runs a layer list as segments that each end at a spiking
-    /// population, a residual block, before a stage or at the list's end; a stage's list is
-    /// segmented in turn.
+    /// population (or the max-pool right after it), a residual block, before a stage or at the
+    /// list's end; a stage's list is segmented in turn.
     /// <c>own</c>: x is a segment's output that only this list reads.
     let rec private applyCheckpointed (r: Run) (prefix: string) (own: bool) (x: Tensor) (layers: LayerSpec list) =
         match layers with
@@ -768,6 +786,9 @@ module Forward =
                 match layers with
                 | [] -> List.rev acc, []
                 | Stage _ :: _ -> List.rev acc, layers
+                // A max-pool right after a population joins its segment: the segment keeps the pooled
+                // spikes (k² times fewer) and the pooled rate sees its producer.
+                | (Spiking _ as l) :: (MaxPool _ as p) :: rest -> List.rev (p :: l :: acc), rest
                 | (Spiking _ | Residual _ as l) :: rest -> List.rev (l :: acc), rest
                 | l :: rest -> split (l :: acc) rest
 

@@ -1,6 +1,7 @@
 /// Mapping SnnSpec architectures (LayerSpec trees) onto crossbars, the mapping table, and bad input.
 module SnnSpec.HwSim.Tests.MappingTests
 
+open System
 open NUnit.Framework
 open SnnSpec
 open SnnSpec.HwSim
@@ -59,6 +60,9 @@ let ``a VGG-like LayerSpec tree maps with the channel and map sizes derived by w
         ls |> List.map (fun l -> l.InputSource),
         Is.EqualTo(box [ None; Some "sn1"; Some "sn2"; None; Some "sn4" ])
     )
+
+    // block.conv3 reads sn2's spikes through a 2×2 max-pool.
+    Assert.That(ls |> List.map (fun l -> l.InputPooling), Is.EqualTo(box [ []; []; [ 4 ]; []; [] ]))
 
     let m = Mapping.map Accelerator.spikeSim net
     // fc1: 1024 inputs = 16 row blocks of 64, packed 9 per PE → 2 PEs; 100 outputs → 2 column blocks.
@@ -295,7 +299,8 @@ let ``bad firing rates are refused by name`` () =
 [<Test>]
 let ``firing rates measured by a real forward pass drive activity-aware energy`` () =
     let model = Model.init 1 (ExecutionMode.Snn 2) smallVgg
-    let x = Tensor.rand (Rng.create 5) [| 2; 3; 32; 32 |]
+    // Scaled so that sn2 fires (at the unscaled input it is silent).
+    let x = Tensor.rand (Rng.create 5) [| 2; 3; 32; 32 |] * 8.0f
 
     let ctx =
         { ForwardContext.Eval with
@@ -306,18 +311,57 @@ let ``firing rates measured by a real forward pass drive activity-aware energy``
         }
 
     let out = Model.forward ctx model x
-    Assert.That(out.FiringRates.Keys, Is.EquivalentTo [ "sn1"; "sn2"; "block.sn3"; "sn4" ])
+
+    Assert.That(out.FiringRates.Keys, Is.EquivalentTo [ "sn1"; "sn2"; RateKey.maxPooled "sn2"; "block.sn3"; "sn4" ])
+
+    // The pooled rate is the mean of the max-pooled spikes: between sn2's rate r and the OR of
+    // independent spikes, 1 − (1 − r)⁴, and above r once sn2 fires at all.
+    let spikes =
+        (Model.forward
+            { ForwardContext.Eval with
+                Probes =
+                    { ProbeRequest.None with
+                        Spikes = set [ "sn2" ]
+                    }
+            }
+            model
+            x)
+            .Spikes["sn2"]
+
+    let pooled = Tensor.maxPool2d 2 2 0 (Tensor.reshape [| 4; 32; 32; 32 |] spikes)
+
+    let r, rp =
+        float out.FiringRates["sn2"], float out.FiringRates[RateKey.maxPooled "sn2"]
+
+    Assert.That(rp, Is.EqualTo(float ((Tensor.mean pooled).ToScalar())).Within(1e-6))
+    Assert.That(r, Is.GreaterThan 0.0)
+    Assert.That(rp, Is.GreaterThan r)
+    Assert.That(rp, Is.LessThanOrEqualTo(1.0 - Math.Pow(1.0 - r, 4.0) + 1e-6))
+
     let m = Mapping.ofArchitecture Accelerator.spikeSim smallVgg
     let dense = Energy.estimate 2 m
     let measured = Energy.estimateWith (Activity.ofProbe m.Network out.FiringRates) 2 m
 
     List.zip3 m.Layers dense.Layers measured.Layers
     |> List.iter (fun (l, d, e) ->
-        match l.Layer.InputSource with
-        | Some s ->
+        match l.Layer.InputSource, l.Layer.InputPooling with
+        | Some s, [] ->
             Assert.That(e.InputRate, Is.EqualTo(float out.FiringRates[s]))
             Assert.That(e.Total, Is.LessThanOrEqualTo d.Total)
-        | None -> Assert.That(e.Total, Is.EqualTo d.Total))
+        | Some s, _ ->
+            Assert.That(e.InputRate, Is.EqualTo(float out.FiringRates[RateKey.maxPooled s]), l.Layer.Name)
+            Assert.That(e.Total, Is.LessThanOrEqualTo d.Total)
+        | None, _ -> Assert.That(e.Total, Is.EqualTo d.Total))
+
+    // Without the measured pooled rate, a pooled layer is charged the OR of independent spikes.
+    let unpooled = out.FiringRates |> Map.remove (RateKey.maxPooled "sn2")
+    let conv3 = m.Network.Layers |> List.find (fun l -> l.Name = "block.conv3")
+    let estimated = Activity.rate (Activity.ofProbe m.Network unpooled) conv3
+    Assert.That(estimated, Is.EqualTo(1.0 - Math.Pow(1.0 - r, 4.0)).Within(1e-9))
+
+    // Its own entry wins over both.
+    let own = Activity.FiringRates(Map.ofList [ "sn2", 0.1; "block.conv3", 0.05 ])
+    Assert.That(Activity.rate own conv3, Is.EqualTo 0.05)
 
 [<Test>]
 let ``a model that stacks event frames maps like its unstacked twin`` () =

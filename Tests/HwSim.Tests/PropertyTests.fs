@@ -1,10 +1,12 @@
 /// Laws of the cost model (methods.md §6.10, §6.9) over random networks and accelerators.
 module SnnSpec.HwSim.Tests.PropertyTests
 
+open System
 open NUnit.Framework
 open FsCheck
 open FsCheck.FSharp
 open FsCheck.NUnit
+open SnnSpec
 open SnnSpec.HwSim
 open SnnSpec.HwSim.Tests.Helpers
 
@@ -212,6 +214,44 @@ let private ratesArb =
         }
     )
 
+[<Property(MaxTest = 300)>]
+let ``behind max-pools a population's rate r becomes the OR of independent spikes, between r and 1 and monotone in r``
+    (r1000: uint16)
+    (lo1000: uint16)
+    (pools: byte list)
+    =
+    let r = float (int r1000 % 1001) / 1000.0
+    let lower = r * float (int lo1000 % 1001) / 1000.0
+
+    let windows =
+        pools |> List.truncate 3 |> List.map (fun k -> let k = 1 + int k % 3 in k * k)
+
+    let layer =
+        { Layer.conv "conv" 8 8 3 8 8 with
+            InputSource = Some "sn"
+            InputPooling = windows
+        }
+
+    let at (x: float) =
+        (Activity.tryRate (Map.ofList [ "sn", x ]) layer).Value
+
+    let expected = 1.0 - Math.Pow(1.0 - r, float (List.fold (*) 1 windows))
+    check "value" (abs (at r - expected) <= 1e-12)
+    check "at least r" (at r >= r - 1e-12)
+    check "at most 1" (at r <= 1.0)
+    check "monotone" (at lower <= at r + 1e-12)
+
+    if List.isEmpty windows then
+        check "no pooling: r itself" (at r = r)
+
+    // One pool and a measured pooled rate: the measurement; the layer's own entry wins over both.
+    let measured = Map.ofList [ "sn", r; RateKey.maxPooled "sn", 0.5 ]
+
+    if List.length windows = 1 then
+        check "measured" (Activity.tryRate measured layer = Some 0.5)
+
+    check "own entry" (Activity.tryRate (measured.Add("conv", 0.25)) layer = Some 0.25)
+
 [<Property(MaxTest = 200)>]
 let ``activity-aware energy is monotone in firing rate and equals dense energy at rate 1`` () =
     Prop.forAll ratesArb (fun (net, rates, bump) ->
@@ -230,4 +270,7 @@ let ``activity-aware energy is monotone in firing rate and equals dense energy a
 
         check "rate 1 = dense" (relClose 1e-12 (float dense) (float (e (List.replicate net.Layers.Length 1.0))))
 
-        check "area and latency unaffected" true)
+        let withRates = Metrics.evaluateWith OpCount.DenseMacs (activity rates) 3 m
+        let denseReport = Metrics.evaluate 3 m
+        check "latency unaffected" (withRates.Latency = denseReport.Latency)
+        check "area unaffected" (withRates.Area = denseReport.Area))

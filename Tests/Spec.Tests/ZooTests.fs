@@ -422,7 +422,16 @@ let ``every population fires in training mode at initialisation`` () =
             }
 
         let out = Model.forward ctx m (input arch 4)
-        Assert.That(out.FiringRates.Count, Eq.To(List.length (Probes.convWise arch)), name)
+
+        let populations =
+            out.FiringRates |> Map.filter (fun k _ -> not (RateKey.isMaxPooled k))
+
+        Assert.That(populations.Count, Eq.To(List.length (Probes.convWise arch)), name)
+
+        // A max-pool's output fires at least as often as the population it pools.
+        for KeyValue(k, pooled) in out.FiringRates |> Map.filter (fun k _ -> RateKey.isMaxPooled k) do
+            let population = k.Substring(0, k.Length - "/maxpool".Length)
+            Assert.That(pooled, Is.GreaterThanOrEqualTo populations[population], sprintf "%s: %s" name k)
 
         for KeyValue(n, rate) in out.FiringRates do
             Assert.That(rate, Is.GreaterThan 0.0f, sprintf "%s: %s" name n)
