@@ -191,7 +191,9 @@ module BlurredKd =
         Tensor.sum (d * d) * (cfg.Alpha / float32 s[0])
 
     /// BKDSNN's "mixed" loss L_MD = CE(z_S, y) + L_BKD + L_WSLD (methods.md §4a). Student logits
-    /// [B, K] (the head applied to the time-mean feature), teacher logits [B, K].
+    /// [B, K] (the head applied to the time-mean feature), teacher logits [B, K]. The CE has no label
+    /// smoothing (the Spikingformer configs use 0.1 with mixup); a spec with its own "ce" term
+    /// (LossTerm.crossEntropy smoothing) and separate bkd and wsld terms gives that variant.
     let mixed
         (cfg: MixedConfig)
         (ps: Parameters)
