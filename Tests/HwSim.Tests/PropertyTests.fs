@@ -56,10 +56,10 @@ let ``appending a layer never lowers E or A`` () =
         check "A" (after.A >= before.A))
 
 [<Property(MaxTest = 200)>]
-let ``cycles are non-decreasing in channel counts`` () =
+let ``cycles are non-decreasing in channel counts, on any accelerator`` () =
     Prop.forAll
-        (Arb.fromGen (Gen.zip networkGen (Gen.zip (Gen.choose (0, 300)) (Gen.choose (0, 300)))))
-        (fun (net, (dIn, dOut)) ->
+        (Arb.fromGen (Gen.zip3 networkGen acceleratorGen (Gen.zip (Gen.choose (0, 300)) (Gen.choose (0, 300)))))
+        (fun (net, acc, (dIn, dOut)) ->
             let grown =
                 { net with
                     Layers =
@@ -71,38 +71,58 @@ let ``cycles are non-decreasing in channel counts`` () =
                             })
                 }
 
-            let a = Mapping.map Accelerator.spikeSim net
-            let b = Mapping.map Accelerator.spikeSim grown
+            let a = Mapping.map acc net
+            let b = Mapping.map acc grown
 
             List.zip a.Layers b.Layers
             |> List.iter (fun (x, y) -> check x.Layer.Name (y.CyclesPerStep >= x.CyclesPerStep)))
 
+let private cycles (acc: Accelerator) (layer: Layer) =
+    (Mapping.map acc { Name = "n"; Layers = [ layer ] }).Layers.Head.CyclesPerStep
+
+[<Property(MaxTest = 200)>]
+let ``doubling a multiple-of-X output channel count doubles the layer's cycles, on any accelerator`` () =
+    Prop.forAll (Arb.fromGen (Gen.zip3 acceleratorGen (Gen.choose (1, 5)) (Gen.choose (1, 300)))) (fun (acc, m, cin) ->
+        let cout = m * acc.CrossbarSize
+
+        check
+            "doubled"
+            (cycles acc (Layer.conv "c" cin (2 * cout) 3 8 8) = 2L * cycles acc (Layer.conv "c" cin cout 3 8 8)))
+
 [<Test>]
 let ``doubling a multiple-of-X output channel count doubles the layer's cycles`` () =
     for cout in [ 64; 128; 320 ] do
-        let m c =
-            (Mapping.map
-                Accelerator.spikeSim
-                {
-                    Name = "n"
-                    Layers = [ Layer.conv "c" 100 c 3 8 8 ]
-                })
-                .Layers.Head.CyclesPerStep
+        Assert.That(
+            cycles Accelerator.spikeSim (Layer.conv "c" 100 (2 * cout) 3 8 8),
+            Is.EqualTo(2L * cycles Accelerator.spikeSim (Layer.conv "c" 100 cout 3 8 8))
+        )
 
-        Assert.That(m (2 * cout), Is.EqualTo(2L * m cout))
+[<Property(MaxTest = 200)>]
+let ``a layer within one crossbar per tap costs one PE cycle per map pixel, on any accelerator`` () =
+    // k² = 9 taps fill one PE of 9 crossbars; C_in ≤ X rows and s_w·C_out ≤ X columns fill one crossbar
+    // (X ≥ 32 ≥ s_w, so such a C_out always exists).
+    let gen =
+        gen {
+            let! acc = acceleratorGen
+            let x = acc.CrossbarSize
+            let! cin = Gen.choose (1, x)
+            let! cout = Gen.choose (1, x / Precision.slices acc.Precision)
+            let! h = Gen.choose (1, 16)
+            return acc, cin, cout, h
+        }
+
+    Prop.forAll (Arb.fromGen gen) (fun (acc, cin, cout, h) ->
+        let side =
+            match acc.Spatial with
+            | SpatialRule.PooledOutput -> h
+            | SpatialRule.ConvOutput -> 2 * h
+
+        check "H_o² cycles" (cycles acc (Layer.conv "c" cin cout 3 (2 * h) h) = int64 (side * side)))
 
 [<Test>]
 let ``a layer within one crossbar costs H_o² cycles per step`` () =
     for cin, cout, h in [ 1, 1, 1; 64, 64, 7; 17, 50, 12 ] do
-        let m =
-            Mapping.map
-                Accelerator.spikeSim
-                {
-                    Name = "n"
-                    Layers = [ Layer.conv "c" cin cout 3 32 h ]
-                }
-
-        Assert.That(m.Layers.Head.CyclesPerStep, Is.EqualTo(int64 (h * h)))
+        Assert.That(cycles Accelerator.spikeSim (Layer.conv "c" cin cout 3 32 h), Is.EqualTo(int64 (h * h)))
 
 let private fewerBitsArb =
     Arb.fromGen (
