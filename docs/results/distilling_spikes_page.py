@@ -463,8 +463,7 @@ def fixed_section(d, ds_name, root, seeds):
         mean = sum(accs) / len(accs)
         ok = mean > alone_mean and mean >= PAPER[d]["teacher"]
         verdicts_here.append((ds_name, label, ok))
-        lines_label = label if label == STRONG[6][1] else f"{label} × 4"
-        L.append(f"| {lines_label} | {' | '.join(pct(a) for a in accs)} | {pct(mean)} | {mean - alone_mean:+.2f} | "
+        L.append(f"| {label} × 4 | {' | '.join(pct(a) for a in accs)} | {pct(mean)} | {mean - alone_mean:+.2f} | "
                  f"{'met' if ok else 'not met'} |")
         for r in rs:
             csv_rows.append((d, r["name"], f"fixed × 4, fresh seeds: {label}", r["acc"]["student"],
