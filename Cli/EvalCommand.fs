@@ -199,7 +199,8 @@ let execute
     | None -> ()
 
     if not r.FiringRates.IsEmpty then
-        let table = Table().AddColumns("population", "spikes per neuron per step")
+        let table =
+            Table().AddColumns("population (/maxpool: after its max-pool)", "spikes per neuron per step")
 
         for KeyValue(n, v) in r.FiringRates do
             table.AddRow(Markup.Escape n, sprintf "%.4f" v) |> ignore

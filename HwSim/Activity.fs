@@ -11,7 +11,7 @@ type Activity =
     | Dense
     /// Firing rates in [0, 1] keyed by a weight layer's name (the rate of its input spikes), by a
     /// spiking population's name (applies to every weight layer that population feeds), or by
-    /// RateKey.maxPooled of a population (the rate after the max-pool that follows it). Layers
+    /// RateKey.maxPooled of a population (the rate after the max-pool that reads its spikes). Layers
     /// without a rate, and layers whose input is not spikes, are charged densely.
     | FiringRates of Map<string, float>
 
@@ -21,15 +21,17 @@ type Activity =
 /// ELA energy.
 module Activity =
     /// Rates from a forward run's FiringRates probe (spiking population → mean spikes per neuron per
-    /// step), keeping the populations that feed a weight layer of the network (a population before
-    /// average pooling or the readout feeds none).
+    /// step, RateKey.maxPooled entries) or given per weight layer, keeping the keys that name a weight
+    /// layer, a population feeding one, or its max-pooled spikes; others (a population before average
+    /// pooling or the readout) are dropped.
     let ofProbe (net: Network) (rates: Map<string, float32>) =
         let sources =
             net.Layers
             |> List.collect (fun l ->
-                match l.InputSource with
-                | Some src -> [ src; RateKey.maxPooled src ]
-                | None -> [])
+                l.Name
+                :: (match l.InputSource with
+                    | Some src -> [ src; RateKey.maxPooled src ]
+                    | None -> []))
             |> Set.ofList
 
         Activity.FiringRates(

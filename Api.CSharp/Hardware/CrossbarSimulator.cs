@@ -27,8 +27,8 @@ public sealed partial class CrossbarSimulator
     /// <param name="steps">Time steps T ≥ 1; null uses the model's T.</param>
     /// <param name="firingRates">Firing rates in [0, 1] by spiking population, "population/maxpool" or weight layer
     /// (e.g. <see cref="ForwardResult.FiringRates"/>): energy then scales with activity (a layer behind a max-pool
-    /// without its pooled rate is charged the OR of independent spikes); null charges every PE cycle densely, as
-    /// SpikeSim does.</param>
+    /// without its pooled rate is charged the OR of independent spikes); keys that name none of these are ignored;
+    /// null charges every PE cycle densely, as SpikeSim does.</param>
     public CostReport Estimate(
         SnnModel model,
         QuantizationOptions? quantization = null,

@@ -12,15 +12,11 @@ public sealed class ModelStream
 {
     private StreamState state = StreamState.Start;
     private readonly IntegerModel? integerView;
-    private readonly IReadOnlyList<string> integerLayers;
 
     internal ModelStream(SnnModel model, IntegerModel? integerView)
     {
         Model = model;
         this.integerView = integerView;
-        integerLayers = integerView is null
-            ? Array.Empty<string>()
-            : SnnModel.IntegerPairs(integerView);
     }
 
     /// <summary>The model this stream runs.</summary>
@@ -65,11 +61,11 @@ public sealed class ModelStream
         if (integerView is not null)
         {
             var probes = SnnModel.IntegerProbes(options, nameof(options));
-            var (output, next) = IntegerExport
+            var (output, next, ran) = IntegerExport
                 .stepStream(integerView, probes, Model.Inner, state, frames)
                 .ToValueTuple();
             state = next;
-            return new ForwardResult(output, integerLayers);
+            return new ForwardResult(output, ran.ToArray());
         }
         var ctx = (options ?? ForwardOptions.Eval).ToFSharp();
         var result = Diff.noGrad(

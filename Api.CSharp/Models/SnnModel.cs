@@ -125,6 +125,12 @@ public sealed class SnnModel
                 $"the model {Name} is full precision; {operation} needs a quantized model. Call Quantize (and CalibrateScales, FitScales) first."
             );
         }
+        if (IsAnn)
+        {
+            throw new InvalidOperationException(
+                $"{Name} runs as its ANN twin, which has no spiking populations for integer pairs; {operation} needs the SNN (the model before AsAnn)."
+            );
+        }
         try
         {
             integerView = IntegerExport.export(Inner);
@@ -135,15 +141,6 @@ public sealed class SnnModel
         }
         return integerView;
     }
-
-    /// <summary>The names of the weight layers the integer view runs in integers.</summary>
-    internal static IReadOnlyList<string> IntegerPairs(IntegerModel view) =>
-        view
-            .Layers.Where(l =>
-                Microsoft.FSharp.Core.FSharpOption<IntegerNeuron>.get_IsSome(l.Neuron)
-            )
-            .Select(l => l.Name)
-            .ToArray();
 
     /// <summary>
     /// Loads a model saved by <see cref="Save"/> or written by the snnspec CLI (train, quantize, distill):
@@ -575,7 +572,7 @@ public sealed class SnnModel
     /// <param name="input">A static batch [B, …InputShape] (repeated over T) or a sequence [T, B, …InputShape].</param>
     /// <param name="options">Probes; null is logits only. Training mode is not available.</param>
     /// <returns>Per-step logits [T, B, K], the requested probes and the layers that ran in integers.</returns>
-    /// <exception cref="InvalidOperationException">The model is full precision, or no layer of it can run in integers.</exception>
+    /// <exception cref="InvalidOperationException">The model is full precision or an ANN twin, or no layer of it can run in integers.</exception>
     /// <exception cref="ArgumentException">options asks for training mode.</exception>
     public ForwardResult ForwardInteger(Tensor input, ForwardOptions? options = null)
     {
@@ -594,8 +591,8 @@ public sealed class SnnModel
     /// membrane, and the documented tolerance is 98 %.
     /// </summary>
     /// <param name="input">A static batch [B, …InputShape] or a sequence [T, B, …InputShape].</param>
-    /// <returns>A fraction in [0, 1].</returns>
-    /// <exception cref="InvalidOperationException">The model is full precision, or no layer of it can run in integers.</exception>
+    /// <returns>A fraction in [0, 1] (1 when no pair ran in integers on this input).</returns>
+    /// <exception cref="InvalidOperationException">The model is full precision or an ANN twin, or no layer of it can run in integers.</exception>
     public double IntegerAgreement(Tensor input)
     {
         Check.NotNull(input, nameof(input));

@@ -12,7 +12,7 @@ type ProbeRequest =
         /// Tap layers whose value ([T, B, …]) is kept.
         Taps: Set<string>
         /// Whether to compute every population's firing rate (mean spikes per neuron per step), and
-        /// the rate after a max-pool that directly follows a population (RateKey.maxPooled).
+        /// the rate after a max-pool that reads a population's spikes (RateKey.maxPooled).
         FiringRates: bool
     }
 
@@ -73,13 +73,15 @@ type ForwardContext =
 /// Keys of ForwardOutput.FiringRates besides the populations' names.
 [<RequireQualifiedAccess>]
 module RateKey =
-    /// The rate of a population's spikes after the max-pool that directly follows it: what the next
+    /// The rate of a population's spikes after a max-pool that reads them (directly, through a tap, an
+    /// eval-mode dropout or the end of a stage; not after a residual combination): what the next
     /// weight layer reads. A k×k max-pool of spikes is an OR over each window, so this rate lies
     /// between the population's r and 1 − (1 − r)^(k²) (the value for independent spikes).
     let maxPooled (population: string) = population + "/maxpool"
 
     /// True for a key made by maxPooled.
-    let isMaxPooled (key: string) = key.EndsWith "/maxpool"
+    let isMaxPooled (key: string) =
+        key.EndsWith("/maxpool", System.StringComparison.Ordinal)
 
 /// What a forward run returns. Logits are [T, B, K] for an SNN (one row per step) and [1, B, K] for the ANN twin.
 type ForwardOutput =
@@ -126,6 +128,11 @@ module Forward =
             Capture: Dictionary<string, Tensor>
             /// Storages handed out in the ForwardOutput (probes, taps): never recycled early.
             Pinned: HashSet<Storage>
+            /// With the FiringRates probe: the last population recorded and its spikes' storage, so
+            /// that a max-pool reading those spikes (directly, through a tap, an eval-mode dropout or
+            /// a stage's end) records RateKey.maxPooled.
+            mutable Population: string
+            mutable PopulationSpikes: Storage
         }
 
     /// A run with empty records (buffers, probes, rates, states, pins) starting at dropout index d:
@@ -148,6 +155,8 @@ module Forward =
             Integer = integer
             Product = product
             IntegerRan = ResizeArray()
+            Population = null
+            PopulationSpikes = null
             Capture = capture
             Pinned = HashSet<Storage>(HashIdentity.Reference)
         }
@@ -176,6 +185,8 @@ module Forward =
 
         if r.Ctx.Probes.FiringRates then
             r.Rates[name] <- Diff.noGrad (fun () -> (Tensor.mean s).ToScalar())
+            r.Population <- name
+            r.PopulationSpikes <- s.Storage
 
     let private biasOf (r: Run) (name: string) (bias: bool) =
         if bias then Some r.Params[name + ".bias"] else None
@@ -587,7 +598,18 @@ module Forward =
 
                         flatten run.S
         | Relu _ -> Tensor.relu x
-        | MaxPool(k, s) -> Tensor.maxPool2d k s 0 x
+        | MaxPool(k, s) ->
+            let y = Tensor.maxPool2d k s 0 x
+
+            if
+                r.Ctx.Probes.FiringRates
+                && r.Snn
+                && not (isNull r.PopulationSpikes)
+                && obj.ReferenceEquals(x.Storage, r.PopulationSpikes)
+            then
+                r.Rates[RateKey.maxPooled r.Population] <- Diff.noGrad (fun () -> (Tensor.mean y).ToScalar())
+
+            y
         | AvgPool(k, s) -> Tensor.avgPool2d k s 0 x
         | AdaptiveAvgPool o -> Tensor.adaptiveAvgPool2d o o x
         | Flatten -> Tensor.flatten 1 -1 x
@@ -762,12 +784,6 @@ module Forward =
             applyFrom r prefix (Some layer) (flatten run.S) rest
         | None, layer :: rest ->
             let y = apply r prefix x layer
-
-            match layer, producer with
-            | MaxPool _, Some(Spiking(n, _)) when r.Ctx.Probes.FiringRates && r.Snn ->
-                r.Rates[RateKey.maxPooled (full prefix n)] <- Diff.noGrad (fun () -> (Tensor.mean y).ToScalar())
-            | _ -> ()
-
             releaseConsumed r prefix producer layer x y
             applyFrom r prefix (Some layer) y rest
 
@@ -842,6 +858,10 @@ module Forward =
                     r.Capture
                     dropoutStart
 
+            if obj.ReferenceEquals(xs[0].Storage, x.Storage) then
+                s.Population <- r.Population
+                s.PopulationSpikes <- r.PopulationSpikes
+
             let y = applyList s prefix xs[0] group
 
             if first.IsNone then
@@ -885,6 +905,17 @@ module Forward =
 
         r.DropoutIndex <- s.DropoutIndex
         r.IntegerRan.AddRange s.IntegerRan
+
+        // The next segment's max-pool may read this segment's population spikes (through a tap).
+        if
+            not (isNull s.PopulationSpikes)
+            && obj.ReferenceEquals(s.PopulationSpikes, outs[0].Storage)
+        then
+            r.Population <- s.Population
+            r.PopulationSpikes <- outs[0].Storage
+        else
+            r.PopulationSpikes <- null
+
         outs[0]
 
     let private runCore

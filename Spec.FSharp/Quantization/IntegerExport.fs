@@ -228,20 +228,29 @@ module IntegerExport =
 
     /// The next chunk x [t, B, …InputShape] of a stream (Streaming.stepBy) in integer arithmetic:
     /// runFrom from the state's V per population. The chunks' spikes, concatenated, are those of one
-    /// <c>run</c> over the whole sequence.
+    /// <c>run</c> over the whole sequence. Returns the chunk's output, the state after it and the
+    /// weight layers that ran in integers in this chunk.
     let stepStream
         (exported: IntegerModel)
         (probes: ProbeRequest)
         (m: Model)
         (state: StreamState)
         (x: Tensor)
-        : ForwardOutput * StreamState =
-        Streaming.stepBy
-            "IntegerExport.stepStream"
-            (fun states chunk x -> fst (runFrom exported probes states chunk x))
-            m
-            state
-            x
+        : ForwardOutput * StreamState * string list =
+        let mutable ran = []
+
+        let out, next =
+            Streaming.stepBy
+                "IntegerExport.stepStream"
+                (fun states chunk x ->
+                    let o, r = runFrom exported probes states chunk x
+                    ran <- r
+                    o)
+                m
+                state
+                x
+
+        out, next, ran
 
     /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
     /// in float as in the fake-quantized model. Returns the forward output and the weight layers that
@@ -250,7 +259,8 @@ module IntegerExport =
         runWith Forward.exactProduct exported probes m x
 
     /// The fraction of equal spikes between the integer path and the fake-quantized model over every
-    /// population fed by an integer pair (1 = identical).
+    /// population fed by a pair that ran in integers on x (1 = identical, and 1 when none did: a pair
+    /// whose input is not binary runs in float).
     let agreement (exported: IntegerModel) (m: Model) (x: Tensor) =
         let names =
             exported.Layers
@@ -262,7 +272,13 @@ module IntegerExport =
                 Spikes = names
             }
 
-        let integer, _ = run exported probes m x
+        let integer, ran = run exported probes m x
+
+        let names =
+            exported.Layers
+            |> List.filter (fun l -> List.contains l.Name ran)
+            |> List.choose (fun l -> l.Neuron |> Option.map (fun n -> n.Name))
+            |> Set.ofList
 
         let reference =
             Diff.noGrad (fun () ->

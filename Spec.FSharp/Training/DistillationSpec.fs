@@ -465,15 +465,20 @@ module DistillationSpec =
                             let perT, perS = ts[1..], ss[1..]
                             // Blurred KD restores a student map [B, C, h, w] against a teacher vector
                             // [B, C] by its spatial mean (methods.md §4a, a ViT teacher's embedding).
-                            let vectorTeacher =
-                                t.Term.Parameters.TryFind "restore.conv1.weight" |> Option.isSome
-                                && perT.Length = 2
-                                && perS.Length = 4
-                                && perT[0] = perS[0]
+                            let blurred = t.Term.Parameters.TryFind "restore.conv1.weight" |> Option.isSome
 
-                            if not adapter && perT <> perS && not (vectorTeacher && perT[1] = perS[1]) then
+                            let vectorTeacher =
+                                blurred && perT.Length = 2 && perS.Length = 4 && perT[0] = perS[0]
+
+                            if blurred && perS.Length <> 4 then
                                 err
-                                    "loss term '%s': teacher tap '%s' %s and student tap '%s' %s differ per step (%s vs %s) and no adapter is configured. Fix: add a 1×1 adapter (FeatureKd.initAdapter %d %d) or tap a layer of the teacher's shape."
+                                    "loss term '%s': student tap '%s' %s must be a map [T, B, C, h, w]: blurred KD restores maps with 3×3 convolutions. Fix: tap the student's last map (the zoo's \"feature_map\")."
+                                    t.Term.Name
+                                    sp
+                                    (show ss)
+                            elif not adapter && perT <> perS && not (vectorTeacher && perT[1] = perS[1]) then
+                                err
+                                    "loss term '%s': teacher tap '%s' %s and student tap '%s' %s differ per step (%s vs %s) and no adapter is configured. Fix: %s, or tap a layer of the teacher's shape."
                                     t.Term.Name
                                     tp
                                     (show ts)
@@ -481,8 +486,17 @@ module DistillationSpec =
                                     (show ss)
                                     (show perT)
                                     (show perS)
-                                    (if perS.Length > 1 then perS[1] else 0)
-                                    (if perT.Length > 1 then perT[1] else 0)
+                                    (let cs, ct =
+                                        (if perS.Length > 1 then perS[1] else 0),
+                                        (if perT.Length > 1 then perT[1] else 0)
+
+                                     if blurred then
+                                         sprintf
+                                             "initialise the term with an adapter (BlurredKd.init seed %d %d, or SpecTerm.blurredFor)"
+                                             cs
+                                             ct
+                                     else
+                                         sprintf "add a 1×1 adapter (FeatureKd.initAdapter %d %d)" cs ct)
                             elif
                                 adapter
                                 && not vectorTeacher

@@ -281,6 +281,31 @@ public class CrossbarInferenceTests
     }
 
     [Test]
+    public void AStreamReportsTheLayersThatRanInIntegersInEachChunk()
+    {
+        // The first conv quantized too: it is exported as a pair but reads analog pixels, so it runs in float.
+        var m = SnnModel
+            .Create(ModelKind.ConvNet, Tiny)
+            .Quantize(IntegerFour with { KeepFirstLayerFullPrecision = false })
+            .CalibrateScales(Train, 64);
+        var x = Test.ToTensor(Enumerable.Range(0, 4));
+        var whole = m.ForwardInteger(x);
+        Assert.That(whole.IntegerLayers, Is.Not.Empty);
+        Assert.That(whole.IntegerLayers, Does.Not.Contain("conv1"));
+        var frames = x.ToArray();
+        var sequence = TensorOps.FromArray(
+            Enumerable.Range(0, m.Steps).SelectMany(_ => frames).ToArray(),
+            new[] { m.Steps, 4 }.Concat(m.InputShape).ToArray()
+        );
+        var stream = m.OpenIntegerStream();
+        for (int t = 0; t < m.Steps; t++)
+        {
+            var chunk = stream.Step(TensorOps.Narrow(sequence, 0, t, 1));
+            Assert.That(chunk.IntegerLayers, Is.EqualTo(whole.IntegerLayers), $"step {t}");
+        }
+    }
+
+    [Test]
     public void IntegerRunsNameWhatTheyNeed()
     {
         var fp = SnnModel.Create(ModelKind.ConvNet, Tiny);
@@ -309,6 +334,17 @@ public class CrossbarInferenceTests
             );
             Assert.Throws<InvalidOperationException>(() =>
                 Quantized.Value.AsAnn().OpenIntegerStream()
+            );
+            Assert.That(
+                Assert
+                    .Throws<InvalidOperationException>(() =>
+                        Quantized.Value.AsAnn().ForwardInteger(x)
+                    )!
+                    .Message,
+                Does.Contain("ANN twin")
+            );
+            Assert.Throws<InvalidOperationException>(() =>
+                Quantized.Value.AsAnn().IntegerAgreement(x)
             );
         });
     }

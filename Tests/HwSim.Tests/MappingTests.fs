@@ -359,9 +359,99 @@ let ``firing rates measured by a real forward pass drive activity-aware energy``
     let estimated = Activity.rate (Activity.ofProbe m.Network unpooled) conv3
     Assert.That(estimated, Is.EqualTo(1.0 - Math.Pow(1.0 - r, 4.0)).Within(1e-9))
 
-    // Its own entry wins over both.
+    // Its own entry wins over both, given directly or through ofProbe (which drops unknown keys).
     let own = Activity.FiringRates(Map.ofList [ "sn2", 0.1; "block.conv3", 0.05 ])
     Assert.That(Activity.rate own conv3, Is.EqualTo 0.05)
+
+    match Activity.ofProbe m.Network (Map.ofList [ "block.conv3", 0.25f; "nowhere", 0.5f ]) with
+    | Activity.FiringRates kept as a ->
+        Assert.That(kept.Keys, Is.EquivalentTo [ "block.conv3" ])
+        Assert.That(Activity.rate a conv3, Is.EqualTo 0.25)
+    | other -> Assert.Fail(sprintf "%A" other)
+
+[<Test>]
+let ``the pooled rate is recorded through a tap, an eval-mode dropout and a stage's end, checkpointed or not`` () =
+    let head = [ Conv2d("conv1", 3, 8, 3, 1, 1, false); Norm("bn1", 8, NormKind.Batch) ]
+
+    let tail =
+        [
+            Conv2d("conv2", 8, 8, 3, 1, 1, false)
+            sn "sn2"
+            Flatten
+            Linear("fc", 8 * 4 * 4, 10, true)
+        ]
+
+    let variants =
+        [
+            "direct", head @ [ sn "sn1"; MaxPool(2, 2) ] @ tail, "sn1"
+            "tap", head @ [ sn "sn1"; Tap "t"; MaxPool(2, 2) ] @ tail, "sn1"
+            "dropout", head @ [ sn "sn1"; Dropout 0.2f; MaxPool(2, 2) ] @ tail, "sn1"
+            "stage", [ Stage("s", head @ [ sn "sn1" ]); MaxPool(2, 2) ] @ tail, "s.sn1"
+        ]
+
+    for name, layers, population in variants do
+        let arch =
+            {
+                Name = name
+                InputShape = [| 3; 8; 8 |]
+                Classes = 10
+                Layers = layers
+            }
+
+        let model = Model.init 1 (ExecutionMode.Snn 2) arch
+        let x = Tensor.rand (Rng.create 5) [| 2; 3; 8; 8 |] * 8.0f
+
+        let probes =
+            { ProbeRequest.None with
+                FiringRates = true
+            }
+
+        // A training step under a tape, where checkpointing acts.
+        let trainingRates checkpointed =
+            let ctx =
+                { ForwardContext.Train(Rng.create 3) with
+                    Probes = probes
+                    CheckpointActivations = checkpointed
+                }
+
+            let mutable rates = Map.empty
+
+            Parameters.valueAndGrad
+                (fun ps ->
+                    let out = Model.apply ctx model ps x
+                    rates <- out.FiringRates
+                    Tensor.mean (Tensor.square out.Logits))
+                model.Parameters
+            |> ignore
+
+            rates
+
+        let eval =
+            (Model.forward
+                { ForwardContext.Eval with
+                    Probes = probes
+                }
+                model
+                x)
+                .FiringRates
+
+        let key = RateKey.maxPooled population
+        Assert.That(eval.ContainsKey key, sprintf "%s: %A" name eval)
+        Assert.That(eval[key], Is.GreaterThanOrEqualTo eval[population], name)
+        // conv2 reads the pooled spikes: HwSim charges exactly the recorded rate.
+        let net = (Mapping.ofArchitecture Accelerator.spikeSim arch).Network
+        let conv2 = net.Layers |> List.find (fun l -> l.Name = "conv2")
+        Assert.That(Activity.rate (Activity.ofProbe net eval) conv2, Is.EqualTo(float eval[key]), name)
+
+        let plain, checkpointed = trainingRates false, trainingRates true
+
+        Assert.That(
+            (checkpointed = plain),
+            sprintf "%s: checkpointing changed the rates %A → %A" name plain checkpointed
+        )
+
+        if name <> "dropout" then
+            Assert.That(plain.ContainsKey key, sprintf "%s (training): %A" name plain)
 
 [<Test>]
 let ``a model that stacks event frames maps like its unstacked twin`` () =

@@ -301,6 +301,34 @@ let ``an ANN teacher's feature vector (the ViT case) distils into the student's 
             sprintf "%s: the restoration block did not move" name
         )
 
+    // A blurred term on a student vector is refused before training, and a term initialised for
+    // other channels is told to use BlurredKd.init.
+    let mlpTeacher = Model.init 0 ExecutionMode.Ann (Zoo.mlp (cfg8 4) [ 64 ])
+
+    let onVector =
+        SpecTerm.blurred
+            BlurredKd.defaults
+            (BlurredKd.init 0 256 64)
+            (Rng.create 0)
+            Probes.features
+            Probes.features
+            1.0f
+
+    assertRaises<SnnSpecException> [ "must be a map"; "feature_map" ] (fun () ->
+        box (DistillationSpec.validate (DistillationSpec.create mlpTeacher [ student ] [ onVector ])))
+
+    let unadapted =
+        SpecTerm.blurred
+            BlurredKd.defaults
+            (BlurredKd.init 0 64 64)
+            (Rng.create 0)
+            Probes.features
+            Probes.featureMap
+            1.0f
+
+    assertRaises<SnnSpecException> [ "BlurredKd.init seed 32 64" ] (fun () ->
+        box (DistillationSpec.validate (DistillationSpec.create mlpTeacher [ student ] [ unadapted ])))
+
     // Plain feature MSE has no spatial mean: a vector teacher against a student map stays refused.
     let teacher = convNet 0.5f ExecutionMode.Ann 0
 

@@ -703,22 +703,57 @@ let ``an integer stream (IntegerExport.stepStream) in any chunking gives the spi
         go 0 0 []
 
     Diff.noGrad (fun () ->
-        let whole, _ = IntegerExport.run exported probes (Model.withSteps steps m) sequence
+        let whole, ranWhole =
+            IntegerExport.run exported probes (Model.withSteps steps m) sequence
 
-        let outs, last =
+        let chunks, last =
             cuts
             |> List.mapFold
                 (fun state (start, len) ->
-                    IntegerExport.stepStream exported probes m state (Tensor.narrow 0 start len sequence))
+                    let o, next, ran =
+                        IntegerExport.stepStream exported probes m state (Tensor.narrow 0 start len sequence)
+
+                    (o, ran), next)
                 StreamState.Start
 
+        let outs = List.map fst chunks
         Assert.That(last.Steps, Is.EqualTo steps)
+
+        for _, ran in chunks do
+            Assert.That(ran, Eq.To ranWhole)
 
         for n in names do
             let streamed = Tensor.cat 0 [ for o in outs -> o.Spikes[n] ]
             Assert.That(streamed.ToArray(), Eq.To(whole.Spikes[n].ToArray()), sprintf "%s, chunks %A" n cuts)
 
         assertClose "logits" 1e-5 1e-5 whole.Logits (Tensor.cat 0 [ for o in outs -> o.Logits ]))
+
+[<Test>]
+let ``an integer run records the same firing rates as the float run, pooled rates included`` () =
+    let m, x = integerStreamModel.Force()
+    let exported = IntegerExport.export m
+
+    let probes =
+        { ProbeRequest.None with
+            FiringRates = true
+        }
+
+    let integer, ran = IntegerExport.run exported probes m x
+
+    let float =
+        Model.forward
+            { ForwardContext.Eval with
+                Probes = probes
+            }
+            m
+            x
+
+    Assert.That(ran, Is.Not.Empty)
+    Assert.That(integer.FiringRates.Keys, Is.EquivalentTo float.FiringRates.Keys)
+    Assert.That(integer.FiringRates.Keys |> Seq.filter RateKey.isMaxPooled, Is.Not.Empty)
+    // Uniform membranes: the integer pairs fire exactly as the float model.
+    for KeyValue(k, v) in float.FiringRates do
+        Assert.That(integer.FiringRates[k], Is.EqualTo v, k)
 
 [<Test>]
 let ``an integer stream rejects the ANN twin and a chunk without a time axis, naming stepStream`` () =
