@@ -20,23 +20,27 @@ type Activity =
 /// whole neuron-update part (membranes leak and are updated every step). At r = 1 this is the dense
 /// ELA energy.
 module Activity =
+    /// The keys a rate may have in a network: a weight layer's name, the population feeding one, or
+    /// that population's max-pooled spikes (RateKey.maxPooled).
+    let private keys (net: Network) =
+        net.Layers
+        |> List.collect (fun l ->
+            l.Name
+            :: (match l.InputSource with
+                | Some src -> [ src; RateKey.maxPooled src ]
+                | None -> []))
+        |> Set.ofList
+
     /// Rates from a forward run's FiringRates probe (spiking population → mean spikes per neuron per
     /// step, RateKey.maxPooled entries) or given per weight layer, keeping the keys that name a weight
     /// layer, a population feeding one, or its max-pooled spikes; others (a population before average
     /// pooling or the readout) are dropped.
     let ofProbe (net: Network) (rates: Map<string, float32>) =
-        let sources =
-            net.Layers
-            |> List.collect (fun l ->
-                l.Name
-                :: (match l.InputSource with
-                    | Some src -> [ src; RateKey.maxPooled src ]
-                    | None -> []))
-            |> Set.ofList
+        let known = keys net
 
         Activity.FiringRates(
             rates
-            |> Map.filter (fun k _ -> sources.Contains k)
+            |> Map.filter (fun k _ -> known.Contains k)
             |> Map.map (fun _ v -> float v)
         )
 
@@ -46,14 +50,7 @@ module Activity =
         match a with
         | Activity.Dense -> ()
         | Activity.FiringRates rates ->
-            let known =
-                net.Layers
-                |> List.collect (fun l ->
-                    l.Name
-                    :: (l.InputSource
-                        |> Option.map (fun src -> [ src; RateKey.maxPooled src ])
-                        |> Option.defaultValue []))
-                |> Set.ofList
+            let known = keys net
 
             for KeyValue(k, r) in rates do
                 if not (r >= 0.0 && r <= 1.0) then

@@ -19,15 +19,16 @@ type StreamState =
 module Streaming =
     /// The next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through the SNN
     /// m, run by <c>forward states chunkModel x</c> (chunkModel is m at t steps; forward starts every
-    /// population from states and returns its FinalStates). Returns the chunk's forward output and
-    /// the state after its last step; <c>op</c> names the caller in errors.
+    /// population from states and returns its output, whose FinalStates carry on, and anything else
+    /// the caller reports). Returns the chunk's forward output, the state after its last step and
+    /// forward's extra result; <c>op</c> names the caller in errors.
     let stepBy
         (op: string)
-        (forward: Map<string, Tensor> -> Model -> Tensor -> ForwardOutput)
+        (forward: Map<string, Tensor> -> Model -> Tensor -> ForwardOutput * 'extra)
         (m: Model)
         (state: StreamState)
         (x: Tensor)
-        : ForwardOutput * StreamState =
+        : ForwardOutput * StreamState * 'extra =
         match m.Mode with
         | ExecutionMode.Ann ->
             Errors.invalidArg
@@ -50,24 +51,28 @@ module Streaming =
         if x.Shape[0] < 1 then
             Errors.invalidArg op "chunk" (Errors.showShape x.Shape) "at least one step (t ≥ 1)"
 
-        let out = forward state.States (Model.withSteps x.Shape[0] m) x
+        let out, extra = forward state.States (Model.withSteps x.Shape[0] m) x
 
         out,
         {
             States = out.FinalStates
             Steps = state.Steps + x.Shape[0]
-        }
+        },
+        extra
 
     /// Runs the next chunk x [t, B, …InputShape] (t ≥ 1 frames, one per step) of a stream through
     /// the SNN m with the context ctx (its InitialStates are replaced by the state's), from state.
     /// Returns the chunk's forward output (logits [t, B, K]) and the state after its last step.
     let stepWith (ctx: ForwardContext) (m: Model) (state: StreamState) (x: Tensor) : ForwardOutput * StreamState =
-        stepBy
-            "Streaming.step"
-            (fun states chunk x -> Model.forward { ctx with InitialStates = Some states } chunk x)
-            m
-            state
-            x
+        let out, next, () =
+            stepBy
+                "Streaming.step"
+                (fun states chunk x -> Model.forward { ctx with InitialStates = Some states } chunk x, ())
+                m
+                state
+                x
+
+        out, next
 
     /// stepWith in eval mode without probes.
     let step (m: Model) (state: StreamState) (x: Tensor) = stepWith ForwardContext.Eval m state x

@@ -171,10 +171,13 @@ module IntegerExport =
                 Layers = layers
             })
 
+    /// An eval-mode run with the exported pairs in integers, every population starting from
+    /// <c>states</c> when given (else at rest, with no FinalStates).
     let private runIn
         (product: IntegerLayer -> int[] -> int[] -> int[] * int[])
         (exported: IntegerModel)
-        (ctx: ForwardContext)
+        (probes: ProbeRequest)
+        (states: Map<string, Tensor> option)
         (m: Model)
         (x: Tensor)
         : ForwardOutput * string list =
@@ -183,6 +186,12 @@ module IntegerExport =
             |> List.filter (fun l -> l.Neuron.IsSome)
             |> List.map (fun l -> l.Name, l)
             |> Map.ofList
+
+        let ctx =
+            { ForwardContext.Eval with
+                Probes = probes
+                InitialStates = states
+            }
 
         Diff.noGrad (fun () -> Forward.runIntegerWith product pairs m.Architecture m.Mode ctx m.Parameters m.Buffers x)
 
@@ -195,14 +204,7 @@ module IntegerExport =
         (m: Model)
         (x: Tensor)
         : ForwardOutput * string list =
-        runIn
-            product
-            exported
-            { ForwardContext.Eval with
-                Probes = probes
-            }
-            m
-            x
+        runIn product exported probes None m x
 
     /// One chunk of a sequence in integer arithmetic: every population starts from
     /// <c>states</c> (V₀ per population, [B, …]; a population not named starts at rest, so
@@ -216,15 +218,7 @@ module IntegerExport =
         (m: Model)
         (x: Tensor)
         : ForwardOutput * string list =
-        runIn
-            Forward.exactProduct
-            exported
-            { ForwardContext.Eval with
-                Probes = probes
-                InitialStates = Some states
-            }
-            m
-            x
+        runIn Forward.exactProduct exported probes (Some states) m x
 
     /// The next chunk x [t, B, …InputShape] of a stream (Streaming.stepBy) in integer arithmetic:
     /// runFrom from the state's V per population. The chunks' spikes, concatenated, are those of one
@@ -237,20 +231,7 @@ module IntegerExport =
         (state: StreamState)
         (x: Tensor)
         : ForwardOutput * StreamState * string list =
-        let mutable ran = []
-
-        let out, next =
-            Streaming.stepBy
-                "IntegerExport.stepStream"
-                (fun states chunk x ->
-                    let o, r = runFrom exported probes states chunk x
-                    ran <- r
-                    o)
-                m
-                state
-                x
-
-        out, next, ran
+        Streaming.stepBy "IntegerExport.stepStream" (runFrom exported probes) m state x
 
     /// Integer-arithmetic inference (eval mode): the exported pairs run in integers, everything else
     /// in float as in the fake-quantized model. Returns the forward output and the weight layers that

@@ -305,29 +305,15 @@ let ``an ANN teacher's feature vector (the ViT case) distils into the student's 
     // other channels is told to use BlurredKd.init.
     let mlpTeacher = Model.init 0 ExecutionMode.Ann (Zoo.mlp (cfg8 4) [ 64 ])
 
-    let onVector =
-        SpecTerm.blurred
-            BlurredKd.defaults
-            (BlurredKd.init 0 256 64)
-            (Rng.create 0)
-            Probes.features
-            Probes.features
-            1.0f
+    let refused (ps: Parameters) (studentTap: string) (expected: string list) =
+        let term =
+            SpecTerm.blurred BlurredKd.defaults ps (Rng.create 0) Probes.features studentTap 1.0f
 
-    assertRaises<SnnSpecException> [ "must be a map"; "feature_map" ] (fun () ->
-        box (DistillationSpec.validate (DistillationSpec.create mlpTeacher [ student ] [ onVector ])))
+        assertRaises<SnnSpecException> expected (fun () ->
+            box (DistillationSpec.validate (DistillationSpec.create mlpTeacher [ student ] [ term ])))
 
-    let unadapted =
-        SpecTerm.blurred
-            BlurredKd.defaults
-            (BlurredKd.init 0 64 64)
-            (Rng.create 0)
-            Probes.features
-            Probes.featureMap
-            1.0f
-
-    assertRaises<SnnSpecException> [ "BlurredKd.init seed 32 64" ] (fun () ->
-        box (DistillationSpec.validate (DistillationSpec.create mlpTeacher [ student ] [ unadapted ])))
+    refused (BlurredKd.init 0 256 64) Probes.features [ "must be a map"; "feature_map" ]
+    refused (BlurredKd.init 0 64 64) Probes.featureMap [ "BlurredKd.init seed 32 64" ]
 
     // Plain feature MSE has no spatial mean: a vector teacher against a student map stays refused.
     let teacher = convNet 0.5f ExecutionMode.Ann 0
